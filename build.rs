@@ -1,0 +1,34 @@
+//! Compiles the contract in `proto/` with protox (no system protoc) into
+//! tonic/prost code and a descriptor set for server reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTO_DIR: &str = "proto/bank/customerknowledge/v1";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(PROTO_DIR)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|path| path.extension().is_some_and(|ext| ext == "proto"));
+    files.sort();
+    println!("cargo:rerun-if-changed={PROTO_DIR}");
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+
+    let fds = protox::compile(&files, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("customerknowledge_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        // Maps encode in key order, so a request's fingerprint for idempotency
+        // does not depend on hash order.
+        .btree_map(".")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! gRPC services: validate requests, convert proto ⇄ domain, map errors.
+
+pub mod customer;
+pub mod page_token;
+pub mod status;
+pub mod unimplemented;
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+use crate::{domain::principal::Principal, error::Error, store::idempotency::IdempotencyKey};
+
+/// The caller the auth interceptor attached to the request.
+pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Error> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthenticated("no credentials".into()))
+}
+
+/// The idempotency key of a mutating request, if it carries a `request_id`.
+/// `without_request_id` is the request with its `request_id` cleared: its
+/// bytes are the fingerprint that tells a retry from a different request.
+pub(crate) fn idempotency_key(
+    principal: &Principal,
+    method: &'static str,
+    request_id: &str,
+    without_request_id: &impl Message,
+) -> Result<Option<IdempotencyKey>, Error> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let request_id =
+        Uuid::parse_str(request_id).map_err(|_| Error::invalid("request_id", "must be a UUID"))?;
+    Ok(Some(IdempotencyKey {
+        principal: principal.subject.clone(),
+        method,
+        request_id,
+        fingerprint: Sha256::digest(without_request_id.encode_to_vec()).to_vec(),
+    }))
+}
+
+pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+/// Runs a handler body and maps its error to a `Status` in one place.
+pub(crate) async fn respond<T>(
+    body: impl Future<Output = Result<T, Error>>,
+) -> Result<tonic::Response<T>, Status> {
+    body.await.map(tonic::Response::new).map_err(Status::from)
+}

@@ -1,0 +1,39 @@
+//! Answers for gRPC methods no service handles: a contract method that a
+//! later release implements gets UNIMPLEMENTED naming it; anything else gets
+//! UNIMPLEMENTED saying the method is unknown.
+
+use std::{collections::HashSet, sync::Arc};
+
+use axum::{body::Body, http::Request, response::Response};
+use prost::Message;
+
+/// `/package.Service/Method` paths of every method in a descriptor set.
+pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
+    let set = prost_types::FileDescriptorSet::decode(descriptor_set)?;
+    Ok(set
+        .file
+        .iter()
+        .flat_map(|file| {
+            let package = file.package().to_string();
+            file.service.iter().flat_map(move |service| {
+                let prefix = format!("/{package}.{}/", service.name());
+                service
+                    .method
+                    .iter()
+                    .map(move |m| format!("{prefix}{}", m.name()))
+            })
+        })
+        .collect())
+}
+
+/// The fallback route of the gRPC router.
+pub async fn answer(methods: Arc<HashSet<String>>, request: Request<Body>) -> Response {
+    let path = request.uri().path();
+    let message = if methods.contains(path) {
+        let method = path.trim_start_matches('/').replace('/', ".");
+        format!("{method} is part of the contract but not implemented yet")
+    } else {
+        "unknown method: this server does not offer it".to_string()
+    };
+    tonic::Status::unimplemented(message).into_http::<Body>()
+}

@@ -1,0 +1,100 @@
+//! The one error type that service code returns; `api::status` maps it to
+//! `tonic::Status` in one place.
+
+/// One invalid field of a request, named by its path
+/// (`customer.external_ids[2].value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid argument")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("{resource} not found")]
+    NotFound { resource: String },
+    #[error("{resource} already exists")]
+    AlreadyExists { resource: String, reason: String },
+    #[error("the etag does not match the current version of {resource}")]
+    EtagMismatch { resource: String },
+    #[error("{message}")]
+    FailedPrecondition { reason: String, message: String },
+    #[error("the caller may not {action}")]
+    PermissionDenied { action: String },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("the operation ran out of time")]
+    DeadlineExceeded,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn denied(action: impl Into<String>) -> Self {
+        Error::PermissionDenied {
+            action: action.into(),
+        }
+    }
+
+    pub fn not_found(resource: impl Into<String>) -> Self {
+        Error::NotFound {
+            resource: resource.into(),
+        }
+    }
+}
+
+/// Collects every field violation of a request so the caller hears of all of
+/// them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was found wrong.
+    pub fn into_result<T>(self, value: T) -> Result<T, Error> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Error::Unavailable(err.into())
+            }
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+                // query_canceled: the statement timeout fired.
+                Error::DeadlineExceeded
+            }
+            _ => Error::Internal(err.into()),
+        }
+    }
+}

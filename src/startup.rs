@@ -1,0 +1,251 @@
+//! The application: listener, services, health, reflection and the drain on
+//! shutdown.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    Request, Status,
+    service::{Routes, RoutesBuilder, interceptor::InterceptedService},
+    transport::Server,
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    api::{customer::CustomerApi, page_token::PageTokens, unimplemented},
+    auth::Authenticator,
+    config::Settings,
+    pb::{self, v1::customer_service_server::CustomerServiceServer},
+    store::Db,
+};
+
+/// Every service of the contract, for per-service health.
+pub const SERVICE_NAMES: [&str; 5] = [
+    pb::v1::customer_service_server::SERVICE_NAME,
+    pb::v1::interaction_service_server::SERVICE_NAME,
+    pb::v1::knowledge_service_server::SERVICE_NAME,
+    pb::v1::insight_service_server::SERVICE_NAME,
+    pb::v1::audit_service_server::SERVICE_NAME,
+];
+
+/// Sets the overall and every per-service health status.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    settings: Settings,
+    db: Db,
+    routes: Routes,
+    health: HealthReporter,
+}
+
+impl Application {
+    /// Connects, migrates (unless disabled), binds the listener and assembles
+    /// the services. Serving starts with `run_until_stopped`.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let db = Db::connect_lazy(&settings.database)?;
+        if settings.database.migrate {
+            db.migrate()
+                .await
+                .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
+        }
+        let authenticator = Authenticator::from_settings(&settings.auth)?;
+        let page_tokens = match &settings.api.page_token_secret {
+            Some(secret) => PageTokens::new(secret.expose_secret().as_bytes()),
+            None => PageTokens::new(&rand::random::<[u8; 32]>()),
+        };
+
+        let max_bytes = settings.server.max_message_bytes;
+        let authenticate = move |mut request: Request<()>| -> Result<Request<()>, Status> {
+            let principal = authenticator.authenticate(request.metadata())?;
+            request.extensions_mut().insert(principal);
+            Ok(request)
+        };
+        let customers = CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens))
+            .max_decoding_message_size(max_bytes)
+            .max_encoding_message_size(max_bytes);
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::NotServing).await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let mut builder = RoutesBuilder::default();
+        builder
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(customers, authenticate));
+        let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
+        let router = builder
+            .routes()
+            .into_axum_router()
+            .fallback(move |request| unimplemented::answer(methods.clone(), request));
+
+        let listener = TcpListener::bind(settings.server.grpc_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on server.grpc_addr (CK__SERVER__GRPC_ADDR) {}: {e}",
+                    settings.server.grpc_addr
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        Ok(Application {
+            listener,
+            port,
+            settings,
+            db,
+            routes: Routes::from(router),
+            health,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn health_reporter(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING, lets
+    /// in-flight calls finish and returns; calls still running after the grace
+    /// period are cut off.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            port,
+            settings,
+            db,
+            routes,
+            health,
+        } = self;
+        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let monitor = tokio::spawn(monitor_database(
+            db,
+            health.clone(),
+            Duration::from_millis(settings.database.health_check_interval_ms),
+            stopping_rx.clone(),
+        ));
+
+        let drain_started = {
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                let _ = stopping_tx.send(true);
+                set_health(&health, ServingStatus::NotServing).await;
+                tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
+            }
+        };
+        let server = Server::builder()
+            .timeout(Duration::from_secs(settings.server.request_timeout_secs))
+            .concurrency_limit_per_connection(settings.server.concurrency_limit_per_connection)
+            .load_shed(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
+        tracing::info!(port, "serving gRPC");
+
+        let grace = settings.shutdown_grace();
+        let mut stopping = stopping_rx;
+        let result = tokio::select! {
+            result = server => result.map_err(anyhow::Error::from),
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; cutting off calls still running");
+                Ok(())
+            }
+        };
+        monitor.abort();
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Keeps health in step with Postgres: NOT_SERVING while it is unreachable.
+async fn monitor_database(
+    db: Db,
+    health: HealthReporter,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut serving = None;
+    loop {
+        if *stopping.borrow() {
+            return;
+        }
+        let reachable =
+            tokio::time::timeout(interval.max(Duration::from_secs(1)), db.is_reachable())
+                .await
+                .unwrap_or(false);
+        if serving != Some(reachable) && !*stopping.borrow() {
+            if reachable {
+                tracing::info!("database reachable: SERVING");
+                set_health(&health, ServingStatus::Serving).await;
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING");
+                set_health(&health, ServingStatus::NotServing).await;
+            }
+            serving = Some(reachable);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopping.changed() => {}
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+/// `customer-knowledge serve`.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// `customer-knowledge migrate`.
+pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = Db::connect_lazy(&settings.database)?;
+    db.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,571 @@
+//! The `customers` aggregate: profile, external ids, consents and links.
+//! Every read carries the caller's branch scope in its WHERE clause.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use sqlx::{FromRow, PgConnection, types::Json};
+
+use super::{Db, append_outbox};
+use crate::{
+    domain::{
+        customer::{
+            Consent, ConsentPurpose, Customer, CustomerId, CustomerKind, CustomerLink, ExternalId,
+            Pii, Profile, Relationship, Rfm, Tier,
+        },
+        filter::CustomerFilter,
+        search,
+    },
+    error::Error,
+};
+
+/// Everything a read returns about one customer, related rows included.
+macro_rules! select_customer {
+    () => {
+        "SELECT c.id, c.display_name, c.kind, c.home_branch, c.relationship_manager,
+                c.national_id, c.phone, c.email, c.birth_date, c.address, c.tags, c.preferences,
+                c.tier, c.recency_score, c.frequency_score, c.monetary_score, c.version,
+                c.create_time, c.update_time, c.delete_time,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object('system', e.system, 'value', e.value)
+                                           ORDER BY e.system, e.value)
+                          FROM customer_external_ids e WHERE e.customer_id = c.id), '[]') AS external_ids,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object('purpose', k.purpose, 'granted', k.granted,
+                                                              'update_time', k.update_time)
+                                           ORDER BY k.purpose)
+                          FROM customer_consents k WHERE k.customer_id = c.id), '[]') AS consents,
+                COALESCE((SELECT jsonb_agg(l ORDER BY l.create_time, l.customer)
+                          FROM (SELECT linked_customer_id AS customer, relationship, false AS inverse, create_time
+                                  FROM customer_links WHERE customer_id = c.id
+                                UNION ALL
+                                SELECT customer_id, relationship,
+                                       relationship NOT IN ('HOUSEHOLD', 'SPOUSE'), create_time
+                                  FROM customer_links WHERE linked_customer_id = c.id) l), '[]') AS links
+         FROM customers c "
+    };
+}
+
+#[derive(Deserialize)]
+struct ExternalIdJson {
+    system: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct ConsentJson {
+    purpose: String,
+    granted: bool,
+    update_time: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct LinkJson {
+    customer: String,
+    relationship: String,
+    inverse: bool,
+    create_time: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct CustomerRow {
+    id: String,
+    display_name: String,
+    kind: String,
+    home_branch: String,
+    relationship_manager: String,
+    national_id: String,
+    phone: String,
+    email: String,
+    birth_date: Option<NaiveDate>,
+    address: String,
+    tags: Vec<String>,
+    preferences: Json<BTreeMap<String, String>>,
+    tier: Option<String>,
+    recency_score: Option<i16>,
+    frequency_score: Option<i16>,
+    monetary_score: Option<i16>,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+    delete_time: Option<DateTime<Utc>>,
+    external_ids: Json<Vec<ExternalIdJson>>,
+    consents: Json<Vec<ConsentJson>>,
+    links: Json<Vec<LinkJson>>,
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::Internal(anyhow::anyhow!("stored {what} {value:?} is not valid"))
+}
+
+impl TryFrom<CustomerRow> for Customer {
+    type Error = Error;
+
+    fn try_from(row: CustomerRow) -> Result<Self, Error> {
+        let kind = CustomerKind::parse(&row.kind).ok_or_else(|| corrupt("kind", &row.kind))?;
+        let tier = match row.tier.as_deref() {
+            None => None,
+            Some(t) => Some(Tier::parse(t).ok_or_else(|| corrupt("tier", t))?),
+        };
+        let rfm = match (row.recency_score, row.frequency_score, row.monetary_score) {
+            (Some(recency), Some(frequency), Some(monetary)) => Some(Rfm {
+                recency,
+                frequency,
+                monetary,
+            }),
+            _ => None,
+        };
+        let consents = row
+            .consents
+            .0
+            .into_iter()
+            .map(|c| {
+                Ok(Consent {
+                    purpose: ConsentPurpose::parse(&c.purpose)
+                        .ok_or_else(|| corrupt("consent purpose", &c.purpose))?,
+                    granted: c.granted,
+                    update_time: c.update_time,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        let links = row
+            .links
+            .0
+            .into_iter()
+            .map(|l| {
+                Ok(CustomerLink {
+                    customer: CustomerId::parse(&l.customer)
+                        .map_err(|_| corrupt("linked customer", &l.customer))?,
+                    relationship: Relationship::parse(&l.relationship)
+                        .ok_or_else(|| corrupt("relationship", &l.relationship))?,
+                    inverse: l.inverse,
+                    create_time: l.create_time,
+                })
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Customer {
+            id: CustomerId::parse(&row.id).map_err(|_| corrupt("customer id", &row.id))?,
+            profile: Profile {
+                display_name: row.display_name,
+                kind,
+                external_ids: row
+                    .external_ids
+                    .0
+                    .into_iter()
+                    .map(|e| ExternalId {
+                        system: e.system,
+                        value: e.value,
+                    })
+                    .collect(),
+                home_branch: row.home_branch,
+                relationship_manager: row.relationship_manager,
+                pii: Pii {
+                    national_id: row.national_id,
+                    phone: row.phone,
+                    email: row.email,
+                    birth_date: row.birth_date,
+                    address: row.address,
+                },
+                tags: row.tags,
+                preferences: row.preferences.0,
+            },
+            consents,
+            tier,
+            rfm,
+            links,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+/// What a read by id finds within the caller's scope.
+#[derive(Debug)]
+pub enum Found {
+    Customer(Box<Customer>),
+    /// Erased: a tombstone in the caller's scope.
+    Erased,
+    /// No such customer, or not in the caller's scope: the two are not told
+    /// apart, so existence does not leak.
+    Nothing,
+}
+
+fn found(row: Option<CustomerRow>) -> Result<Found, Error> {
+    match row {
+        None => Ok(Found::Nothing),
+        Some(row) if row.delete_time.is_some() => Ok(Found::Erased),
+        Some(row) => Ok(Found::Customer(Box::new(row.try_into()?))),
+    }
+}
+
+/// The constraint a unique violation tripped, if that is what `err` is.
+fn unique_violation(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            db.constraint().map(str::to_string)
+        }
+        _ => None,
+    }
+}
+
+fn map_unique(err: sqlx::Error, id: &CustomerId) -> Error {
+    match unique_violation(&err).as_deref() {
+        Some("customers_pkey") => Error::AlreadyExists {
+            resource: id.name(),
+            reason: "CUSTOMER_ALREADY_EXISTS".into(),
+        },
+        Some("customer_external_ids_pkey") => Error::AlreadyExists {
+            resource: "an external id of this customer".into(),
+            reason: "EXTERNAL_ID_ALREADY_EXISTS".into(),
+        },
+        Some("customer_links_pkey") => Error::AlreadyExists {
+            resource: "this link".into(),
+            reason: "LINK_ALREADY_EXISTS".into(),
+        },
+        _ => err.into(),
+    }
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    scope: Option<&str>,
+    for_update: bool,
+) -> Result<Found, Error> {
+    let sql = if for_update {
+        concat!(
+            select_customer!(),
+            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR UPDATE OF c"
+        )
+    } else {
+        concat!(
+            select_customer!(),
+            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2)"
+        )
+    };
+    let row = sqlx::query_as::<_, CustomerRow>(sql)
+        .bind(id.as_str())
+        .bind(scope)
+        .fetch_optional(conn)
+        .await?;
+    found(row)
+}
+
+impl Db {
+    pub async fn get_customer(&self, id: &CustomerId, scope: Option<&str>) -> Result<Found, Error> {
+        let mut conn = self.pool().acquire().await?;
+        get(&mut conn, id, scope, false).await
+    }
+
+    pub async fn lookup_customer(
+        &self,
+        system: &str,
+        value: &str,
+        scope: Option<&str>,
+    ) -> Result<Found, Error> {
+        let row = sqlx::query_as::<_, CustomerRow>(concat!(
+            select_customer!(),
+            "JOIN customer_external_ids x ON x.customer_id = c.id
+             WHERE x.system = $1 AND x.value = $2 AND ($3::text IS NULL OR c.home_branch = $3)"
+        ))
+        .bind(system)
+        .bind(value)
+        .bind(scope)
+        .fetch_optional(self.pool())
+        .await?;
+        found(row)
+    }
+
+    /// One page in id order, after the id `after`.
+    pub async fn list_customers(
+        &self,
+        scope: Option<&str>,
+        filter: &CustomerFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Customer>, Error> {
+        let rows = sqlx::query_as::<_, CustomerRow>(concat!(
+            select_customer!(),
+            "WHERE c.delete_time IS NULL
+               AND ($1::text IS NULL OR c.home_branch = $1)
+               AND ($2::text IS NULL OR c.home_branch = $2)
+               AND ($3::text IS NULL OR c.relationship_manager = $3)
+               AND ($4::text IS NULL OR c.kind = $4)
+               AND ($5::text IS NULL OR c.tier = $5)
+               AND c.tags @> $6::text[]
+               AND ($7::text IS NULL OR c.id > $7)
+             ORDER BY c.id
+             LIMIT $8"
+        ))
+        .bind(scope)
+        .bind(filter.home_branch.as_deref())
+        .bind(filter.relationship_manager.as_deref())
+        .bind(filter.kind.map(CustomerKind::as_str))
+        .bind(filter.tier.map(Tier::as_str))
+        .bind(&filter.tags)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(Customer::try_from).collect()
+    }
+
+    /// Customers matching `tsquery` (from `search::tsquery`), best first: an
+    /// exact name match, then by rank with name hits weighted above id hits.
+    pub async fn search_customers(
+        &self,
+        scope: Option<&str>,
+        tsquery: &str,
+        query: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Customer>, Error> {
+        let rows = sqlx::query_as::<_, CustomerRow>(concat!(
+            select_customer!(),
+            "WHERE c.delete_time IS NULL
+               AND ($1::text IS NULL OR c.home_branch = $1)
+               AND c.search_document @@ $2::tsquery
+             ORDER BY lower(c.display_name) = lower($3) DESC,
+                      ts_rank(c.search_document, $2::tsquery, 1) DESC,
+                      c.id
+             OFFSET $4 LIMIT $5"
+        ))
+        .bind(scope)
+        .bind(tsquery)
+        .bind(query.trim())
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(Customer::try_from).collect()
+    }
+}
+
+fn search_document(profile: &Profile) -> String {
+    search::document(
+        &profile.display_name,
+        profile.external_ids.iter().map(|e| e.value.as_str()),
+    )
+}
+
+async fn replace_external_ids(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    external_ids: &[ExternalId],
+) -> Result<(), Error> {
+    sqlx::query("DELETE FROM customer_external_ids WHERE customer_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    let systems: Vec<&str> = external_ids.iter().map(|e| e.system.as_str()).collect();
+    let values: Vec<&str> = external_ids.iter().map(|e| e.value.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO customer_external_ids (system, value, customer_id)
+         SELECT s, v, $3 FROM UNNEST($1::text[], $2::text[]) AS t(s, v)",
+    )
+    .bind(&systems)
+    .bind(&values)
+    .bind(id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_unique(e, id))?;
+    Ok(())
+}
+
+/// Reads a customer back inside the writing transaction.
+async fn reread(conn: &mut PgConnection, id: &CustomerId) -> Result<Customer, Error> {
+    match get(conn, id, None, false).await? {
+        Found::Customer(c) => Ok(*c),
+        _ => Err(Error::Internal(anyhow::anyhow!(
+            "customer vanished inside its own transaction"
+        ))),
+    }
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    profile: &Profile,
+) -> Result<Customer, Error> {
+    sqlx::query(
+        "INSERT INTO customers (id, display_name, kind, home_branch, relationship_manager,
+                                national_id, phone, email, birth_date, address, tags, preferences,
+                                search_document)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::tsvector)",
+    )
+    .bind(id.as_str())
+    .bind(&profile.display_name)
+    .bind(profile.kind.as_str())
+    .bind(&profile.home_branch)
+    .bind(&profile.relationship_manager)
+    .bind(&profile.pii.national_id)
+    .bind(&profile.pii.phone)
+    .bind(&profile.pii.email)
+    .bind(profile.pii.birth_date)
+    .bind(&profile.pii.address)
+    .bind(&profile.tags)
+    .bind(Json(&profile.preferences))
+    .bind(search_document(profile))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_unique(e, id))?;
+    replace_external_ids(conn, id, &profile.external_ids).await?;
+    append_outbox(
+        conn,
+        "customer",
+        id.as_str(),
+        "customer.created",
+        serde_json::json!({ "name": id.name() }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+/// Writes a changed profile of a customer locked by `get(.., for_update)`.
+pub async fn update_profile(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    profile: &Profile,
+    changed_fields: &[&str],
+    external_ids_changed: bool,
+) -> Result<Customer, Error> {
+    sqlx::query(
+        "UPDATE customers SET display_name = $2, kind = $3, home_branch = $4,
+                relationship_manager = $5, national_id = $6, phone = $7, email = $8,
+                birth_date = $9, address = $10, tags = $11, preferences = $12,
+                search_document = $13::tsvector, version = version + 1, update_time = now()
+         WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .bind(&profile.display_name)
+    .bind(profile.kind.as_str())
+    .bind(&profile.home_branch)
+    .bind(&profile.relationship_manager)
+    .bind(&profile.pii.national_id)
+    .bind(&profile.pii.phone)
+    .bind(&profile.pii.email)
+    .bind(profile.pii.birth_date)
+    .bind(&profile.pii.address)
+    .bind(&profile.tags)
+    .bind(Json(&profile.preferences))
+    .bind(search_document(profile))
+    .execute(&mut *conn)
+    .await?;
+    if external_ids_changed {
+        replace_external_ids(conn, id, &profile.external_ids).await?;
+    }
+    append_outbox(
+        conn,
+        "customer",
+        id.as_str(),
+        "customer.updated",
+        serde_json::json!({ "name": id.name(), "fields": changed_fields }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+/// Erasure (DESIGN §4): PII, free text, ids, consents and links go; a
+/// tombstone with the id and home branch stays so later reads say NOT_FOUND.
+pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error> {
+    for sql in [
+        "DELETE FROM customer_external_ids WHERE customer_id = $1",
+        "DELETE FROM customer_consents WHERE customer_id = $1",
+        "DELETE FROM customer_links WHERE customer_id = $1 OR linked_customer_id = $1",
+        "UPDATE customers SET display_name = '', relationship_manager = '', national_id = '',
+                phone = '', email = '', birth_date = NULL, address = '', tags = '{}',
+                preferences = '{}', tier = NULL, recency_score = NULL, frequency_score = NULL,
+                monetary_score = NULL, search_document = ''::tsvector, version = version + 1,
+                update_time = now(), delete_time = now()
+         WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    append_outbox(
+        conn,
+        "customer",
+        id.as_str(),
+        "customer.erased",
+        serde_json::json!({ "name": id.name() }),
+    )
+    .await
+}
+
+pub async fn set_consent(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    purpose: ConsentPurpose,
+    granted: bool,
+) -> Result<Customer, Error> {
+    sqlx::query(
+        "INSERT INTO customer_consents (customer_id, purpose, granted) VALUES ($1, $2, $3)
+         ON CONFLICT (customer_id, purpose)
+         DO UPDATE SET granted = EXCLUDED.granted, update_time = now()",
+    )
+    .bind(id.as_str())
+    .bind(purpose.as_str())
+    .bind(granted)
+    .execute(&mut *conn)
+    .await?;
+    bump_version(conn, id).await?;
+    append_outbox(
+        conn,
+        "customer",
+        id.as_str(),
+        "customer.consent_changed",
+        serde_json::json!({ "name": id.name(), "purpose": purpose.as_str(), "granted": granted }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+async fn bump_version(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error> {
+    sqlx::query("UPDATE customers SET version = version + 1, update_time = now() WHERE id = $1")
+        .bind(id.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Links `linked` to `customer`; both were locked by the caller. Returns the
+/// customer as it reads after the link.
+pub async fn link(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    linked: &CustomerId,
+    relationship: Relationship,
+) -> Result<Customer, Error> {
+    let (first, second) = if relationship.is_symmetric() && linked < customer {
+        (linked, customer)
+    } else {
+        (customer, linked)
+    };
+    sqlx::query(
+        "INSERT INTO customer_links (customer_id, linked_customer_id, relationship)
+         VALUES ($1, $2, $3)",
+    )
+    .bind(first.as_str())
+    .bind(second.as_str())
+    .bind(relationship.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_unique(e, customer))?;
+    bump_version(conn, customer).await?;
+    bump_version(conn, linked).await?;
+    append_outbox(
+        conn,
+        "customer",
+        customer.as_str(),
+        "customer.linked",
+        serde_json::json!({
+            "name": customer.name(),
+            "linked_customer": linked.name(),
+            "relationship": relationship.as_str(),
+        }),
+    )
+    .await?;
+    reread(conn, customer).await
+}

@@ -1,0 +1,85 @@
+//! Postgres: the pool, migrations, transactions with idempotency, and one
+//! repository module per aggregate.
+
+pub mod customers;
+pub mod idempotency;
+
+use std::{str::FromStr, time::Duration};
+
+use secrecy::ExposeSecret;
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::DatabaseSettings;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The handle every repository works through.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+}
+
+impl Db {
+    /// Builds the pool without connecting, so the service can start (and
+    /// report NOT_SERVING) while Postgres is still unreachable.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> anyhow::Result<Db> {
+        let url = settings
+            .url
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database.url is not set"))?;
+        let options = PgConnectOptions::from_str(url.expose_secret())
+            .map_err(|e| anyhow::anyhow!("database.url (DATABASE_URL) cannot be parsed: {e}"))?
+            .application_name("customer-knowledge")
+            // Every statement is bounded even when the caller set no deadline.
+            .options([(
+                "statement_timeout",
+                settings.statement_timeout_ms.to_string(),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .connect_lazy_with(options);
+        Ok(Db { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// True when Postgres answers a trivial query.
+    pub async fn is_reachable(&self) -> bool {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&self.pool)
+            .await
+            .is_ok()
+    }
+}
+
+/// Appends a change to the outbox in the caller's transaction. Payloads carry
+/// ids and field names only, never PII.
+pub async fn append_outbox(
+    conn: &mut sqlx::PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<(), crate::error::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(event_type)
+    .bind(sqlx::types::Json(payload))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
