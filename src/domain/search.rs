@@ -150,7 +150,7 @@ mod document_tests {
     fn weights_names_above_external_ids() {
         assert_eq!(
             super::document("张伟", ["CIF-9"]),
-            "'伟':1A '张':2A '张伟':3A 'cif':4B '9':5B"
+            "'伟':1A '张':2A '张伟':3A '9':4B 'cif':5B"
         );
     }
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Provides a private local Postgres cluster for development and tests.
+#
+#   scripts/postgres.sh <name>     ensure the cluster <name> (dev, test) runs;
+#                                  prints its base URL (postgres://.../)
+#   scripts/postgres.sh stop <name>
+#
+# Installs Debian's postgresql when it is missing, initialises the cluster
+# under .pgdata/<name> in the project (or, when the postgres user cannot reach
+# the project folder, under /var/lib/postgresql/ck-<hash>), starts it on a free
+# port on 127.0.0.1, and reuses it on later calls.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { printf 'postgres.sh: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root (or sudo) for: $*"; exit 1; fi
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$dir" ] && [ -x "$dir/initdb" ] && echo "$dir"
+}
+
+ensure_installed() {
+  if [ -z "$(pg_bin)" ]; then
+    log "installing Debian's postgresql"
+    as_root apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+      postgresql postgresql-client >&2
+  fi
+}
+
+# The cluster runs as the postgres user when we are root (initdb refuses root).
+run_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+data_dir_for() {
+  local name=$1 dir="$root/.pgdata/$name"
+  if [ "$(id -u)" -eq 0 ]; then
+    mkdir -p "$root/.pgdata"
+    if ! runuser -u postgres -- test -x "$root/.pgdata"; then
+      # A private checkout (e.g. under a 0700 temp folder): postgres cannot
+      # traverse it, so the cluster lives in postgres's home instead.
+      dir="/var/lib/postgresql/ck-$(printf '%s' "$root" | sha256sum | cut -c1-12)-$name"
+    fi
+  fi
+  echo "$dir"
+}
+
+free_port() {
+  local port
+  for port in $(seq 55432 55632); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"; return 0
+    fi
+  done
+  log "no free port in 55432-55632"; exit 1
+}
+
+ensure_running() {
+  local name=$1 bin data port
+  ensure_installed
+  bin=$(pg_bin)
+  data=$(data_dir_for "$name")
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising cluster $name in $data"
+    if [ "$(id -u)" -eq 0 ]; then
+      install -d -o postgres -g postgres -m 700 "$data"
+    else
+      install -d -m 700 "$data"
+    fi
+    run_pg "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 >/dev/null
+  fi
+  if ! run_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    port=$(free_port)
+    local extra=()
+    if [ "$name" = test ]; then
+      # Throwaway test data: durability is not under test here.
+      extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+    fi
+    log "starting cluster $name on 127.0.0.1:$port"
+    run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$data -c max_connections=300 ${extra[*]}" \
+      start >/dev/null
+  fi
+  port=$(sed -n 4p "$data/postmaster.pid")
+  echo "postgres://postgres@127.0.0.1:$port/"
+}
+
+case "${1:-}" in
+  stop)
+    bin=$(pg_bin) || exit 0
+    data=$(data_dir_for "${2:?name}")
+    [ -f "$data/PG_VERSION" ] && run_pg "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
+    ;;
+  "" ) log "usage: postgres.sh <name> | stop <name>"; exit 2 ;;
+  *) ensure_running "$1" ;;
+esac

@@ -1,0 +1,9 @@
+//! Integration tests: the real server over TCP, real Postgres, generated
+//! tonic clients. One binary, so the crate links once.
+
+mod customers;
+mod grpcurl;
+mod helpers;
+mod idempotency;
+mod pagination;
+mod server;
