@@ -273,3 +273,119 @@ impl Settings {
         Duration::from_secs(self.server.shutdown_grace_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://localhost/ck"),
+            ("CK__AUTH__JWT__HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("CK__AUTH__JWT__ISSUER", "https://idp"),
+            ("CK__AUTH__JWT__AUDIENCE", "ck"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            if v.is_empty() {
+                env.remove(*k);
+            } else {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+        env
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        Settings::load_from(None, &env(pairs)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_match_the_operating_contract() {
+        let settings = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(settings.server.grpc_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(settings.server.admin_addr.to_string(), "127.0.0.1:9464");
+        assert!(settings.database.migrate);
+        assert_eq!(settings.auth.mode, AuthMode::Jwt);
+    }
+
+    #[test]
+    fn environment_overrides_and_database_url_precedence() {
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("CK__SERVER__GRPC_ADDR", "0.0.0.0:6000"),
+                ("CK__DATABASE__MIGRATE", "false"),
+                ("CK__DATABASE__URL", "postgres://primary/ck"),
+                ("CK__SERVER__SHUTDOWN_GRACE_SECS", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.grpc_addr.port(), 6000);
+        assert!(!settings.database.migrate);
+        assert_eq!(settings.server.shutdown_grace_secs, 5);
+        assert_eq!(
+            settings.database.url.unwrap().expose_secret(),
+            "postgres://primary/ck"
+        );
+    }
+
+    #[test]
+    fn invalid_configuration_names_the_key() {
+        assert!(error(&[("CK__SERVER__GRPC_ADDR", "nowhere")]).contains("server.grpc_addr"));
+        assert!(
+            error(&[("CK__SERVER__SHUTDOWN_GRACE_SECS", "soon")])
+                .contains("server.shutdown_grace_secs")
+        );
+        assert!(error(&[("CK__AUTH__MODE", "basic")]).contains("auth.mode"));
+        assert!(error(&[("DATABASE_URL", "")]).contains("DATABASE_URL"));
+        assert!(error(&[("DATABASE_URL", "mysql://x")]).contains("database.url"));
+        assert!(
+            error(&[("CK__AUTH__JWT__HS256_SECRET", "")]).contains("CK__AUTH__JWT__HS256_SECRET")
+        );
+        assert!(error(&[("CK__AUTH__JWT__HS256_SECRET", "short")]).contains("32 bytes"));
+        assert!(error(&[("CK__AUTH__JWT__ISSUER", "")]).contains("auth.jwt.issuer"));
+        assert!(
+            error(&[
+                ("CK__AUTH__MODE", "trusted_headers"),
+                ("CK__SERVER__GRPC_ADDR", "0.0.0.0:50051"),
+            ])
+            .contains("CK__AUTH__TRUSTED_HEADERS_ALLOW_NON_LOOPBACK")
+        );
+        assert!(
+            Settings::load_from(
+                None,
+                &env(&[
+                    ("CK__AUTH__MODE", "trusted_headers"),
+                    ("CK__SERVER__GRPC_ADDR", "0.0.0.0:50051"),
+                    ("CK__AUTH__TRUSTED_HEADERS_ALLOW_NON_LOOPBACK", "true"),
+                ])
+            )
+            .is_ok()
+        );
+        let missing = Settings::load_from(Some("/nonexistent/ck.toml".into()), &env(&[]));
+        assert!(missing.unwrap_err().to_string().contains("CK_CONFIG"));
+    }
+
+    #[test]
+    fn a_config_file_sits_between_defaults_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.toml");
+        std::fs::write(
+            &path,
+            "[server]\ngrpc_addr = \"127.0.0.1:7000\"\nshutdown_grace_secs = 9\n",
+        )
+        .unwrap();
+        let settings = Settings::load_from(
+            Some(path),
+            &env(&[("CK__SERVER__SHUTDOWN_GRACE_SECS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.grpc_addr.port(), 7000);
+        assert_eq!(settings.server.shutdown_grace_secs, 3);
+    }
+}
