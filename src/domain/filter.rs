@@ -1,7 +1,8 @@
 //! The documented subset of AIP-160 filters for ListCustomers, parsed into a
 //! typed query whose values are bound as SQL parameters, never spliced.
 //!
-//! Grammar: `term (AND term)*`, where a term is `home_branch = "B01"`,
+//! Grammar: `term (AND term)*` with operators `=`, `:`, `<`, `<=`, `>`, `>=`.
+//! For customers a term is `home_branch = "B01"`,
 //! `relationship_manager = "E1001"`, `kind = INDIVIDUAL`, `tier = VIP` or
 //! `tags:"wealth"`. Values may be quoted (`"..."`, with `\"` and `\\`) or bare
 //! words of letters, digits, `-` and `_`.
@@ -24,28 +25,63 @@ pub struct CustomerFilter {
 enum Token {
     Word(String),
     Quoted(String),
-    Equals,
+    Op(Op),
+}
+
+/// A comparison operator of the subset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
     Has,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Has => ":",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+}
+
+/// One `field op value` comparison; a filter is their conjunction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    pub field: String,
+    pub op: Op,
+    pub value: String,
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'
 }
 
 fn lex(input: &str) -> Result<Vec<Token>, String> {
     let mut tokens = Vec::new();
     let mut chars = input.chars().peekable();
-    while let Some(&c) = chars.peek() {
+    while let Some(c) = chars.next() {
         match c {
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '=' => {
-                chars.next();
-                tokens.push(Token::Equals);
-            }
-            ':' => {
-                chars.next();
-                tokens.push(Token::Has);
+            c if c.is_whitespace() => {}
+            '=' => tokens.push(Token::Op(Op::Eq)),
+            ':' => tokens.push(Token::Op(Op::Has)),
+            '<' | '>' => {
+                let or_equal = chars.next_if_eq(&'=').is_some();
+                tokens.push(Token::Op(match (c, or_equal) {
+                    ('<', false) => Op::Lt,
+                    ('<', true) => Op::Le,
+                    ('>', false) => Op::Gt,
+                    _ => Op::Ge,
+                }));
             }
             '"' => {
-                chars.next();
                 let mut value = String::new();
                 loop {
                     match chars.next() {
@@ -60,15 +96,10 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
                 }
                 tokens.push(Token::Quoted(value));
             }
-            c if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' => {
-                let mut word = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                        word.push(c);
-                        chars.next();
-                    } else {
-                        break;
-                    }
+            c if is_word_char(c) => {
+                let mut word = String::from(c);
+                while let Some(c) = chars.next_if(|c| is_word_char(*c)) {
+                    word.push(c);
                 }
                 tokens.push(Token::Word(word));
             }
@@ -78,84 +109,103 @@ fn lex(input: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-fn set_once<T>(slot: &mut Option<T>, field: &str, value: T) -> Result<(), String> {
+/// Parses `term (AND term)*` into its comparisons, without judging fields.
+pub fn parse_terms(input: &str) -> Result<Vec<Term>, String> {
+    if input.len() > MAX_FILTER_LEN {
+        return Err(format!("must be at most {MAX_FILTER_LEN} bytes"));
+    }
+    let tokens = lex(input)?;
+    let mut terms = Vec::new();
+    let mut rest = tokens.as_slice();
+    if rest.is_empty() {
+        return Ok(terms);
+    }
+    loop {
+        match rest {
+            [
+                Token::Word(field),
+                Token::Op(op),
+                Token::Word(value) | Token::Quoted(value),
+                tail @ ..,
+            ] => {
+                terms.push(Term {
+                    field: field.clone(),
+                    op: *op,
+                    value: value.clone(),
+                });
+                rest = tail;
+            }
+            [Token::Word(field), ..] => {
+                return Err(format!(
+                    "{field} must be followed by an operator (=, :, <, <=, >, >=) and a value"
+                ));
+            }
+            _ => return Err("expected a comparison such as home_branch = \"B01\"".into()),
+        }
+        match rest {
+            [] => return Ok(terms),
+            [Token::Word(and), tail @ ..] if and == "AND" && !tail.is_empty() => rest = tail,
+            [Token::Word(op), ..] if op == "OR" || op == "NOT" => {
+                return Err(format!("{op} is not supported; join comparisons with AND"));
+            }
+            _ => return Err("comparisons must be joined with AND".into()),
+        }
+    }
+}
+
+/// Sets a field that may be compared only once.
+pub fn set_once<T>(slot: &mut Option<T>, term: &Term, value: T) -> Result<(), String> {
     if slot.is_some() {
-        return Err(format!("{field} may appear only once"));
+        return Err(format!("{} may appear only once", term.field));
     }
     *slot = Some(value);
     Ok(())
 }
 
+/// The error for an operator a field does not support.
+pub fn unsupported(term: &Term, supported: &str) -> String {
+    format!(
+        "{} does not support '{}'; use {supported}",
+        term.field,
+        term.op.symbol()
+    )
+}
+
 impl CustomerFilter {
     pub fn parse(input: &str) -> Result<Self, String> {
-        if input.len() > MAX_FILTER_LEN {
-            return Err(format!("must be at most {MAX_FILTER_LEN} bytes"));
-        }
-        let tokens = lex(input)?;
         let mut filter = CustomerFilter::default();
-        let mut rest = tokens.as_slice();
-        if rest.is_empty() {
-            return Ok(filter);
-        }
-        loop {
-            let (field, op, value) = match rest {
-                [
-                    Token::Word(field),
-                    op @ (Token::Equals | Token::Has),
-                    value,
-                    tail @ ..,
-                ] => {
-                    rest = tail;
-                    let value = match value {
-                        Token::Word(v) | Token::Quoted(v) => v.clone(),
-                        _ => return Err(format!("{field} needs a value")),
-                    };
-                    (field.as_str(), op, value)
+        for term in parse_terms(input)? {
+            let value = term.value.clone();
+            match (term.field.as_str(), term.op) {
+                ("home_branch", Op::Eq) => set_once(&mut filter.home_branch, &term, value)?,
+                ("relationship_manager", Op::Eq) => {
+                    set_once(&mut filter.relationship_manager, &term, value)?
                 }
-                [Token::Word(field), ..] => {
-                    return Err(format!(
-                        "{field} must be followed by '=' (or ':' for tags) and a value"
-                    ));
-                }
-                _ => return Err("expected a comparison such as home_branch = \"B01\"".into()),
-            };
-            match (field, op) {
-                ("home_branch", Token::Equals) => set_once(&mut filter.home_branch, field, value)?,
-                ("relationship_manager", Token::Equals) => {
-                    set_once(&mut filter.relationship_manager, field, value)?
-                }
-                ("kind", Token::Equals) => {
+                ("kind", Op::Eq) => {
                     let kind = CustomerKind::parse(&value).ok_or_else(|| {
                         format!("kind must be INDIVIDUAL or CORPORATE, not {value}")
                     })?;
-                    set_once(&mut filter.kind, field, kind)?
+                    set_once(&mut filter.kind, &term, kind)?
                 }
-                ("tier", Token::Equals) => {
+                ("tier", Op::Eq) => {
                     let tier = Tier::parse(&value).ok_or_else(|| {
                         format!("tier must be VIP, MAJOR, ORDINARY or SMALL, not {value}")
                     })?;
-                    set_once(&mut filter.tier, field, tier)?
+                    set_once(&mut filter.tier, &term, tier)?
                 }
-                ("tags", Token::Has) => filter.tags.push(value),
+                ("tags", Op::Has) => filter.tags.push(value),
                 ("home_branch" | "relationship_manager" | "kind" | "tier", _) => {
-                    return Err(format!("{field} supports only '='"));
+                    return Err(unsupported(&term, "'='"));
                 }
-                ("tags", _) => return Err("tags supports only ':' (tags:\"wealth\")".into()),
-                _ => {
+                ("tags", _) => return Err(unsupported(&term, "':' (tags:\"wealth\")")),
+                (field, _) => {
                     return Err(format!(
                         "unknown field {field}: filter on home_branch, relationship_manager, kind, tier or tags"
                     ));
                 }
             }
-            match rest {
-                [] => return Ok(filter),
-                [Token::Word(and), tail @ ..] if and == "AND" && !tail.is_empty() => rest = tail,
-                [Token::Word(op), ..] if op == "OR" || op == "NOT" => {
-                    return Err(format!("{op} is not supported; join comparisons with AND"));
-                }
-                _ => return Err("comparisons must be joined with AND".into()),
-            }
         }
+        Ok(filter)
     }
 }
 
@@ -190,6 +240,7 @@ mod tests {
         for bad in [
             "national_id = \"1\"",
             "tier > VIP",
+            "tier != VIP",
             "tier = PLATINUM",
             "tags = \"x\"",
             "home_branch = \"B01\" OR tier = VIP",
