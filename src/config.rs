@@ -32,6 +32,13 @@ jwt.leeway_secs = 30
 
 [api]
 
+[interactions]
+import_batch_size = 5000
+complaint_sla_hours_low = 120
+complaint_sla_hours_medium = 72
+complaint_sla_hours_high = 24
+complaint_sla_hours_critical = 4
+
 [log]
 format = "json"
 level = "info"
@@ -43,6 +50,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub api: ApiSettings,
+    pub interactions: InteractionSettings,
     pub log: LogSettings,
 }
 
@@ -97,6 +105,29 @@ pub struct ApiSettings {
     /// Key that signs page tokens. Replicas behind one load balancer must
     /// share it; when unset each process draws a random one.
     pub page_token_secret: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InteractionSettings {
+    /// Rows ImportInteractions writes per transaction.
+    pub import_batch_size: usize,
+    /// Time from a complaint to its due time, by severity.
+    pub complaint_sla_hours_low: u32,
+    pub complaint_sla_hours_medium: u32,
+    pub complaint_sla_hours_high: u32,
+    pub complaint_sla_hours_critical: u32,
+}
+
+impl InteractionSettings {
+    pub fn complaint_sla(&self) -> crate::domain::interaction::ComplaintSla {
+        let hours = |h: u32| chrono::Duration::hours(i64::from(h));
+        crate::domain::interaction::ComplaintSla {
+            low: hours(self.complaint_sla_hours_low),
+            medium: hours(self.complaint_sla_hours_medium),
+            high: hours(self.complaint_sla_hours_high),
+            critical: hours(self.complaint_sla_hours_critical),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -193,6 +224,11 @@ impl Settings {
         if self.database.acquire_timeout_ms == 0 || self.database.statement_timeout_ms == 0 {
             return fail(
                 "database.acquire_timeout_ms and database.statement_timeout_ms must be positive",
+            );
+        }
+        if !(1..=50_000).contains(&self.interactions.import_batch_size) {
+            return fail(
+                "interactions.import_batch_size (CK__INTERACTIONS__IMPORT_BATCH_SIZE) must be between 1 and 50000",
             );
         }
         match &self.database.url {

@@ -14,11 +14,19 @@ use tonic::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
-    api::{customer::CustomerApi, page_token::PageTokens, unimplemented},
+    api::{
+        customer::CustomerApi, interaction::InteractionApi, page_token::PageTokens, unimplemented,
+    },
     auth::Authenticator,
     config::Settings,
-    pb::{self, v1::customer_service_server::CustomerServiceServer},
-    store::Db,
+    pb::{
+        self,
+        v1::{
+            customer_service_server::CustomerServiceServer,
+            interaction_service_server::InteractionServiceServer,
+        },
+    },
+    store::{Db, feed::InteractionFeed},
 };
 
 /// Every service of the contract, for per-service health.
@@ -45,6 +53,7 @@ pub struct Application {
     db: Db,
     routes: Routes,
     health: HealthReporter,
+    stopping: watch::Sender<bool>,
 }
 
 impl Application {
@@ -69,9 +78,21 @@ impl Application {
             request.extensions_mut().insert(principal);
             Ok(request)
         };
-        let customers = CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens))
-            .max_decoding_message_size(max_bytes)
-            .max_encoding_message_size(max_bytes);
+        let (stopping, stopping_rx) = watch::channel(false);
+        let customers =
+            CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens.clone()))
+                .max_decoding_message_size(max_bytes)
+                .max_encoding_message_size(max_bytes);
+        let interactions = InteractionServiceServer::new(InteractionApi::new(
+            db.clone(),
+            page_tokens,
+            settings.interactions.complaint_sla(),
+            settings.interactions.import_batch_size,
+            InteractionFeed::start(db.clone(), stopping_rx.clone()),
+            stopping_rx,
+        ))
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
@@ -91,7 +112,8 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(InterceptedService::new(customers, authenticate));
+            .add_service(InterceptedService::new(customers, authenticate.clone()))
+            .add_service(InterceptedService::new(interactions, authenticate));
         let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
             .routes()
@@ -114,6 +136,7 @@ impl Application {
             db,
             routes: Routes::from(router),
             health,
+            stopping,
         })
     }
 
@@ -136,8 +159,9 @@ impl Application {
             db,
             routes,
             health,
+            stopping: stopping_tx,
         } = self;
-        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let stopping_rx = stopping_tx.subscribe();
         let monitor = tokio::spawn(monitor_database(
             db,
             health.clone(),

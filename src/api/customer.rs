@@ -42,7 +42,11 @@ impl CustomerApi {
 
 /// A customer the caller asked for, or why they cannot have it: outside the
 /// caller's scope is PERMISSION_DENIED whether or not it exists (AIP-211).
-fn resolve(found: Found, scope: &BranchScope, id: &CustomerId) -> Result<Customer, Error> {
+pub(crate) fn resolve(
+    found: Found,
+    scope: &BranchScope,
+    id: &CustomerId,
+) -> Result<Customer, Error> {
     match found {
         Found::Customer(customer) => Ok(*customer),
         Found::Erased => Err(Error::not_found(id.name())),
@@ -56,11 +60,11 @@ fn resolve(found: Found, scope: &BranchScope, id: &CustomerId) -> Result<Custome
     }
 }
 
-fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {
+pub(crate) fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {
     CustomerId::from_name(name).map_err(|e| Error::invalid(field, e))
 }
 
-fn check_etag(etag: &str, customer: &Customer) -> Result<(), Error> {
+pub(crate) fn check_etag(etag: &str, customer: &Customer) -> Result<(), Error> {
     if !etag.is_empty() && etag != customer.etag() {
         return Err(Error::EtagMismatch {
             resource: customer.id.name(),
@@ -407,11 +411,11 @@ fn mask_fields(
 }
 
 /// Encodes and decodes stored responses for idempotent replays.
-fn encode<M: Message>(message: &M) -> Vec<u8> {
+pub(crate) fn encode<M: Message>(message: &M) -> Vec<u8> {
     message.encode_to_vec()
 }
 
-fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
+pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
     M::decode(bytes).map_err(|e| Error::Internal(anyhow::anyhow!("stored response: {e}")))
 }
 

@@ -1,6 +1,7 @@
 //! gRPC services: validate requests, convert proto ⇄ domain, map errors.
 
 pub mod customer;
+pub mod interaction;
 pub mod page_token;
 pub mod status;
 pub mod unimplemented;

@@ -11,27 +11,6 @@ pub const MAX_PREFERENCES: usize = 50;
 pub const MAX_ADDRESS: usize = 500;
 pub const MAX_PREFERENCE_VALUE: usize = 500;
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The spelling stored in Postgres and used in filters.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 string_enum!(
     /// Person or company.
     CustomerKind { Individual = "INDIVIDUAL", Corporate = "CORPORATE" }

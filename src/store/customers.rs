@@ -484,6 +484,7 @@ pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error
             .execute(&mut *conn)
             .await?;
     }
+    super::interactions::erase_text(conn, id).await?;
     append_outbox(
         conn,
         "customer",

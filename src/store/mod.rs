@@ -2,7 +2,9 @@
 //! repository module per aggregate.
 
 pub mod customers;
+pub mod feed;
 pub mod idempotency;
+pub mod interactions;
 
 use std::{str::FromStr, time::Duration};
 

@@ -8,7 +8,12 @@ use std::{
 };
 
 use customer_knowledge::{
-    config::Settings, pb::v1::customer_service_client::CustomerServiceClient, startup::Application,
+    config::Settings,
+    pb::v1::{
+        customer_service_client::CustomerServiceClient,
+        interaction_service_client::InteractionServiceClient,
+    },
+    startup::Application,
 };
 use jsonwebtoken::{EncodingKey, Header, encode};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -145,6 +150,10 @@ impl TestApp {
         CustomerServiceClient::with_interceptor(self.channel().await, Bearer::of(caller))
     }
 
+    pub async fn interactions(&self, caller: &Caller) -> InteractionClient {
+        InteractionServiceClient::with_interceptor(self.channel().await, Bearer::of(caller))
+    }
+
     pub async fn anonymous_customers(&self) -> CustomerServiceClient<Channel> {
         CustomerServiceClient::new(self.channel().await)
     }
@@ -164,6 +173,27 @@ impl Drop for TestApp {
 }
 
 pub type CustomerClient = CustomerServiceClient<InterceptedService<Channel, Bearer>>;
+pub type InteractionClient = InteractionServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Creates a customer of `branch` as an admin and returns its name.
+pub async fn new_customer(app: &TestApp, display_name: &str, branch: &str) -> String {
+    use customer_knowledge::pb::v1 as pb;
+    app.customers(&Caller::admin())
+        .await
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(pb::Customer {
+                display_name: display_name.into(),
+                kind: pb::customer::Kind::Individual as i32,
+                home_branch: branch.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create customer")
+        .into_inner()
+        .name
+}
 
 /// Who a test calls as: the claims of its JWT.
 #[derive(Clone, Debug)]

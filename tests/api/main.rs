@@ -6,5 +6,8 @@ mod customers;
 mod grpcurl;
 mod helpers;
 mod idempotency;
+mod import;
+mod interactions;
 mod pagination;
 mod server;
+mod watch;

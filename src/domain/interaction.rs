@@ -1,0 +1,283 @@
+//! Interactions: every contact between the bank and a customer, with the
+//! complaints and follow-up tasks that hang on them.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::customer::{CustomerId, bounded_text, org_code};
+
+pub const MAX_SUMMARY: usize = 500;
+pub const MAX_NOTES: usize = 10_000;
+pub const MAX_OUTCOME: usize = 1000;
+pub const MAX_CAMPAIGN: usize = 128;
+pub const MAX_PRODUCTS: usize = 20;
+pub const MAX_EXTERNAL_REF: usize = 128;
+pub const MAX_RESOLUTION: usize = 2000;
+pub const MAX_PURPOSE: usize = 500;
+/// How far in the future `occur_time` may lie (clock skew between systems).
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+/// Interactions in one BatchLogInteractions call.
+pub const MAX_BATCH: usize = 1000;
+
+string_enum!(
+    /// Where the contact happened.
+    Channel {
+        Branch = "BRANCH",
+        Phone = "PHONE",
+        MobileApp = "MOBILE_APP",
+        OnlineBanking = "ONLINE_BANKING",
+        Email = "EMAIL",
+        SocialMedia = "SOCIAL_MEDIA",
+        Chat = "CHAT",
+        Atm = "ATM",
+        FieldVisit = "FIELD_VISIT",
+    }
+);
+string_enum!(
+    /// What the contact was.
+    Kind {
+        Inquiry = "INQUIRY",
+        Transaction = "TRANSACTION",
+        Complaint = "COMPLAINT",
+        ServiceRequest = "SERVICE_REQUEST",
+        Promotion = "PROMOTION",
+        FollowUp = "FOLLOW_UP",
+        Survey = "SURVEY",
+    }
+);
+string_enum!(
+    /// The customer's mood as recorded.
+    Sentiment { Positive = "POSITIVE", Neutral = "NEUTRAL", Negative = "NEGATIVE" }
+);
+string_enum!(
+    /// Where a complaint stands.
+    ComplaintState {
+        Open = "OPEN",
+        InProgress = "IN_PROGRESS",
+        Resolved = "RESOLVED",
+        Closed = "CLOSED",
+    }
+);
+string_enum!(
+    /// How serious a complaint is; sets its SLA.
+    Severity { Low = "LOW", Medium = "MEDIUM", High = "HIGH", Critical = "CRITICAL" }
+);
+string_enum!(
+    /// Where a follow-up task stands.
+    FollowUpState { Scheduled = "SCHEDULED", Completed = "COMPLETED" }
+);
+
+impl ComplaintState {
+    fn step(self) -> u8 {
+        match self {
+            ComplaintState::Open => 0,
+            ComplaintState::InProgress => 1,
+            ComplaintState::Resolved => 2,
+            ComplaintState::Closed => 3,
+        }
+    }
+
+    /// A complaint stays where it is or moves one step along
+    /// OPEN → IN_PROGRESS → RESOLVED → CLOSED; a closed one does not change.
+    pub fn may_become(self, next: ComplaintState) -> bool {
+        self != ComplaintState::Closed
+            && (next.step() == self.step() || next.step() == self.step() + 1)
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(self, ComplaintState::Open | ComplaintState::InProgress)
+    }
+}
+
+/// An amount in a currency, as google.type.Money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub currency_code: String,
+    pub units: i64,
+    pub nanos: i32,
+}
+
+impl Money {
+    /// Checks the code is three ASCII capitals and units/nanos agree in sign.
+    /// On failure returns the sub-field at fault and why.
+    pub fn new(
+        currency_code: &str,
+        units: i64,
+        nanos: i32,
+    ) -> Result<Money, (&'static str, String)> {
+        if currency_code.len() != 3 || !currency_code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err((
+                "currency_code",
+                "must be a three-letter ISO 4217 code such as CNY".into(),
+            ));
+        }
+        if !(-999_999_999..=999_999_999).contains(&nanos) {
+            return Err(("nanos", "must be between -999999999 and 999999999".into()));
+        }
+        if (units > 0 && nanos < 0) || (units < 0 && nanos > 0) {
+            return Err(("nanos", "must have the same sign as units".into()));
+        }
+        Ok(Money {
+            currency_code: currency_code.to_string(),
+            units,
+            nanos,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedBy {
+    pub employee: String,
+    pub team: String,
+    pub branch: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Complaint {
+    pub state: ComplaintState,
+    pub severity: Severity,
+    pub due_time: DateTime<Utc>,
+    pub resolution: String,
+    pub resolve_time: Option<DateTime<Utc>>,
+    pub close_time: Option<DateTime<Utc>>,
+}
+
+impl Complaint {
+    pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
+        self.state.is_open() && self.due_time < now
+    }
+}
+
+/// A validated interaction to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInteraction {
+    pub id: String,
+    pub channel: Channel,
+    pub kind: Kind,
+    pub occur_time: DateTime<Utc>,
+    pub recorded_by: RecordedBy,
+    pub summary: String,
+    pub notes: String,
+    pub products: Vec<String>,
+    pub amount: Option<Money>,
+    pub campaign: String,
+    pub outcome: String,
+    pub sentiment: Option<Sentiment>,
+    pub satisfaction: Option<i16>,
+    pub nps: Option<i16>,
+    pub source_system: String,
+    pub external_ref: String,
+    /// Set for COMPLAINT interactions: the complaint they open.
+    pub complaint: Option<Complaint>,
+}
+
+/// A stored interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interaction {
+    pub customer: CustomerId,
+    pub fields: NewInteraction,
+    pub version: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+impl Interaction {
+    pub fn name(&self) -> String {
+        interaction_name(&self.customer, &self.fields.id)
+    }
+
+    pub fn etag(&self) -> String {
+        super::customer::etag(self.version)
+    }
+}
+
+pub fn interaction_name(customer: &CustomerId, id: &str) -> String {
+    format!("customers/{}/interactions/{id}", customer.as_str())
+}
+
+/// Parses `customers/{customer}/{collection}/{id}`.
+pub fn parse_child_name(name: &str, collection: &str) -> Result<(CustomerId, String), String> {
+    let shape = || format!("must be customers/{{customer}}/{collection}/{{id}}");
+    let rest = name.strip_prefix("customers/").ok_or_else(shape)?;
+    let (customer, rest) = rest.split_once('/').ok_or_else(shape)?;
+    let id = rest
+        .strip_prefix(collection)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(shape)?;
+    let customer =
+        CustomerId::parse(customer).map_err(|e| format!("{}: the customer id {e}", shape()))?;
+    let id = CustomerId::parse(id).map_err(|e| format!("{}: the id {e}", shape()))?;
+    Ok((customer, id.as_str().to_string()))
+}
+
+/// Free text fields of an interaction, bounded.
+pub fn text(value: &str, max: usize) -> Result<String, String> {
+    bounded_text(value, max)
+}
+
+pub fn product(value: &str) -> Result<String, String> {
+    org_code(value, true)
+}
+
+pub fn external_ref(value: &str) -> Result<String, String> {
+    if value.chars().count() > MAX_EXTERNAL_REF || value.chars().any(char::is_control) {
+        return Err(format!(
+            "must be at most {MAX_EXTERNAL_REF} characters without control characters"
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// The SLA of each severity: the time from the complaint to its due time.
+#[derive(Debug, Clone, Copy)]
+pub struct ComplaintSla {
+    pub low: Duration,
+    pub medium: Duration,
+    pub high: Duration,
+    pub critical: Duration,
+}
+
+impl ComplaintSla {
+    pub fn due(&self, severity: Severity, from: DateTime<Utc>) -> DateTime<Utc> {
+        from + match severity {
+            Severity::Low => self.low,
+            Severity::Medium => self.medium,
+            Severity::High => self.high,
+            Severity::Critical => self.critical,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complaints_move_one_step_forward_only() {
+        use ComplaintState::*;
+        assert!(Open.may_become(InProgress));
+        assert!(Open.may_become(Open));
+        assert!(InProgress.may_become(Resolved));
+        assert!(Resolved.may_become(Closed));
+        assert!(!Open.may_become(Resolved));
+        assert!(!Resolved.may_become(InProgress));
+        assert!(!Closed.may_become(Closed));
+    }
+
+    #[test]
+    fn money_follows_google_type_money() {
+        assert!(Money::new("CNY", 10, 500_000_000).is_ok());
+        assert!(Money::new("CNY", 0, -5).is_ok());
+        assert_eq!(Money::new("cny", 1, 0).unwrap_err().0, "currency_code");
+        assert_eq!(Money::new("CNY", 1, -1).unwrap_err().0, "nanos");
+        assert_eq!(Money::new("CNY", 1, 1_000_000_000).unwrap_err().0, "nanos");
+    }
+
+    #[test]
+    fn child_names_parse() {
+        let (customer, id) =
+            parse_child_name("customers/c-1/interactions/i-9", "interactions").unwrap();
+        assert_eq!((customer.as_str(), id.as_str()), ("c-1", "i-9"));
+        assert!(parse_child_name("customers/c-1/followUps/i-9", "interactions").is_err());
+        assert!(parse_child_name("customers/c-1", "interactions").is_err());
+    }
+}

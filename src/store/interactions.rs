@@ -1,0 +1,819 @@
+//! The append path and the timeline: interactions, the complaints on them,
+//! follow-up tasks, and the commit-ordered feed behind WatchInteractions.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgConnection, types::Json};
+
+use super::{Db, append_outbox};
+use crate::{
+    domain::{
+        customer::CustomerId,
+        interaction::{
+            Channel, Complaint, ComplaintState, FollowUpState, Interaction, Kind, Money,
+            NewInteraction, RecordedBy, Sentiment, Severity,
+        },
+    },
+    error::Error,
+};
+
+/// The channel NOTIFY wakes the feed on; the payload is empty because the
+/// feed reads the rows themselves in commit order.
+pub const FEED_CHANNEL: &str = "ck_interactions";
+
+macro_rules! interaction_columns {
+    () => {
+        "i.customer_id, i.id, i.channel, i.kind, i.occur_time, i.recorded_by_employee,
+         i.recorded_by_team, i.recorded_by_branch, i.summary, i.notes, i.products,
+         i.amount_currency, i.amount_units, i.amount_nanos, i.campaign, i.outcome, i.sentiment,
+         i.satisfaction, i.nps, i.source_system, i.external_ref, i.complaint_state,
+         i.complaint_severity, i.complaint_due_time, i.complaint_resolution,
+         i.complaint_resolve_time, i.complaint_close_time, i.version, i.create_time, i.update_time"
+    };
+}
+
+macro_rules! select_interaction {
+    () => {
+        concat!(
+            "SELECT ",
+            interaction_columns!(),
+            " FROM interactions i JOIN customers c ON c.id = i.customer_id "
+        )
+    };
+}
+
+#[derive(FromRow)]
+struct InteractionRow {
+    customer_id: String,
+    id: String,
+    channel: String,
+    kind: String,
+    occur_time: DateTime<Utc>,
+    recorded_by_employee: String,
+    recorded_by_team: String,
+    recorded_by_branch: String,
+    summary: String,
+    notes: String,
+    products: Vec<String>,
+    amount_currency: Option<String>,
+    amount_units: Option<i64>,
+    amount_nanos: Option<i32>,
+    campaign: String,
+    outcome: String,
+    sentiment: Option<String>,
+    satisfaction: Option<i16>,
+    nps: Option<i16>,
+    source_system: String,
+    external_ref: String,
+    complaint_state: Option<String>,
+    complaint_severity: Option<String>,
+    complaint_due_time: Option<DateTime<Utc>>,
+    complaint_resolution: String,
+    complaint_resolve_time: Option<DateTime<Utc>>,
+    complaint_close_time: Option<DateTime<Utc>>,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+fn corrupt(what: &str, value: &str) -> Error {
+    Error::Internal(anyhow::anyhow!(
+        "stored interaction {what} {value:?} is not valid"
+    ))
+}
+
+fn parse<T>(what: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+    parse(value).ok_or_else(|| corrupt(what, value))
+}
+
+impl TryFrom<InteractionRow> for Interaction {
+    type Error = Error;
+
+    fn try_from(row: InteractionRow) -> Result<Self, Error> {
+        let complaint = match (
+            row.complaint_state,
+            row.complaint_severity,
+            row.complaint_due_time,
+        ) {
+            (Some(state), Some(severity), Some(due_time)) => Some(Complaint {
+                state: parse("complaint state", &state, ComplaintState::parse)?,
+                severity: parse("complaint severity", &severity, Severity::parse)?,
+                due_time,
+                resolution: row.complaint_resolution,
+                resolve_time: row.complaint_resolve_time,
+                close_time: row.complaint_close_time,
+            }),
+            _ => None,
+        };
+        let amount = match (row.amount_currency, row.amount_units, row.amount_nanos) {
+            (Some(currency_code), Some(units), Some(nanos)) => Some(Money {
+                currency_code,
+                units,
+                nanos,
+            }),
+            _ => None,
+        };
+        Ok(Interaction {
+            customer: CustomerId::parse(&row.customer_id)
+                .map_err(|_| corrupt("customer id", &row.customer_id))?,
+            fields: NewInteraction {
+                id: row.id,
+                channel: parse("channel", &row.channel, Channel::parse)?,
+                kind: parse("kind", &row.kind, Kind::parse)?,
+                occur_time: row.occur_time,
+                recorded_by: RecordedBy {
+                    employee: row.recorded_by_employee,
+                    team: row.recorded_by_team,
+                    branch: row.recorded_by_branch,
+                },
+                summary: row.summary,
+                notes: row.notes,
+                products: row.products,
+                amount,
+                campaign: row.campaign,
+                outcome: row.outcome,
+                sentiment: row
+                    .sentiment
+                    .map(|s| parse("sentiment", &s, Sentiment::parse))
+                    .transpose()?,
+                satisfaction: row.satisfaction,
+                nps: row.nps,
+                source_system: row.source_system,
+                external_ref: row.external_ref,
+                complaint,
+            },
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+/// What happened to each row of an append.
+#[derive(Debug)]
+pub enum Appended {
+    /// Written now.
+    New(Box<Interaction>),
+    /// Its (source system, external ref) was already stored: the stored row.
+    Duplicate(Box<Interaction>),
+    /// A duplicate that was not read back (bulk import counts only).
+    Skipped,
+}
+
+/// The customers of `ids` that exist, are not erased and are in `scope`,
+/// share-locked so an erasure cannot slip in before the append commits.
+pub async fn lock_customers(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    scope: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM customers
+         WHERE id = ANY($1) AND delete_time IS NULL AND ($2::text IS NULL OR home_branch = $2)
+         ORDER BY id FOR SHARE",
+    )
+    .bind(ids)
+    .bind(scope)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Appends interactions in one statement (UNNEST), with an outbox row each,
+/// skipping rows whose (customer, source system, external ref) exists. The
+/// customers must have been locked with `lock_customers`. With
+/// `read_duplicates`, a duplicate returns the stored row.
+pub async fn append(
+    conn: &mut PgConnection,
+    rows: &[(CustomerId, NewInteraction)],
+    read_duplicates: bool,
+) -> Result<Vec<Appended>, Error> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    macro_rules! column {
+        ($f:expr) => {
+            rows.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    let inserted: Vec<InteractionRow> = sqlx::query_as(concat!(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
+                                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                                 $11::jsonb[], $12::text[], $13::int8[], $14::int4[], $15::text[],
+                                 $16::text[], $17::text[], $18::int2[], $19::int2[], $20::text[],
+                                 $21::text[], $22::text[], $23::text[], $24::timestamptz[])
+                AS t(customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
+                     notes, products, currency, units, nanos, campaign, outcome, sentiment,
+                     satisfaction, nps, source_system, external_ref, complaint_state,
+                     complaint_severity, complaint_due_time)
+         ), i AS (
+            INSERT INTO interactions AS i (customer_id, id, channel, kind, occur_time,
+                recorded_by_employee, recorded_by_team, recorded_by_branch, summary, notes,
+                products, amount_currency, amount_units, amount_nanos, campaign, outcome,
+                sentiment, satisfaction, nps, source_system, external_ref, complaint_state,
+                complaint_severity, complaint_due_time)
+            SELECT customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
+                   notes, ARRAY(SELECT jsonb_array_elements_text(products)), currency, units,
+                   nanos, campaign, outcome, sentiment, satisfaction, nps, source_system,
+                   external_ref, complaint_state, complaint_severity, complaint_due_time
+            FROM input
+            ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
+            DO NOTHING
+            RETURNING *
+         ), outboxed AS (
+            INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload)
+            SELECT 'interaction', 'customers/' || customer_id || '/interactions/' || id,
+                   'interaction.logged',
+                   jsonb_build_object('customer', 'customers/' || customer_id,
+                                      'channel', channel, 'kind', kind)
+            FROM i
+         )
+         SELECT ",
+        interaction_columns!(),
+        " FROM i"
+    ))
+    .bind(column!(|(c, _)| c.as_str()))
+    .bind(column!(|(_, n)| n.id.as_str()))
+    .bind(column!(|(_, n)| n.channel.as_str()))
+    .bind(column!(|(_, n)| n.kind.as_str()))
+    .bind(column!(|(_, n)| n.occur_time))
+    .bind(column!(|(_, n)| n.recorded_by.employee.as_str()))
+    .bind(column!(|(_, n)| n.recorded_by.team.as_str()))
+    .bind(column!(|(_, n)| n.recorded_by.branch.as_str()))
+    .bind(column!(|(_, n)| n.summary.as_str()))
+    .bind(column!(|(_, n)| n.notes.as_str()))
+    .bind(column!(|(_, n)| Json(&n.products)))
+    .bind(column!(|(_, n)| n
+        .amount
+        .as_ref()
+        .map(|m| m.currency_code.as_str())))
+    .bind(column!(|(_, n)| n.amount.as_ref().map(|m| m.units)))
+    .bind(column!(|(_, n)| n.amount.as_ref().map(|m| m.nanos)))
+    .bind(column!(|(_, n)| n.campaign.as_str()))
+    .bind(column!(|(_, n)| n.outcome.as_str()))
+    .bind(column!(|(_, n)| n.sentiment.map(Sentiment::as_str)))
+    .bind(column!(|(_, n)| n.satisfaction))
+    .bind(column!(|(_, n)| n.nps))
+    .bind(column!(|(_, n)| n.source_system.as_str()))
+    .bind(column!(|(_, n)| n.external_ref.as_str()))
+    .bind(column!(|(_, n)| n
+        .complaint
+        .as_ref()
+        .map(|c| c.state.as_str())))
+    .bind(column!(|(_, n)| n
+        .complaint
+        .as_ref()
+        .map(|c| c.severity.as_str())))
+    .bind(column!(|(_, n)| n.complaint.as_ref().map(|c| c.due_time)))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
+            Error::AlreadyExists {
+                resource: "an interaction with this interaction_id".into(),
+                reason: "INTERACTION_ALREADY_EXISTS".into(),
+            }
+        }
+        _ => e.into(),
+    })?;
+    if !inserted.is_empty() {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(FEED_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let mut fresh: HashMap<(String, String), Interaction> = HashMap::new();
+    for row in inserted {
+        let interaction = Interaction::try_from(row)?;
+        fresh.insert(
+            (
+                interaction.customer.as_str().to_string(),
+                interaction.fields.id.clone(),
+            ),
+            interaction,
+        );
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (customer, new) in rows {
+        match fresh.remove(&(customer.as_str().to_string(), new.id.clone())) {
+            Some(interaction) => out.push(Appended::New(Box::new(interaction))),
+            None if read_duplicates => {
+                let row: InteractionRow = sqlx::query_as(concat!(
+                    select_interaction!(),
+                    "WHERE i.customer_id = $1 AND i.source_system = $2 AND i.external_ref = $3"
+                ))
+                .bind(customer.as_str())
+                .bind(&new.source_system)
+                .bind(&new.external_ref)
+                .fetch_one(&mut *conn)
+                .await?;
+                out.push(Appended::Duplicate(Box::new(row.try_into()?)));
+            }
+            None => out.push(Appended::Skipped),
+        }
+    }
+    Ok(out)
+}
+
+/// One interaction of a reachable, not erased customer.
+pub async fn get(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    for_update: bool,
+) -> Result<Option<Interaction>, Error> {
+    let sql = if for_update {
+        concat!(
+            select_interaction!(),
+            "WHERE i.customer_id = $1 AND i.id = $2 FOR UPDATE OF i"
+        )
+    } else {
+        concat!(
+            select_interaction!(),
+            "WHERE i.customer_id = $1 AND i.id = $2"
+        )
+    };
+    sqlx::query_as::<_, InteractionRow>(sql)
+        .bind(customer.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(Interaction::try_from)
+        .transpose()
+}
+
+/// A page of a customer's timeline, newest first.
+#[derive(Debug, Default, Clone)]
+pub struct TimelineQuery {
+    pub channel: Option<Channel>,
+    pub kind: Option<Kind>,
+    pub occur_from: Option<DateTime<Utc>>,
+    pub occur_before: Option<DateTime<Utc>>,
+    /// Resume strictly after this (occur_time, id), in timeline order.
+    pub after: Option<(DateTime<Utc>, String)>,
+}
+
+/// The timeline SQL, shared with the EXPLAIN check in the tests.
+pub const TIMELINE_SQL: &str = concat!(
+    select_interaction!(),
+    "WHERE i.customer_id = $1
+       AND ($2::text IS NULL OR i.channel = $2)
+       AND ($3::text IS NULL OR i.kind = $3)
+       AND ($4::timestamptz IS NULL OR i.occur_time >= $4)
+       AND ($5::timestamptz IS NULL OR i.occur_time < $5)
+       AND (i.occur_time, i.id) < ($6, $7)
+     ORDER BY i.occur_time DESC, i.id DESC
+     LIMIT $8"
+);
+
+impl Db {
+    pub async fn timeline(
+        &self,
+        customer: &CustomerId,
+        query: &TimelineQuery,
+        limit: i64,
+    ) -> Result<Vec<Interaction>, Error> {
+        // The first page starts after "infinity", so one statement (and one
+        // index range scan) serves every page.
+        let (after_time, after_id) = match &query.after {
+            Some((time, id)) => (*time, id.clone()),
+            None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
+        };
+        sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
+            .bind(customer.as_str())
+            .bind(query.channel.map(Channel::as_str))
+            .bind(query.kind.map(Kind::as_str))
+            .bind(query.occur_from)
+            .bind(query.occur_before)
+            .bind(after_time)
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?
+            .into_iter()
+            .map(Interaction::try_from)
+            .collect()
+    }
+
+    pub async fn get_interaction(
+        &self,
+        customer: &CustomerId,
+        id: &str,
+    ) -> Result<Option<Interaction>, Error> {
+        let mut conn = self.pool().acquire().await?;
+        get(&mut conn, customer, id, false).await
+    }
+
+    pub async fn list_complaints(
+        &self,
+        scope: Option<&str>,
+        query: &ComplaintQuery,
+        limit: i64,
+    ) -> Result<Vec<Interaction>, Error> {
+        let (after_due, after_customer, after_id) = match &query.after {
+            Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
+            None => (None, None, None),
+        };
+        sqlx::query_as::<_, InteractionRow>(concat!(
+            select_interaction!(),
+            "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL
+               AND ($1::text IS NULL OR c.home_branch = $1)
+               AND ($2::text IS NULL OR i.customer_id = $2)
+               AND ($3::text IS NULL OR c.home_branch = $3)
+               AND ($4::text IS NULL OR i.complaint_state = $4)
+               AND ($5::text IS NULL OR i.complaint_severity = $5)
+               AND ($6::bool IS NULL OR (i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+                                         AND i.complaint_due_time < now()) = $6)
+               AND ($7::timestamptz IS NULL
+                    OR (i.complaint_due_time, i.customer_id, i.id) > ($7, $8, $9))
+             ORDER BY i.complaint_due_time, i.customer_id, i.id
+             LIMIT $10"
+        ))
+        .bind(scope)
+        .bind(query.customer.as_ref().map(CustomerId::as_str))
+        .bind(query.home_branch.as_deref())
+        .bind(query.state.map(ComplaintState::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.overdue)
+        .bind(after_due)
+        .bind(after_customer)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(Interaction::try_from)
+        .collect()
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ComplaintQuery {
+    pub customer: Option<CustomerId>,
+    pub home_branch: Option<String>,
+    pub state: Option<ComplaintState>,
+    pub severity: Option<Severity>,
+    pub overdue: Option<bool>,
+    pub after: Option<(DateTime<Utc>, String, String)>,
+}
+
+/// Writes a complaint's new state of an interaction locked by `get(.., true)`.
+pub async fn update_complaint(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    complaint: &Complaint,
+) -> Result<Interaction, Error> {
+    let row: InteractionRow = sqlx::query_as(concat!(
+        "WITH i AS (
+            UPDATE interactions SET complaint_state = $3, complaint_due_time = $4,
+                   complaint_resolution = $5, complaint_resolve_time = $6,
+                   complaint_close_time = $7, version = version + 1, update_time = now()
+            WHERE customer_id = $1 AND id = $2
+            RETURNING *)
+         SELECT ",
+        interaction_columns!(),
+        " FROM i"
+    ))
+    .bind(customer.as_str())
+    .bind(id)
+    .bind(complaint.state.as_str())
+    .bind(complaint.due_time)
+    .bind(&complaint.resolution)
+    .bind(complaint.resolve_time)
+    .bind(complaint.close_time)
+    .fetch_one(&mut *conn)
+    .await?;
+    let interaction = Interaction::try_from(row)?;
+    append_outbox(
+        conn,
+        "interaction",
+        &interaction.name(),
+        "complaint.updated",
+        serde_json::json!({ "state": complaint.state.as_str() }),
+    )
+    .await?;
+    Ok(interaction)
+}
+
+/// Erasure of a customer's free text on interactions and follow-ups; counts
+/// and codes stay for aggregates.
+pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE interactions SET summary = '', notes = '', outcome = '', complaint_resolution = '',
+                version = version + 1, update_time = now()
+         WHERE customer_id = $1",
+    )
+    .bind(customer.as_str())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE follow_ups SET purpose = '', version = version + 1, update_time = now()
+         WHERE customer_id = $1",
+    )
+    .bind(customer.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// Follow-ups.
+
+/// A follow-up (回访) task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub customer: CustomerId,
+    pub id: String,
+    pub assignee: String,
+    pub branch: String,
+    pub due_time: DateTime<Utc>,
+    pub state: FollowUpState,
+    pub purpose: String,
+    pub channel: Option<Channel>,
+    pub source_interaction: String,
+    pub completion_interaction: String,
+    pub complete_time: Option<DateTime<Utc>>,
+    pub created_by: String,
+    pub version: i64,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct FollowUpRow {
+    customer_id: String,
+    id: String,
+    assignee: String,
+    branch: String,
+    due_time: DateTime<Utc>,
+    state: String,
+    purpose: String,
+    channel: Option<String>,
+    source_interaction: String,
+    completion_interaction: String,
+    complete_time: Option<DateTime<Utc>>,
+    created_by: String,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+}
+
+impl TryFrom<FollowUpRow> for FollowUp {
+    type Error = Error;
+
+    fn try_from(row: FollowUpRow) -> Result<Self, Error> {
+        Ok(FollowUp {
+            customer: CustomerId::parse(&row.customer_id)
+                .map_err(|_| corrupt("follow-up customer", &row.customer_id))?,
+            id: row.id,
+            assignee: row.assignee,
+            branch: row.branch,
+            due_time: row.due_time,
+            state: parse("follow-up state", &row.state, FollowUpState::parse)?,
+            purpose: row.purpose,
+            channel: row
+                .channel
+                .map(|c| parse("follow-up channel", &c, Channel::parse))
+                .transpose()?,
+            source_interaction: row.source_interaction,
+            completion_interaction: row.completion_interaction,
+            complete_time: row.complete_time,
+            created_by: row.created_by,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+macro_rules! select_follow_up {
+    () => {
+        "SELECT f.customer_id, f.id, f.assignee, f.branch, f.due_time, f.state, f.purpose,
+                f.channel, f.source_interaction, f.completion_interaction, f.complete_time,
+                f.created_by, f.version, f.create_time, f.update_time
+         FROM follow_ups f JOIN customers c ON c.id = f.customer_id "
+    };
+}
+
+pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Result<FollowUp, Error> {
+    let row: FollowUpRow = sqlx::query_as(
+        "INSERT INTO follow_ups AS f (customer_id, id, assignee, branch, due_time, state, purpose,
+                                      channel, source_interaction, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         RETURNING *",
+    )
+    .bind(task.customer.as_str())
+    .bind(&task.id)
+    .bind(&task.assignee)
+    .bind(&task.branch)
+    .bind(task.due_time)
+    .bind(task.state.as_str())
+    .bind(&task.purpose)
+    .bind(task.channel.map(Channel::as_str))
+    .bind(&task.source_interaction)
+    .bind(&task.created_by)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("follow_ups_pkey") => {
+            Error::AlreadyExists {
+                resource: "a follow-up with this follow_up_id".into(),
+                reason: "FOLLOW_UP_ALREADY_EXISTS".into(),
+            }
+        }
+        _ => e.into(),
+    })?;
+    let task = FollowUp::try_from(row)?;
+    append_outbox(
+        conn,
+        "follow_up",
+        &format!("customers/{}/followUps/{}", task.customer.as_str(), task.id),
+        "follow_up.scheduled",
+        serde_json::json!({ "assignee": task.assignee, "branch": task.branch }),
+    )
+    .await?;
+    Ok(task)
+}
+
+pub async fn get_follow_up(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+) -> Result<Option<FollowUp>, Error> {
+    sqlx::query_as::<_, FollowUpRow>(concat!(
+        select_follow_up!(),
+        "WHERE f.customer_id = $1 AND f.id = $2 FOR UPDATE OF f"
+    ))
+    .bind(customer.as_str())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .map(FollowUp::try_from)
+    .transpose()
+}
+
+/// Marks a locked task completed by the interaction `completion`.
+pub async fn complete_follow_up(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    completion: &str,
+) -> Result<FollowUp, Error> {
+    let row: FollowUpRow = sqlx::query_as(
+        "UPDATE follow_ups AS f SET state = 'COMPLETED', completion_interaction = $3,
+                complete_time = now(), version = version + 1, update_time = now()
+         WHERE customer_id = $1 AND id = $2
+         RETURNING *",
+    )
+    .bind(customer.as_str())
+    .bind(id)
+    .bind(completion)
+    .fetch_one(&mut *conn)
+    .await?;
+    let task = FollowUp::try_from(row)?;
+    append_outbox(
+        conn,
+        "follow_up",
+        &format!("customers/{}/followUps/{}", customer.as_str(), id),
+        "follow_up.completed",
+        serde_json::json!({ "interaction": completion }),
+    )
+    .await?;
+    Ok(task)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FollowUpQuery {
+    pub customer: Option<CustomerId>,
+    pub assignee: Option<String>,
+    pub branch: Option<String>,
+    pub state: Option<FollowUpState>,
+    pub overdue: Option<bool>,
+    pub due_from: Option<DateTime<Utc>>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub after: Option<(DateTime<Utc>, String, String)>,
+}
+
+impl Db {
+    pub async fn list_follow_ups(
+        &self,
+        scope: Option<&str>,
+        query: &FollowUpQuery,
+        limit: i64,
+    ) -> Result<Vec<FollowUp>, Error> {
+        let (after_due, after_customer, after_id) = match &query.after {
+            Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
+            None => (None, None, None),
+        };
+        sqlx::query_as::<_, FollowUpRow>(concat!(
+            select_follow_up!(),
+            "WHERE c.delete_time IS NULL
+               AND ($1::text IS NULL OR c.home_branch = $1)
+               AND ($2::text IS NULL OR f.customer_id = $2)
+               AND ($3::text IS NULL OR f.assignee = $3)
+               AND ($4::text IS NULL OR f.branch = $4)
+               AND ($5::text IS NULL OR f.state = $5)
+               AND ($6::bool IS NULL OR (f.state = 'SCHEDULED' AND f.due_time < now()) = $6)
+               AND ($7::timestamptz IS NULL OR f.due_time >= $7)
+               AND ($8::timestamptz IS NULL OR f.due_time < $8)
+               AND ($9::timestamptz IS NULL
+                    OR (f.due_time, f.customer_id, f.id) > ($9, $10, $11))
+             ORDER BY f.due_time, f.customer_id, f.id
+             LIMIT $12"
+        ))
+        .bind(scope)
+        .bind(query.customer.as_ref().map(CustomerId::as_str))
+        .bind(query.assignee.as_deref())
+        .bind(query.branch.as_deref())
+        .bind(query.state.map(FollowUpState::as_str))
+        .bind(query.overdue)
+        .bind(query.due_from)
+        .bind(query.due_before)
+        .bind(after_due)
+        .bind(after_customer)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .map(FollowUp::try_from)
+        .collect()
+    }
+}
+
+// The feed.
+
+/// A position in the commit-ordered feed: (writing transaction id, sequence).
+pub type FeedCursor = (i64, i64);
+
+/// An interaction as the feed delivers it, with what delivery filters need.
+#[derive(Debug, Clone)]
+pub struct FeedItem {
+    pub cursor: FeedCursor,
+    pub home_branch: String,
+    pub interaction: Interaction,
+}
+
+#[derive(FromRow)]
+struct FeedRow {
+    #[sqlx(flatten)]
+    interaction: InteractionRow,
+    home_branch: String,
+    txid: i64,
+    seq: i64,
+}
+
+impl Db {
+    /// The feed's starting point: everything committed so far lies before it.
+    pub async fn feed_start(&self) -> Result<FeedCursor, Error> {
+        let horizon: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(self.pool())
+                .await?;
+        Ok((horizon - 1, i64::MAX))
+    }
+
+    /// Interactions after `cursor` whose transactions are all finished, in
+    /// (transaction, sequence) order: a row of a transaction still running
+    /// is held back, so nothing committed later can sort before what was
+    /// delivered. Optionally only one customer's or one branch's.
+    pub async fn feed_after(
+        &self,
+        cursor: FeedCursor,
+        customer: Option<&CustomerId>,
+        home_branch: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<FeedItem>, Error> {
+        let rows: Vec<FeedRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            interaction_columns!(),
+            ", c.home_branch, i.txid, i.seq
+             FROM interactions i JOIN customers c ON c.id = i.customer_id
+             WHERE (i.txid, i.seq) > ($1, $2)
+               AND i.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+               AND c.delete_time IS NULL
+               AND ($3::text IS NULL OR i.customer_id = $3)
+               AND ($4::text IS NULL OR c.home_branch = $4)
+             ORDER BY i.txid, i.seq
+             LIMIT $5"
+        ))
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .bind(customer.map(CustomerId::as_str))
+        .bind(home_branch)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(FeedItem {
+                    cursor: (row.txid, row.seq),
+                    home_branch: row.home_branch,
+                    interaction: row.interaction.try_into()?,
+                })
+            })
+            .collect()
+    }
+}
