@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
-    idempotency_key,
+    decode, encode, idempotency_key,
     page_token::{PageTokens, page_size},
     principal, respond, timestamp,
 };
@@ -408,15 +407,6 @@ fn mask_fields(
         }
     }
     fields
-}
-
-/// Encodes and decodes stored responses for idempotent replays.
-pub(crate) fn encode<M: Message>(message: &M) -> Vec<u8> {
-    message.encode_to_vec()
-}
-
-pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
-    M::decode(bytes).map_err(|e| Error::Internal(anyhow::anyhow!("stored response: {e}")))
 }
 
 #[tonic::async_trait]

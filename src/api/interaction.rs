@@ -9,8 +9,8 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    customer::{decode, encode, parse_name, resolve},
-    idempotency_key,
+    customer::{parse_name, resolve},
+    decode, encode, idempotency_key,
     page_token::{PageTokens, page_size},
     principal, respond, timestamp,
 };
