@@ -156,8 +156,24 @@ impl Settings {
         Self::load_from(file, &env)
     }
 
+    /// Settings for `migrate`, which needs only the database: the server and
+    /// auth keys are not checked, so a migration Job needs no JWT keys.
+    pub fn load_for_migrate(file: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        Self::build(file, &env).and_then(|s| s.validate_database().map(|()| s))
+    }
+
     /// Loads settings with an explicit environment (tests use this).
     pub fn load_from(
+        file: Option<PathBuf>,
+        env: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let settings = Self::build(file, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn build(
         file: Option<PathBuf>,
         env: &std::collections::HashMap<String, String>,
     ) -> Result<Self, ConfigError> {
@@ -195,7 +211,6 @@ impl Settings {
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| ConfigError(e.to_string()))?;
-        settings.validate()?;
         Ok(settings)
     }
 
@@ -231,23 +246,7 @@ impl Settings {
                 "interactions.import_batch_size (CK__INTERACTIONS__IMPORT_BATCH_SIZE) must be between 1 and 50000",
             );
         }
-        match &self.database.url {
-            None => {
-                return fail(
-                    "database.url is not set: set DATABASE_URL or CK__DATABASE__URL \
-                     (scripts/run.sh provides a local Postgres when neither is set)",
-                );
-            }
-            Some(url)
-                if !(url.expose_secret().starts_with("postgres://")
-                    || url.expose_secret().starts_with("postgresql://")) =>
-            {
-                return fail(
-                    "database.url (DATABASE_URL / CK__DATABASE__URL) must start with postgres://",
-                );
-            }
-            Some(_) => {}
-        }
+        self.validate_database()?;
         match self.auth.mode {
             AuthMode::Jwt => {
                 let jwt = &self.auth.jwt;
@@ -301,6 +300,28 @@ impl Settings {
             return fail(
                 "api.page_token_secret (CK__API__PAGE_TOKEN_SECRET) must be at least 32 bytes",
             );
+        }
+        Ok(())
+    }
+
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        let fail = |msg: &str| Err(ConfigError(msg.to_string()));
+        match &self.database.url {
+            None => {
+                return fail(
+                    "database.url is not set: set DATABASE_URL or CK__DATABASE__URL \
+                     (scripts/run.sh provides a local Postgres when neither is set)",
+                );
+            }
+            Some(url)
+                if !(url.expose_secret().starts_with("postgres://")
+                    || url.expose_secret().starts_with("postgresql://")) =>
+            {
+                return fail(
+                    "database.url (DATABASE_URL / CK__DATABASE__URL) must start with postgres://",
+                );
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -408,6 +429,9 @@ mod tests {
             )
             .is_ok()
         );
+        let migrate_only = Settings::build(None, &env(&[("CK__AUTH__JWT__HS256_SECRET", "")]))
+            .and_then(|s| s.validate_database());
+        assert!(migrate_only.is_ok(), "migrate needs no auth keys");
         let missing = Settings::load_from(Some("/nonexistent/ck.toml".into()), &env(&[]));
         assert!(missing.unwrap_err().to_string().contains("CK_CONFIG"));
     }

@@ -25,7 +25,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let loaded = match command {
+        Command::Serve => Settings::load(cli.config),
+        Command::Migrate => Settings::load_for_migrate(cli.config),
+    };
+    let settings = match loaded {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("customer-knowledge: {e}");
@@ -33,7 +38,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init(&settings.log);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match command {
         Command::Serve => startup::serve(settings).await,
         Command::Migrate => startup::migrate(settings).await,
     };

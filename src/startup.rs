@@ -38,6 +38,9 @@ pub const SERVICE_NAMES: [&str; 5] = [
     pb::v1::audit_service_server::SERVICE_NAME,
 ];
 
+/// The health entry liveness probes check.
+pub const LIVENESS: &str = "liveness";
+
 /// Sets the overall and every per-service health status.
 async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status("", status).await;
@@ -96,6 +99,11 @@ impl Application {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
+        // For liveness probes: SERVING while the process serves, whatever
+        // Postgres does (restarting does not bring a database back).
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

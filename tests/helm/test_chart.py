@@ -196,6 +196,8 @@ def check_deployment(label: str, docs: list[dict], values: dict) -> None:
               p.get("grpc", {}).get("port") == GRPC_PORT and not ({"httpGet", "tcpSocket", "exec"} & p.keys()), str(p))
     check(f"[{label}] readinessProbe checks the whole server (service \"\")",
           c["readinessProbe"]["grpc"].get("service") == "", str(c["readinessProbe"]))
+    check(f"[{label}] livenessProbe checks the process, not the database (service \"liveness\")",
+          c["livenessProbe"]["grpc"].get("service") == "liveness", str(c["livenessProbe"]))
     grace = int(cfg["CK__SERVER__SHUTDOWN_GRACE_SECS"])
     pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     check(f"[{label}] terminationGracePeriodSeconds ({spec['terminationGracePeriodSeconds']}) > preStop sleep ({pre_stop}) + CK__SERVER__SHUTDOWN_GRACE_SECS ({grace})",
