@@ -283,7 +283,10 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         let mut env: HashMap<String, String> = [
             ("DATABASE_URL", "postgres://localhost/ck"),
-            ("CK__AUTH__JWT__HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+            (
+                "CK__AUTH__JWT__HS256_SECRET",
+                "0123456789abcdef0123456789abcdef",
+            ),
             ("CK__AUTH__JWT__ISSUER", "https://idp"),
             ("CK__AUTH__JWT__AUDIENCE", "ck"),
         ]
@@ -301,7 +304,9 @@ mod tests {
     }
 
     fn error(pairs: &[(&str, &str)]) -> String {
-        Settings::load_from(None, &env(pairs)).unwrap_err().to_string()
+        Settings::load_from(None, &env(pairs))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]

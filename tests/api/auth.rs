@@ -42,7 +42,12 @@ async fn rs256_and_es256_tokens_verify_against_the_public_keys_file() {
         );
         // Authenticated: the admin reaches the (missing) customer.
         let status = client.get_customer(get()).await.unwrap_err();
-        assert_eq!(status.code(), Code::NotFound, "{algorithm:?}: {}", status.message());
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "{algorithm:?}: {}",
+            status.message()
+        );
     }
     // HS256 is not accepted when no secret is configured, even if validly signed.
     let mut hs256 = app.customers(&Caller::admin()).await;
