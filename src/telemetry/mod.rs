@@ -3,6 +3,7 @@
 //! OTLP/gRPC exporter, and the flush on exit.
 
 pub mod json_log;
+pub mod rpc;
 
 use std::time::Duration;
 
