@@ -9,3 +9,4 @@ mod helpers;
 mod idempotency;
 mod pagination;
 mod server;
+mod telemetry;
