@@ -13,6 +13,7 @@ use std::{
 use customer_knowledge::pb::v1::{
     self as pb, customer::Kind, customer_service_client::CustomerServiceClient,
 };
+use futures::StreamExt;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -23,14 +24,18 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use serde_json::Value;
+use sqlx::Connection;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     task::JoinHandle,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status, transport::Channel};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
-use crate::helpers::{Bearer, Caller, fresh_database, test_env};
+use crate::helpers::{Bearer, Caller, fresh_database, http_get, sample, test_env};
 
 /// The grace period the child runs with; it must exit within it.
 const GRACE_SECS: u64 = 20;
@@ -91,6 +96,8 @@ struct ServiceProcess {
     lines: Arc<Mutex<Vec<String>>>,
     reader: JoinHandle<()>,
     port: u16,
+    admin_port: u16,
+    database_url: String,
 }
 
 impl ServiceProcess {
@@ -127,21 +134,27 @@ impl ServiceProcess {
                 }
             }
         });
-        let port = loop {
+        let (mut port, mut admin_port) = (None, None);
+        while port.is_none() || admin_port.is_none() {
             let line = tokio::time::timeout(Duration::from_secs(120), rx.recv())
                 .await
                 .expect("the service starts")
                 .expect("the service exited before serving");
             let json: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let logged_port = json["port"].as_u64().map(|p| p as u16);
             if json["message"] == "serving gRPC" {
-                break json["port"].as_u64().expect("the port is logged") as u16;
+                port = logged_port;
+            } else if json["message"] == "serving admin HTTP" {
+                admin_port = logged_port;
             }
-        };
+        }
         ServiceProcess {
             child,
             lines,
             reader,
-            port,
+            port: port.unwrap(),
+            admin_port: admin_port.unwrap(),
+            database_url,
         }
     }
 
@@ -153,15 +166,25 @@ impl ServiceProcess {
             .expect("connect to the service")
     }
 
-    /// SIGTERM; waits (at most the grace period) for the exit and returns
-    /// its status with every line written to stdout.
-    async fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+    /// Sends SIGTERM, as Kubernetes does when it stops a pod.
+    fn sigterm(&self) {
         let pid = self.child.id().expect("still running").to_string();
         let kill = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
         assert!(kill.success());
+    }
+
+    /// SIGTERM; waits (at most the grace period) for the exit and returns
+    /// its status with every line written to stdout.
+    async fn terminate(self) -> (ExitStatus, Vec<String>) {
+        self.sigterm();
+        self.exited().await
+    }
+
+    /// Waits (at most the grace period) for the exit after SIGTERM.
+    async fn exited(mut self) -> (ExitStatus, Vec<String>) {
         let status = tokio::time::timeout(Duration::from_secs(GRACE_SECS), self.child.wait())
             .await
             .expect("the service exits within its grace period")
@@ -527,4 +550,116 @@ async fn logs_are_json_lines_with_the_trace_id_and_sigterm_exits_cleanly() {
             .unwrap_or_else(|| panic!("{message:?} not logged"))
     };
     assert!(at("shutting down: NOT_SERVING, draining in-flight calls") < at("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_call_in_flight_then_flushes_its_span_and_exits() {
+    let (collector, collector_port) = Collector::start().await;
+    let service = ServiceProcess::start(&[(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://127.0.0.1:{collector_port}"),
+    )])
+    .await;
+    let channel = service.channel().await;
+    let mut client =
+        CustomerServiceClient::with_interceptor(channel.clone(), Bearer::of(&Caller::rm("B01")));
+    let name = client
+        .create_customer(customer_with_pii())
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let mut health = HealthClient::new(channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut status = watch.next().await.unwrap().unwrap().status;
+    while status != ServingStatus::Serving as i32 {
+        status = watch.next().await.unwrap().unwrap().status;
+    }
+
+    // Hold the customer's row lock so an update stays in flight.
+    let mut blocker = sqlx::PgConnection::connect(&service.database_url)
+        .await
+        .unwrap();
+    let mut tx = blocker.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE")
+        .bind(name.trim_start_matches("customers/"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let trace_id = random_hex(32);
+    let in_flight = tokio::spawn(async move {
+        client
+            .update_customer(with_traceparent(
+                pb::UpdateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        name,
+                        display_name: "Renamed".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                &trace_id,
+                &random_hex(16),
+            ))
+            .await
+            .map(|response| trace_header(response.metadata()))
+    });
+    let mut in_flight_count = 0.0;
+    for _ in 0..100 {
+        let (_, metrics) = http_get(service.admin_port, "/metrics").await;
+        in_flight_count = sample(&metrics, "ck_grpc_requests_in_flight");
+        if in_flight_count >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_flight_count, 2.0, "the health watch and the update");
+
+    service.sigterm();
+    let status = watch.next().await.unwrap().unwrap().status;
+    assert_eq!(status, ServingStatus::NotServing as i32);
+    drop((watch, health));
+    assert_eq!(http_get(service.admin_port, "/readyz").await.0, 503);
+    assert!(
+        !service
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(r#""message":"stopped""#)),
+        "the drain waits for the update"
+    );
+
+    tx.rollback().await.unwrap();
+    let trace_id = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call completes during the drain");
+    drop(channel);
+    let (exit, lines) = service.exited().await;
+    assert!(exit.success(), "exit status {exit:?}");
+    let at = |message: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!(r#""message":"{message}""#)))
+            .unwrap_or_else(|| panic!("{message:?} not logged: {lines:#?}"))
+    };
+    assert!(at("shutting down: NOT_SERVING, draining in-flight calls") < at("stopped"));
+    assert!(at("stopped") < at("telemetry flushed"));
+
+    let spans: Vec<Span> = collector
+        .requests()
+        .into_iter()
+        .flat_map(|r| r.resource_spans)
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    let update = server_span(&spans, &trace_id, "UpdateCustomer");
+    assert_eq!(int(update, "rpc.grpc.status_code"), 0);
 }
