@@ -40,7 +40,8 @@ run_pg() {
 }
 
 data_dir_for() {
-  local name=$1 dir="$root/.pgdata/$name"
+  local name=$1
+  local dir="$root/.pgdata/$name"
   if [ "$(id -u)" -eq 0 ]; then
     mkdir -p "$root/.pgdata"
     if ! runuser -u postgres -- test -x "$root/.pgdata"; then

@@ -1,5 +1,6 @@
 //! Typed settings: built-in defaults → optional TOML file → `CK__SECTION__KEY`
-//! environment variables, plus `DATABASE_URL`.
+//! environment variables, plus `DATABASE_URL` and the standard `OTEL_*`
+//! variables.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -42,6 +43,14 @@ complaint_sla_hours_critical = 4
 [log]
 format = "json"
 level = "info"
+
+[telemetry]
+# Unset (the default): spans keep their ids for logs and x-trace-id, but
+# nothing is exported. Set to the collector's OTLP/gRPC address, e.g.
+# "http://otel-collector:4317".
+otlp_endpoint = ""
+service_name = "customer-knowledge"
+sampling_ratio = 1.0
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +61,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub interactions: InteractionSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +153,75 @@ pub struct LogSettings {
     pub level: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// OTLP/gRPC collector address; empty turns exporting off.
+    pub otlp_endpoint: String,
+    /// Extra gRPC metadata for the collector (`key=value,key2=value2`), e.g.
+    /// an API key; added to `OTEL_EXPORTER_OTLP_HEADERS`, which the exporter
+    /// reads itself.
+    pub otlp_headers: Option<SecretString>,
+    pub service_name: String,
+    /// Share of new traces recorded (0.0–1.0). A caller's sampling decision
+    /// in `traceparent` is always followed (parent-based sampling).
+    pub sampling_ratio: f64,
+}
+
+impl TelemetrySettings {
+    /// The collector address, when exporting is on.
+    pub fn endpoint(&self) -> Option<&str> {
+        Some(self.otlp_endpoint.trim()).filter(|e| !e.is_empty())
+    }
+}
+
+/// The standard OpenTelemetry variables that map onto `[telemetry]` keys.
+/// `CK__TELEMETRY__*` wins over them, as `CK__DATABASE__URL` wins over
+/// `DATABASE_URL`.
+fn otel_overrides(
+    env: &std::collections::HashMap<String, String>,
+) -> Result<Vec<(&'static str, config::Value)>, ConfigError> {
+    let set = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let mut overrides = Vec::new();
+    if !env.contains_key("CK__TELEMETRY__OTLP_ENDPOINT")
+        && let Some(endpoint) =
+            set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    {
+        overrides.push(("telemetry.otlp_endpoint", endpoint.into()));
+    }
+    if !env.contains_key("CK__TELEMETRY__SERVICE_NAME")
+        && let Some(name) = set("OTEL_SERVICE_NAME")
+    {
+        overrides.push(("telemetry.service_name", name.into()));
+    }
+    if !env.contains_key("CK__TELEMETRY__SAMPLING_RATIO")
+        && let Some(sampler) = set("OTEL_TRACES_SAMPLER")
+    {
+        // Only the ratio is taken: the sampler is always parent-based, so a
+        // caller that sampled a trace gets the whole of it.
+        let ratio = match sampler {
+            "always_on" | "parentbased_always_on" => 1.0,
+            "always_off" | "parentbased_always_off" => 0.0,
+            "traceidratio" | "parentbased_traceidratio" => match set("OTEL_TRACES_SAMPLER_ARG") {
+                None => 1.0,
+                Some(arg) => arg.parse::<f64>().map_err(|_| {
+                    ConfigError(
+                        "OTEL_TRACES_SAMPLER_ARG must be a number between 0 and 1".to_string(),
+                    )
+                })?,
+            },
+            _ => {
+                return Err(ConfigError(
+                    "OTEL_TRACES_SAMPLER must be always_on, always_off, traceidratio or their \
+                     parentbased_ forms"
+                        .to_string(),
+                ));
+            }
+        };
+        overrides.push(("telemetry.sampling_ratio", ratio.into()));
+    }
+    Ok(overrides)
+}
+
 /// A configuration problem, naming the key at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -205,6 +284,11 @@ impl Settings {
         {
             builder = builder
                 .set_override("database.url", url.as_str())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        for (key, value) in otel_overrides(env)? {
+            builder = builder
+                .set_override(key, value)
                 .map_err(|e| ConfigError(e.to_string()))?;
         }
         let settings: Settings = builder
@@ -301,6 +385,40 @@ impl Settings {
                 "api.page_token_secret (CK__API__PAGE_TOKEN_SECRET) must be at least 32 bytes",
             );
         }
+        let telemetry = &self.telemetry;
+        if let Some(endpoint) = telemetry.endpoint()
+            && !endpoint.starts_with("http://")
+        {
+            return fail(
+                "telemetry.otlp_endpoint (CK__TELEMETRY__OTLP_ENDPOINT / \
+                 OTEL_EXPORTER_OTLP_ENDPOINT) must be an http:// address of an OTLP/gRPC \
+                 collector, e.g. http://otel-collector:4317 (TLS to the collector is the mesh's job)",
+            );
+        }
+        if !(0.0..=1.0).contains(&telemetry.sampling_ratio) {
+            return fail(
+                "telemetry.sampling_ratio (CK__TELEMETRY__SAMPLING_RATIO / OTEL_TRACES_SAMPLER_ARG) \
+                 must be between 0 and 1",
+            );
+        }
+        if telemetry.service_name.trim().is_empty() {
+            return fail(
+                "telemetry.service_name (CK__TELEMETRY__SERVICE_NAME / OTEL_SERVICE_NAME) must not \
+                 be empty",
+            );
+        }
+        if let Some(headers) = &telemetry.otlp_headers
+            && headers
+                .expose_secret()
+                .split(',')
+                .filter(|pair| !pair.trim().is_empty())
+                .any(|pair| !pair.contains('='))
+        {
+            return fail(
+                "telemetry.otlp_headers (CK__TELEMETRY__OTLP_HEADERS) must be key=value pairs \
+                 separated by commas",
+            );
+        }
         Ok(())
     }
 
@@ -328,6 +446,18 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.server.shutdown_grace_secs)
+    }
+
+    /// The part of the grace period kept for flushing telemetry once the
+    /// drain is over, so drain and flush together end within the grace
+    /// period.
+    pub fn telemetry_flush_budget(&self) -> Duration {
+        (self.shutdown_grace() / 5).min(Duration::from_secs(5))
+    }
+
+    /// How long in-flight calls may drain before they are cut off.
+    pub fn drain_limit(&self) -> Duration {
+        self.shutdown_grace() - self.telemetry_flush_budget()
     }
 }
 
@@ -373,6 +503,94 @@ mod tests {
         assert_eq!(settings.server.admin_addr.to_string(), "127.0.0.1:9464");
         assert!(settings.database.migrate);
         assert_eq!(settings.auth.mode, AuthMode::Jwt);
+        assert_eq!(
+            settings.telemetry.endpoint(),
+            None,
+            "exporting is off by default"
+        );
+        assert_eq!(settings.telemetry.service_name, "customer-knowledge");
+        assert_eq!(settings.telemetry.sampling_ratio, 1.0);
+        assert_eq!(settings.drain_limit(), Duration::from_secs(20));
+        assert_eq!(settings.telemetry_flush_budget(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn standard_otel_variables_configure_tracing_and_ck_keys_win() {
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                ("OTEL_SERVICE_NAME", "ck-blue"),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.telemetry.endpoint(), Some("http://collector:4317"));
+        assert_eq!(settings.telemetry.service_name, "ck-blue");
+        assert_eq!(settings.telemetry.sampling_ratio, 0.25);
+
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+                ("CK__TELEMETRY__SERVICE_NAME", "ck-green"),
+                ("OTEL_SERVICE_NAME", "ck-blue"),
+                ("OTEL_TRACES_SAMPLER", "always_off"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.telemetry.endpoint(), Some("http://traces:4317"));
+        assert_eq!(settings.telemetry.service_name, "ck-green");
+        assert_eq!(settings.telemetry.sampling_ratio, 0.0);
+
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                ("CK__TELEMETRY__OTLP_ENDPOINT", "http://sidecar:4317"),
+                ("CK__TELEMETRY__SAMPLING_RATIO", "0.5"),
+                ("OTEL_TRACES_SAMPLER", "always_on"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.telemetry.endpoint(), Some("http://sidecar:4317"));
+        assert_eq!(settings.telemetry.sampling_ratio, 0.5);
+    }
+
+    #[test]
+    fn invalid_telemetry_configuration_names_the_key() {
+        assert!(
+            error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")])
+                .contains("telemetry.otlp_endpoint")
+        );
+        assert!(
+            error(&[("CK__TELEMETRY__OTLP_ENDPOINT", "https://collector:4317")])
+                .contains("CK__TELEMETRY__OTLP_ENDPOINT")
+        );
+        assert!(error(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]).contains("OTEL_TRACES_SAMPLER"));
+        assert!(
+            error(&[
+                ("OTEL_TRACES_SAMPLER", "traceidratio"),
+                ("OTEL_TRACES_SAMPLER_ARG", "half")
+            ])
+            .contains("OTEL_TRACES_SAMPLER_ARG")
+        );
+        assert!(
+            error(&[("CK__TELEMETRY__SAMPLING_RATIO", "1.5")]).contains("telemetry.sampling_ratio")
+        );
+        assert!(
+            error(&[("CK__TELEMETRY__OTLP_HEADERS", "api-key")])
+                .contains("CK__TELEMETRY__OTLP_HEADERS")
+        );
+        assert!(
+            Settings::load_from(
+                None,
+                &env(&[("CK__TELEMETRY__OTLP_HEADERS", "api-key=s3cret,tenant=bank")])
+            )
+            .is_ok()
+        );
     }
 
     #[test]

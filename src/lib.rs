@@ -1,11 +1,13 @@
 //! Customer Knowledge Service: captures, classifies and shares what a bank
 //! knows about its customers, over gRPC on Postgres.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod pb;
 pub mod startup;
 pub mod store;

@@ -37,11 +37,20 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    let telemetry = match telemetry::init(&settings.log, &settings.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("customer-knowledge: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let flush_budget = settings.telemetry_flush_budget();
     let result = match command {
         Command::Serve => startup::serve(settings).await,
         Command::Migrate => startup::migrate(settings).await,
     };
+    // After the drain: the spans of the last calls leave before the exit.
+    telemetry.shutdown(flush_budget).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,7 +1,12 @@
-//! The application: listener, services, health, reflection and the drain on
-//! shutdown.
+//! The application: listeners (gRPC and admin HTTP), services, health,
+//! reflection, per-call telemetry and the drain on shutdown.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    future::{Future, IntoFuture},
+    sync::Arc,
+    time::Duration,
+};
 
 use secrecy::ExposeSecret;
 use tokio::{net::TcpListener, sync::watch};
@@ -14,11 +19,16 @@ use tonic::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{
+    admin::{self, Readiness},
     api::{
-        customer::CustomerApi, interaction::InteractionApi, page_token::PageTokens, unimplemented,
+        customer::CustomerApi,
+        interaction::{InteractionApi, InteractionApiParts},
+        page_token::PageTokens,
+        unimplemented,
     },
     auth::Authenticator,
     config::Settings,
+    metrics::Metrics,
     pb::{
         self,
         v1::{
@@ -27,6 +37,7 @@ use crate::{
         },
     },
     store::{Db, feed::InteractionFeed},
+    telemetry::rpc::RpcLayer,
 };
 
 /// Every service of the contract, for per-service health.
@@ -41,21 +52,50 @@ pub const SERVICE_NAMES: [&str; 5] = [
 /// The health entry liveness probes check.
 pub const LIVENESS: &str = "liveness";
 
-/// Sets the overall and every per-service health status.
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    for name in SERVICE_NAMES {
-        reporter.set_service_status(name, status).await;
+/// gRPC health and the admin port's readiness, kept in step.
+#[derive(Clone)]
+struct Health {
+    reporter: HealthReporter,
+    readiness: Readiness,
+}
+
+impl Health {
+    /// Sets the overall and every per-service health status.
+    async fn set(&self, status: ServingStatus) {
+        self.readiness.set(status == ServingStatus::Serving);
+        self.reporter.set_service_status("", status).await;
+        for name in SERVICE_NAMES {
+            self.reporter.set_service_status(name, status).await;
+        }
     }
+}
+
+/// Every `/package.Service/Method` path the server answers, for metric
+/// labels.
+fn served_methods() -> anyhow::Result<HashSet<String>> {
+    let mut methods = HashSet::new();
+    for set in [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        methods.extend(unimplemented::contract_methods(set)?);
+    }
+    Ok(methods)
 }
 
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    admin_listener: TcpListener,
+    admin_port: u16,
     settings: Settings,
     db: Db,
     routes: Routes,
-    health: HealthReporter,
+    health: Health,
+    metrics: Metrics,
+    rpc_layer: RpcLayer,
     stopping: watch::Sender<bool>,
 }
 
@@ -69,6 +109,9 @@ impl Application {
                 .await
                 .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
         }
+        // Services that record their own figures (the interaction append
+        // path: `metrics.observe_append_batch`) take a clone.
+        let metrics = Metrics::new();
         let authenticator = Authenticator::from_settings(&settings.auth)?;
         let page_tokens = match &settings.api.page_token_secret {
             Some(secret) => PageTokens::new(secret.expose_secret().as_bytes()),
@@ -86,22 +129,29 @@ impl Application {
             CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens.clone()))
                 .max_decoding_message_size(max_bytes)
                 .max_encoding_message_size(max_bytes);
-        let interactions = InteractionServiceServer::new(InteractionApi::new(
-            db.clone(),
-            page_tokens,
-            settings.interactions.complaint_sla(),
-            settings.interactions.import_batch_size,
-            InteractionFeed::start(db.clone(), stopping_rx.clone()),
-            stopping_rx,
-        ))
-        .max_decoding_message_size(max_bytes)
-        .max_encoding_message_size(max_bytes);
+        let interactions =
+            InteractionServiceServer::new(InteractionApi::new(InteractionApiParts {
+                db: db.clone(),
+                page_tokens,
+                sla: settings.interactions.complaint_sla(),
+                import_batch_size: settings.interactions.import_batch_size,
+                feed: InteractionFeed::start(db.clone(), stopping_rx.clone()),
+                stopping: stopping_rx,
+                metrics: metrics.clone(),
+            }))
+            .max_decoding_message_size(max_bytes)
+            .max_encoding_message_size(max_bytes);
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_health(&health, ServingStatus::NotServing).await;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Health {
+            reporter,
+            readiness: Readiness::default(),
+        };
+        health.set(ServingStatus::NotServing).await;
         // For liveness probes: SERVING while the process serves, whatever
         // Postgres does (restarting does not bring a database back).
         health
+            .reporter
             .set_service_status(LIVENESS, ServingStatus::Serving)
             .await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -136,14 +186,33 @@ impl Application {
                     settings.server.grpc_addr
                 )
             })?;
-        let port = listener.local_addr()?.port();
+        let local_addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(settings.server.admin_addr)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on server.admin_addr (CK__SERVER__ADMIN_ADDR) {}: {e}",
+                    settings.server.admin_addr
+                )
+            })?;
+        let admin_port = admin_listener.local_addr()?.port();
+        let rpc_layer = RpcLayer::new(
+            metrics.clone(),
+            local_addr,
+            Duration::from_secs(settings.server.request_timeout_secs),
+            served_methods()?,
+        );
         Ok(Application {
             listener,
-            port,
+            port: local_addr.port(),
+            admin_listener,
+            admin_port,
             settings,
             db,
             routes: Routes::from(router),
             health,
+            metrics,
+            rpc_layer,
             stopping,
         })
     }
@@ -152,24 +221,52 @@ impl Application {
         self.port
     }
 
-    pub fn health_reporter(&self) -> HealthReporter {
-        self.health.clone()
+    /// The port of the admin HTTP listener (metrics, livez, readyz).
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
     }
 
-    /// Serves until `shutdown` completes, then reports NOT_SERVING, lets
-    /// in-flight calls finish and returns; calls still running after the grace
-    /// period are cut off.
+    /// The application's metrics; services that record their own figures
+    /// (the append batch sizes) get a clone.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    pub fn health_reporter(&self) -> HealthReporter {
+        self.health.reporter.clone()
+    }
+
+    /// Serves until `shutdown` completes, then reports NOT_SERVING (gRPC
+    /// health and `/readyz`), lets in-flight calls finish, stops the admin
+    /// port and returns; calls still running after the drain limit (the
+    /// grace period less the telemetry flush budget) are cut off.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Application {
             listener,
             port,
+            admin_listener,
+            admin_port,
             settings,
             db,
             routes,
             health,
+            metrics,
+            rpc_layer,
             stopping: stopping_tx,
         } = self;
         let stopping_rx = stopping_tx.subscribe();
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(
+            axum::serve(
+                admin_listener,
+                admin::router(metrics, db.clone(), health.readiness.clone()),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop_rx.await;
+            })
+            .into_future(),
+        );
+        tracing::info!(port = admin_port, "serving admin HTTP");
         let monitor = tokio::spawn(monitor_database(
             db,
             health.clone(),
@@ -182,7 +279,7 @@ impl Application {
             async move {
                 shutdown.await;
                 let _ = stopping_tx.send(true);
-                set_health(&health, ServingStatus::NotServing).await;
+                health.set(ServingStatus::NotServing).await;
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
             }
         };
@@ -191,23 +288,38 @@ impl Application {
             .concurrency_limit_per_connection(settings.server.concurrency_limit_per_connection)
             .load_shed(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .layer(rpc_layer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
         tracing::info!(port, "serving gRPC");
 
-        let grace = settings.shutdown_grace();
+        let drain_limit = settings.drain_limit();
         let mut stopping = stopping_rx;
         let result = tokio::select! {
             result = server => result.map_err(anyhow::Error::from),
             _ = async {
                 let _ = stopping.wait_for(|s| *s).await;
-                tokio::time::sleep(grace).await;
+                tokio::time::sleep(drain_limit).await;
             } => {
-                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; cutting off calls still running");
+                tracing::warn!(
+                    drain_limit_ms = drain_limit.as_millis() as u64,
+                    "drain limit reached; cutting off calls still running"
+                );
                 Ok(())
             }
         };
         monitor.abort();
+        // A scraper's open request may hold the admin server for a moment;
+        // the grace period does not wait for it.
+        let _ = admin_stop_tx.send(());
+        let mut admin = admin;
+        if tokio::time::timeout(Duration::from_secs(1), &mut admin)
+            .await
+            .is_err()
+        {
+            tracing::warn!("admin HTTP did not stop in time; closing it");
+            admin.abort();
+        }
         tracing::info!("stopped");
         result
     }
@@ -216,7 +328,7 @@ impl Application {
 /// Keeps health in step with Postgres: NOT_SERVING while it is unreachable.
 async fn monitor_database(
     db: Db,
-    health: HealthReporter,
+    health: Health,
     interval: Duration,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -232,10 +344,10 @@ async fn monitor_database(
         if serving != Some(reachable) && !*stopping.borrow() {
             if reachable {
                 tracing::info!("database reachable: SERVING");
-                set_health(&health, ServingStatus::Serving).await;
+                health.set(ServingStatus::Serving).await;
             } else {
                 tracing::warn!("database unreachable: NOT_SERVING");
-                set_health(&health, ServingStatus::NotServing).await;
+                health.set(ServingStatus::NotServing).await;
             }
             serving = Some(reachable);
         }

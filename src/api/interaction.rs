@@ -25,6 +25,7 @@ use crate::{
         principal::{BranchScope, Principal, Role},
     },
     error::{Error, Violations},
+    metrics::Metrics,
     pb::v1::{self as pb, interaction_service_server::InteractionService},
     store::{
         Db, customers,
@@ -43,17 +44,31 @@ pub struct InteractionApi {
     import_batch_size: usize,
     feed: InteractionFeed,
     stopping: watch::Receiver<bool>,
+    metrics: Metrics,
+}
+
+/// What InteractionApi is built from.
+pub struct InteractionApiParts {
+    pub db: Db,
+    pub page_tokens: PageTokens,
+    pub sla: ComplaintSla,
+    pub import_batch_size: usize,
+    pub feed: InteractionFeed,
+    pub stopping: watch::Receiver<bool>,
+    pub metrics: Metrics,
 }
 
 impl InteractionApi {
-    pub fn new(
-        db: Db,
-        page_tokens: PageTokens,
-        sla: ComplaintSla,
-        import_batch_size: usize,
-        feed: InteractionFeed,
-        stopping: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(parts: InteractionApiParts) -> Self {
+        let InteractionApiParts {
+            db,
+            page_tokens,
+            sla,
+            import_batch_size,
+            feed,
+            stopping,
+            metrics,
+        } = parts;
         InteractionApi {
             db,
             page_tokens,
@@ -61,6 +76,7 @@ impl InteractionApi {
             import_batch_size,
             feed,
             stopping,
+            metrics,
         }
     }
 }
@@ -659,6 +675,7 @@ impl InteractionApi {
             let id = CustomerId::parse(missing).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
             return Err(unreachable_customer(&self.db, &id, scope).await);
         }
+        self.metrics.observe_append_batch(rows.len());
         store::append(conn, rows, true)
             .await?
             .into_iter()
@@ -709,6 +726,7 @@ impl InteractionApi {
         }
         let appended = store::append(&mut tx, &rows, false).await?;
         tx.commit().await?;
+        self.metrics.observe_append_batch(rows.len());
         let accepted = appended
             .iter()
             .filter(|a| matches!(a, Appended::New(_)))

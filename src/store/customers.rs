@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::{FromRow, PgConnection, types::Json};
+use tracing::Instrument;
 
-use super::{Db, append_outbox};
+use super::{Db, append_outbox, statement};
 use crate::{
     domain::{
         customer::{
@@ -247,6 +248,7 @@ pub async fn get(
         .bind(id.as_str())
         .bind(scope)
         .fetch_optional(conn)
+        .instrument(statement("SELECT", "customers"))
         .await?;
     found(row)
 }
@@ -272,6 +274,7 @@ impl Db {
         .bind(value)
         .bind(scope)
         .fetch_optional(self.pool())
+        .instrument(statement("SELECT", "customers"))
         .await?;
         found(row)
     }
@@ -306,6 +309,7 @@ impl Db {
         .bind(after)
         .bind(limit)
         .fetch_all(self.pool())
+        .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()
     }
@@ -336,6 +340,7 @@ impl Db {
         .bind(offset)
         .bind(limit)
         .fetch_all(self.pool())
+        .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()
     }
@@ -356,6 +361,7 @@ async fn replace_external_ids(
     sqlx::query("DELETE FROM customer_external_ids WHERE customer_id = $1")
         .bind(id.as_str())
         .execute(&mut *conn)
+        .instrument(statement("DELETE", "customer_external_ids"))
         .await?;
     let systems: Vec<&str> = external_ids.iter().map(|e| e.system.as_str()).collect();
     let values: Vec<&str> = external_ids.iter().map(|e| e.value.as_str()).collect();
@@ -367,6 +373,7 @@ async fn replace_external_ids(
     .bind(&values)
     .bind(id.as_str())
     .execute(&mut *conn)
+    .instrument(statement("INSERT", "customer_external_ids"))
     .await
     .map_err(|e| map_unique(e, id))?;
     Ok(())
@@ -407,6 +414,7 @@ pub async fn insert(
     .bind(Json(&profile.preferences))
     .bind(search_document(profile))
     .execute(&mut *conn)
+    .instrument(statement("INSERT", "customers"))
     .await
     .map_err(|e| map_unique(e, id))?;
     replace_external_ids(conn, id, &profile.external_ids).await?;
@@ -450,6 +458,7 @@ pub async fn update_profile(
     .bind(Json(&profile.preferences))
     .bind(search_document(profile))
     .execute(&mut *conn)
+    .instrument(statement("UPDATE", "customers"))
     .await?;
     if external_ids_changed {
         replace_external_ids(conn, id, &profile.external_ids).await?;
@@ -468,20 +477,37 @@ pub async fn update_profile(
 /// Erasure (DESIGN §4): PII, free text, ids, consents and links go; a
 /// tombstone with the id and home branch stays so later reads say NOT_FOUND.
 pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error> {
-    for sql in [
-        "DELETE FROM customer_external_ids WHERE customer_id = $1",
-        "DELETE FROM customer_consents WHERE customer_id = $1",
-        "DELETE FROM customer_links WHERE customer_id = $1 OR linked_customer_id = $1",
-        "UPDATE customers SET display_name = '', relationship_manager = '', national_id = '',
+    for (operation, table, sql) in [
+        (
+            "DELETE",
+            "customer_external_ids",
+            "DELETE FROM customer_external_ids WHERE customer_id = $1",
+        ),
+        (
+            "DELETE",
+            "customer_consents",
+            "DELETE FROM customer_consents WHERE customer_id = $1",
+        ),
+        (
+            "DELETE",
+            "customer_links",
+            "DELETE FROM customer_links WHERE customer_id = $1 OR linked_customer_id = $1",
+        ),
+        (
+            "UPDATE",
+            "customers",
+            "UPDATE customers SET display_name = '', relationship_manager = '', national_id = '',
                 phone = '', email = '', birth_date = NULL, address = '', tags = '{}',
                 preferences = '{}', tier = NULL, recency_score = NULL, frequency_score = NULL,
                 monetary_score = NULL, search_document = ''::tsvector, version = version + 1,
                 update_time = now(), delete_time = now()
          WHERE id = $1",
+        ),
     ] {
         sqlx::query(sql)
             .bind(id.as_str())
             .execute(&mut *conn)
+            .instrument(statement(operation, table))
             .await?;
     }
     super::interactions::erase_text(conn, id).await?;
@@ -510,6 +536,7 @@ pub async fn set_consent(
     .bind(purpose.as_str())
     .bind(granted)
     .execute(&mut *conn)
+    .instrument(statement("INSERT", "customer_consents"))
     .await?;
     bump_version(conn, id).await?;
     append_outbox(
@@ -527,6 +554,7 @@ async fn bump_version(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Er
     sqlx::query("UPDATE customers SET version = version + 1, update_time = now() WHERE id = $1")
         .bind(id.as_str())
         .execute(conn)
+        .instrument(statement("UPDATE", "customers"))
         .await?;
     Ok(())
 }
@@ -552,6 +580,7 @@ pub async fn link(
     .bind(second.as_str())
     .bind(relationship.as_str())
     .execute(&mut *conn)
+    .instrument(statement("INSERT", "customer_links"))
     .await
     .map_err(|e| map_unique(e, customer))?;
     bump_version(conn, customer).await?;

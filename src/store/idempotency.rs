@@ -5,7 +5,9 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::Db;
+use tracing::Instrument;
+
+use super::{Db, statement};
 use crate::error::Error;
 
 /// Identifies one logical request of one caller.
@@ -37,6 +39,7 @@ async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Claim, E
     .bind(key.request_id)
     .bind(&key.fingerprint)
     .execute(&mut *conn)
+    .instrument(statement("INSERT", "idempotency_keys"))
     .await?
     .rows_affected();
     if inserted == 1 {
@@ -50,6 +53,7 @@ async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Claim, E
     .bind(key.method)
     .bind(key.request_id)
     .fetch_one(&mut *conn)
+    .instrument(statement("SELECT", "idempotency_keys"))
     .await?;
     if fingerprint != key.fingerprint {
         return Err(Error::invalid(
@@ -94,6 +98,7 @@ impl Db {
             .bind(key.request_id)
             .bind(encode(&response))
             .execute(&mut *tx)
+            .instrument(statement("UPDATE", "idempotency_keys"))
             .await?;
         }
         tx.commit().await?;

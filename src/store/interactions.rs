@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection, types::Json};
 
-use super::{Db, append_outbox};
+use tracing::Instrument;
+
+use super::{Db, append_outbox, statement};
 use crate::{
     domain::{
         customer::CustomerId,
@@ -176,6 +178,7 @@ pub async fn lock_customers(
     .bind(ids)
     .bind(scope)
     .fetch_all(conn)
+    .instrument(statement("SELECT", "customers"))
     .await?)
 }
 
@@ -267,6 +270,7 @@ pub async fn append(
         .map(|c| c.severity.as_str())))
     .bind(column!(|(_, n)| n.complaint.as_ref().map(|c| c.due_time)))
     .fetch_all(&mut *conn)
+    .instrument(statement("INSERT", "interactions"))
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
@@ -281,6 +285,7 @@ pub async fn append(
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(FEED_CHANNEL)
             .execute(&mut *conn)
+            .instrument(statement("NOTIFY", "interactions"))
             .await?;
     }
 
@@ -308,6 +313,7 @@ pub async fn append(
                 .bind(&new.source_system)
                 .bind(&new.external_ref)
                 .fetch_one(&mut *conn)
+                .instrument(statement("SELECT", "interactions"))
                 .await?;
                 out.push(Appended::Duplicate(Box::new(row.try_into()?)));
             }
@@ -339,6 +345,7 @@ pub async fn get(
         .bind(customer.as_str())
         .bind(id)
         .fetch_optional(conn)
+        .instrument(statement("SELECT", "interactions"))
         .await?
         .map(Interaction::try_from)
         .transpose()
@@ -391,6 +398,7 @@ impl Db {
             .bind(after_id)
             .bind(limit)
             .fetch_all(self.pool())
+            .instrument(statement("SELECT", "interactions"))
             .await?
             .into_iter()
             .map(Interaction::try_from)
@@ -442,6 +450,7 @@ impl Db {
         .bind(after_id)
         .bind(limit)
         .fetch_all(self.pool())
+        .instrument(statement("SELECT", "interactions"))
         .await?
         .into_iter()
         .map(Interaction::try_from)
@@ -485,6 +494,7 @@ pub async fn update_complaint(
     .bind(complaint.resolve_time)
     .bind(complaint.close_time)
     .fetch_one(&mut *conn)
+    .instrument(statement("UPDATE", "interactions"))
     .await?;
     let interaction = Interaction::try_from(row)?;
     append_outbox(
@@ -508,6 +518,7 @@ pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Resul
     )
     .bind(customer.as_str())
     .execute(&mut *conn)
+    .instrument(statement("UPDATE", "interactions"))
     .await?;
     sqlx::query(
         "UPDATE follow_ups SET purpose = '', version = version + 1, update_time = now()
@@ -515,6 +526,7 @@ pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Resul
     )
     .bind(customer.as_str())
     .execute(conn)
+    .instrument(statement("UPDATE", "follow_ups"))
     .await?;
     Ok(())
 }
@@ -615,6 +627,7 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
     .bind(&task.source_interaction)
     .bind(&task.created_by)
     .fetch_one(&mut *conn)
+    .instrument(statement("INSERT", "follow_ups"))
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.constraint() == Some("follow_ups_pkey") => {
@@ -649,6 +662,7 @@ pub async fn get_follow_up(
     .bind(customer.as_str())
     .bind(id)
     .fetch_optional(conn)
+    .instrument(statement("SELECT", "follow_ups"))
     .await?
     .map(FollowUp::try_from)
     .transpose()
@@ -671,6 +685,7 @@ pub async fn complete_follow_up(
     .bind(id)
     .bind(completion)
     .fetch_one(&mut *conn)
+    .instrument(statement("UPDATE", "follow_ups"))
     .await?;
     let task = FollowUp::try_from(row)?;
     append_outbox(
@@ -736,6 +751,7 @@ impl Db {
         .bind(after_id)
         .bind(limit)
         .fetch_all(self.pool())
+        .instrument(statement("SELECT", "follow_ups"))
         .await?
         .into_iter()
         .map(FollowUp::try_from)
@@ -771,6 +787,7 @@ impl Db {
         let horizon: i64 =
             sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 .fetch_one(self.pool())
+                .instrument(statement("SELECT", "interactions"))
                 .await?;
         Ok((horizon - 1, i64::MAX))
     }
@@ -805,6 +822,7 @@ impl Db {
         .bind(home_branch)
         .bind(limit)
         .fetch_all(self.pool())
+        .instrument(statement("SELECT", "interactions"))
         .await?;
         rows.into_iter()
             .map(|row| {

@@ -9,6 +9,7 @@ use std::{
 
 use customer_knowledge::{
     config::Settings,
+    metrics::Metrics,
     pb::v1::{
         customer_service_client::CustomerServiceClient,
         interaction_service_client::InteractionServiceClient,
@@ -17,7 +18,11 @@ use customer_knowledge::{
 };
 use jsonwebtoken::{EncodingKey, Header, encode};
 use sqlx::{Connection, PgConnection, PgPool};
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::oneshot,
+    task::JoinHandle,
+};
 use tonic::{
     Request, Status,
     metadata::MetadataValue,
@@ -67,6 +72,8 @@ pub async fn fresh_database() -> String {
 
 pub struct TestApp {
     pub port: u16,
+    pub admin_port: u16,
+    pub metrics: Metrics,
     pub database_url: String,
     pub db: PgPool,
     shutdown: Option<oneshot::Sender<()>>,
@@ -118,6 +125,8 @@ impl TestApp {
             .await
             .expect("application builds");
         let port = app.port();
+        let admin_port = app.admin_port();
+        let metrics = app.metrics();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = rx.await;
@@ -127,6 +136,8 @@ impl TestApp {
             .expect("connect test db");
         TestApp {
             port,
+            admin_port,
+            metrics,
             database_url,
             db,
             shutdown: Some(tx),
@@ -156,6 +167,11 @@ impl TestApp {
 
     pub async fn anonymous_customers(&self) -> CustomerServiceClient<Channel> {
         CustomerServiceClient::new(self.channel().await)
+    }
+
+    /// GET on the admin HTTP port: status code and body.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin_port, path).await
     }
 
     /// Starts the graceful shutdown (as SIGTERM would).
@@ -307,4 +323,39 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
         .bad_request()
         .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
         .unwrap_or_default()
+}
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: status code and body. A few lines of
+/// HTTP keep the tests free of an HTTP client dependency.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the admin port");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, body.to_string())
+}
+
+/// The value of one sample (`name{labels}` exactly as rendered) in the
+/// Prometheus text format; 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a sample value"))
+        .unwrap_or(0.0)
 }

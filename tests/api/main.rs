@@ -1,6 +1,7 @@
 //! Integration tests: the real server over TCP, real Postgres, generated
 //! tonic clients. One binary, so the crate links once.
 
+mod admin;
 mod auth;
 mod customers;
 mod grpcurl;
@@ -10,4 +11,5 @@ mod import;
 mod interactions;
 mod pagination;
 mod server;
+mod telemetry;
 mod watch;
