@@ -589,13 +589,11 @@ impl CustomerService for CustomerApi {
                 .db
                 .list_customers(scope.branch(), &filter, after.as_deref(), limit + 1)
                 .await?;
-            let next_page_token = if page.len() as i64 > limit {
-                page.truncate(limit as usize);
-                let last = page.last().map(|c| c.id.as_str()).unwrap_or_default();
-                self.page_tokens.encode(last, &context)
-            } else {
-                String::new()
-            };
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |last| {
+                    last.id.as_str().to_string()
+                });
             Ok(pb::ListCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
                 next_page_token,
@@ -634,13 +632,9 @@ impl CustomerService for CustomerApi {
                 .db
                 .search_customers(scope.branch(), &tsquery, &req.query, offset, limit + 1)
                 .await?;
-            let next_page_token = if page.len() as i64 > limit {
-                page.truncate(limit as usize);
-                self.page_tokens
-                    .encode(&(offset + limit).to_string(), &context)
-            } else {
-                String::new()
-            };
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
             Ok(pb::SearchCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
                 next_page_token,

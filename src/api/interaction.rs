@@ -982,19 +982,14 @@ impl InteractionService for InteractionApi {
             }
             readable_customer(&self.db, &customer, &scope).await?;
             let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
-            let next_page_token = if page.len() as i64 > limit {
-                page.truncate(limit as usize);
-                let last = page.last().expect("a full page");
-                self.page_tokens.encode(
-                    &join_cursor(&[
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |last| {
+                    join_cursor(&[
                         &last.fields.occur_time.timestamp_micros().to_string(),
                         &last.fields.id,
-                    ]),
-                    &context,
-                )
-            } else {
-                String::new()
-            };
+                    ])
+                });
             Ok(pb::ListInteractionsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
                 next_page_token,
@@ -1129,26 +1124,21 @@ impl InteractionService for InteractionApi {
                 .db
                 .list_complaints(scope.branch(), &query, limit + 1)
                 .await?;
-            let next_page_token = if page.len() as i64 > limit {
-                page.truncate(limit as usize);
-                let last = page.last().expect("a full page");
-                let due = last
-                    .fields
-                    .complaint
-                    .as_ref()
-                    .expect("a complaint")
-                    .due_time;
-                self.page_tokens.encode(
-                    &join_cursor(&[
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |last| {
+                    let due = last
+                        .fields
+                        .complaint
+                        .as_ref()
+                        .map(|c| c.due_time)
+                        .unwrap_or_default();
+                    join_cursor(&[
                         &due.timestamp_micros().to_string(),
                         last.customer.as_str(),
                         &last.fields.id,
-                    ]),
-                    &context,
-                )
-            } else {
-                String::new()
-            };
+                    ])
+                });
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
                 next_page_token,
@@ -1362,20 +1352,15 @@ impl InteractionService for InteractionApi {
                 .db
                 .list_follow_ups(scope.branch(), &query, limit + 1)
                 .await?;
-            let next_page_token = if page.len() as i64 > limit {
-                page.truncate(limit as usize);
-                let last = page.last().expect("a full page");
-                self.page_tokens.encode(
-                    &join_cursor(&[
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |last| {
+                    join_cursor(&[
                         &last.due_time.timestamp_micros().to_string(),
                         last.customer.as_str(),
                         &last.id,
-                    ]),
-                    &context,
-                )
-            } else {
-                String::new()
-            };
+                    ])
+                });
             Ok(pb::ListFollowUpsResponse {
                 follow_ups: page.iter().map(follow_up_to).collect(),
                 next_page_token,

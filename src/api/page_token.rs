@@ -38,6 +38,24 @@ impl PageTokens {
         URL_SAFE_NO_PAD.encode(body)
     }
 
+    /// Trims a page read with one row more than `limit` and returns the token
+    /// of the next page, made from the last row kept; empty on the last page.
+    pub fn next_page<T>(
+        &self,
+        page: &mut Vec<T>,
+        limit: i64,
+        context: &str,
+        cursor: impl FnOnce(&T) -> String,
+    ) -> String {
+        if page.len() as i64 <= limit {
+            return String::new();
+        }
+        page.truncate(limit as usize);
+        page.last()
+            .map(|last| self.encode(&cursor(last), context))
+            .unwrap_or_default()
+    }
+
     /// The cursor of a token made by `encode` for the same `context`; `None`
     /// for the empty token (the first page).
     pub fn decode(&self, token: &str, context: &str) -> Result<Option<String>, Error> {
