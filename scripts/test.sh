@@ -55,7 +55,7 @@ psql=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)/psql
 echo "test cluster at $base"
 
 step "cargo test"
-cargo test --locked --all-targets
+cargo test --locked
 
 if [ -f scripts/check-helm.sh ]; then
   step "helm chart"
