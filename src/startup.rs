@@ -23,6 +23,7 @@ use crate::{
     api::{
         customer::CustomerApi,
         interaction::{InteractionApi, InteractionApiParts},
+        knowledge::KnowledgeApi,
         page_token::PageTokens,
         unimplemented,
     },
@@ -34,9 +35,10 @@ use crate::{
         v1::{
             customer_service_server::CustomerServiceServer,
             interaction_service_server::InteractionServiceServer,
+            knowledge_service_server::KnowledgeServiceServer,
         },
     },
-    store::{Db, feed::InteractionFeed},
+    store::{Db, feed::ChangeFeed},
     telemetry::rpc::RpcLayer,
 };
 
@@ -129,18 +131,27 @@ impl Application {
             CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens.clone()))
                 .max_decoding_message_size(max_bytes)
                 .max_encoding_message_size(max_bytes);
+        let feed = ChangeFeed::start(db.clone(), stopping_rx.clone());
         let interactions =
             InteractionServiceServer::new(InteractionApi::new(InteractionApiParts {
                 db: db.clone(),
-                page_tokens,
+                page_tokens: page_tokens.clone(),
                 sla: settings.interactions.complaint_sla(),
                 import_batch_size: settings.interactions.import_batch_size,
-                feed: InteractionFeed::start(db.clone(), stopping_rx.clone()),
-                stopping: stopping_rx,
+                feed: feed.clone(),
+                stopping: stopping_rx.clone(),
                 metrics: metrics.clone(),
             }))
             .max_decoding_message_size(max_bytes)
             .max_encoding_message_size(max_bytes);
+        let knowledge = KnowledgeServiceServer::new(KnowledgeApi::new(
+            db.clone(),
+            page_tokens,
+            feed,
+            stopping_rx,
+        ))
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let health = Health {
@@ -171,7 +182,8 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(customers, authenticate.clone()))
-            .add_service(InterceptedService::new(interactions, authenticate));
+            .add_service(InterceptedService::new(interactions, authenticate.clone()))
+            .add_service(InterceptedService::new(knowledge, authenticate));
         let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
             .routes()

@@ -29,7 +29,7 @@ use crate::{
     pb::v1::{self as pb, interaction_service_server::InteractionService},
     store::{
         Db, customers,
-        feed::{FEED_PAGE, InteractionFeed},
+        feed::{ChangeFeed, FEED_PAGE},
         interactions::{
             self as store, Appended, ComplaintQuery, FeedCursor, FeedItem, FollowUp, FollowUpQuery,
             TimelineQuery,
@@ -42,7 +42,7 @@ pub struct InteractionApi {
     page_tokens: PageTokens,
     sla: ComplaintSla,
     import_batch_size: usize,
-    feed: InteractionFeed,
+    feed: ChangeFeed,
     stopping: watch::Receiver<bool>,
     metrics: Metrics,
 }
@@ -53,7 +53,7 @@ pub struct InteractionApiParts {
     pub page_tokens: PageTokens,
     pub sla: ComplaintSla,
     pub import_batch_size: usize,
-    pub feed: InteractionFeed,
+    pub feed: ChangeFeed,
     pub stopping: watch::Receiver<bool>,
     pub metrics: Metrics,
 }

@@ -2,6 +2,7 @@
 
 pub mod customer;
 pub mod interaction;
+pub mod knowledge;
 pub mod page_token;
 pub mod status;
 pub mod unimplemented;

@@ -25,6 +25,7 @@ macro_rules! string_enum {
 pub mod customer;
 pub mod filter;
 pub mod interaction;
+pub mod knowledge;
 pub mod mask;
 pub mod principal;
 pub mod search;

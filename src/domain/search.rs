@@ -144,8 +144,65 @@ pub fn document<'a>(name: &str, external_values: impl IntoIterator<Item = &'a st
     entries.join(" ")
 }
 
+/// The CJK lexemes of a text (characters and bigrams) as a `tsvector`
+/// literal with one weight; Latin words are left to Postgres's English
+/// stemmer. Empty when the text has no CJK.
+pub fn cjk_document(text: &str, weight: char) -> String {
+    let mut entries = Vec::new();
+    for run in runs(text) {
+        if let Run::Cjk(chars) = run {
+            let position = entries.len() + 1;
+            for lexeme in chars
+                .iter()
+                .map(|c| c.to_string())
+                .chain(chars.windows(2).map(|pair| pair.iter().collect()))
+            {
+                entries.push(format!("'{lexeme}':{}{weight}", (position).min(16383)));
+            }
+        }
+    }
+    entries.join(" ")
+}
+
+/// Splits a knowledge search query into its Latin text (for
+/// `websearch_to_tsquery('english', …)`) and the `tsquery` of its CJK runs.
+pub fn split_query(query: &str) -> (String, Option<String>) {
+    let mut latin = String::new();
+    let mut terms = Vec::new();
+    for run in runs(query) {
+        match run {
+            Run::Word(w) => {
+                latin.push_str(&w);
+                latin.push(' ');
+            }
+            Run::Cjk(chars) if chars.len() == 1 => terms.push(format!("'{}'", chars[0])),
+            Run::Cjk(chars) => terms.extend(
+                chars
+                    .windows(2)
+                    .map(|pair| format!("'{}'", pair.iter().collect::<String>())),
+            ),
+        }
+    }
+    terms.dedup();
+    terms.truncate(MAX_QUERY_TERMS);
+    (
+        latin.trim().to_string(),
+        (!terms.is_empty()).then(|| terms.join(" & ")),
+    )
+}
+
 #[cfg(test)]
 mod document_tests {
+    #[test]
+    fn knowledge_queries_split_into_english_and_cjk() {
+        let (latin, cjk) = super::split_query("prefers 稳健型 理财 products");
+        assert_eq!(latin, "prefers products");
+        assert_eq!(cjk.unwrap(), "'稳健' & '健型' & '理财'");
+        assert_eq!(super::split_query("理").1.unwrap(), "'理'");
+        assert!(super::cjk_document("客户偏好稳健型理财产品", 'A').contains("'理财'"));
+        assert_eq!(super::cjk_document("no cjk here", 'A'), "");
+    }
+
     #[test]
     fn weights_names_above_external_ids() {
         assert_eq!(

@@ -511,6 +511,7 @@ pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error
             .await?;
     }
     super::interactions::erase_text(conn, id).await?;
+    super::knowledge::erase_subject(conn, id.as_str()).await?;
     append_outbox(
         conn,
         "customer",
@@ -598,4 +599,21 @@ pub async fn link(
     )
     .await?;
     reread(conn, customer).await
+}
+
+/// How many of `ids` have granted consent for `purpose`.
+pub async fn count_consented(
+    conn: &mut PgConnection,
+    ids: &[String],
+    purpose: ConsentPurpose,
+) -> Result<i64, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM customer_consents
+         WHERE customer_id = ANY($1) AND purpose = $2 AND granted",
+    )
+    .bind(ids)
+    .bind(purpose.as_str())
+    .fetch_one(conn)
+    .instrument(statement("SELECT", "customer_consents"))
+    .await?)
 }

@@ -1,5 +1,6 @@
-//! One LISTEN connection per process that reads newly committed interactions
-//! in commit-safe order and fans them out in memory to every watcher.
+//! One LISTEN connection per process: it reads newly committed interactions
+//! in commit-safe order and fans them out in memory to every interaction
+//! watcher, and wakes knowledge watchers, who read what they may see.
 
 use std::{sync::Arc, time::Duration};
 
@@ -9,6 +10,7 @@ use tokio::sync::{broadcast, watch};
 use super::{
     Db,
     interactions::{FEED_CHANNEL, FeedCursor, FeedItem},
+    knowledge::KNOWLEDGE_CHANNEL,
 };
 
 /// Rows read per feed query.
@@ -18,16 +20,23 @@ pub const FEED_PAGE: i64 = 1000;
 const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
-pub struct InteractionFeed {
+pub struct ChangeFeed {
     tx: broadcast::Sender<Arc<FeedItem>>,
+    knowledge: watch::Receiver<u64>,
 }
 
-impl InteractionFeed {
+impl ChangeFeed {
     /// Starts the feed task; it ends when `stopping` turns true.
-    pub fn start(db: Db, stopping: watch::Receiver<bool>) -> InteractionFeed {
+    pub fn start(db: Db, stopping: watch::Receiver<bool>) -> ChangeFeed {
         let (tx, _) = broadcast::channel(4096);
-        tokio::spawn(run(db, tx.clone(), stopping));
-        InteractionFeed { tx }
+        let (knowledge_tx, knowledge) = watch::channel(0);
+        tokio::spawn(run(db, tx.clone(), knowledge_tx, stopping));
+        ChangeFeed { tx, knowledge }
+    }
+
+    /// Changes (a counter) each time knowledge changes are committed.
+    pub fn knowledge_wakeups(&self) -> watch::Receiver<u64> {
+        self.knowledge.clone()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
@@ -37,11 +46,19 @@ impl InteractionFeed {
 
 async fn listen(db: &Db) -> Option<PgListener> {
     let mut listener = PgListener::connect_with(db.pool()).await.ok()?;
-    listener.listen(FEED_CHANNEL).await.ok()?;
+    listener
+        .listen_all([FEED_CHANNEL, KNOWLEDGE_CHANNEL])
+        .await
+        .ok()?;
     Some(listener)
 }
 
-async fn run(db: Db, tx: broadcast::Sender<Arc<FeedItem>>, mut stopping: watch::Receiver<bool>) {
+async fn run(
+    db: Db,
+    tx: broadcast::Sender<Arc<FeedItem>>,
+    knowledge: watch::Sender<u64>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let mut cursor: Option<FeedCursor> = None;
     let mut listener: Option<PgListener> = None;
     while !*stopping.borrow() {
@@ -77,12 +94,20 @@ async fn run(db: Db, tx: broadcast::Sender<Arc<FeedItem>>, mut stopping: watch::
         }
         let notified = async {
             match listener.as_mut() {
-                Some(l) => l.recv().await.map(|_| ()).map_err(|_| ()),
+                Some(l) => l
+                    .recv()
+                    .await
+                    .map(|n| n.channel() == KNOWLEDGE_CHANNEL)
+                    .map_err(|_| ()),
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            result = notified => if result.is_err() { listener = None; },
+            result = notified => match result {
+                Ok(true) => knowledge.send_modify(|n| *n = n.wrapping_add(1)),
+                Ok(false) => {}
+                Err(()) => listener = None,
+            },
             _ = tokio::time::sleep(POLL) => {}
             _ = stopping.changed() => {}
         }

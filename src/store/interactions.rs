@@ -182,6 +182,29 @@ pub async fn lock_customers(
     .await?)
 }
 
+/// How many of the interactions (customer id, interaction id) exist for
+/// customers that are not erased and are in `scope`.
+pub async fn count_reachable(
+    conn: &mut PgConnection,
+    pairs: &[(String, String)],
+    scope: Option<&str>,
+) -> Result<i64, Error> {
+    let customers: Vec<&str> = pairs.iter().map(|(c, _)| c.as_str()).collect();
+    let ids: Vec<&str> = pairs.iter().map(|(_, i)| i.as_str()).collect();
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM interactions i JOIN customers c ON c.id = i.customer_id
+         JOIN UNNEST($1::text[], $2::text[]) AS t(customer_id, id)
+           ON t.customer_id = i.customer_id AND t.id = i.id
+         WHERE c.delete_time IS NULL AND ($3::text IS NULL OR c.home_branch = $3)",
+    )
+    .bind(&customers)
+    .bind(&ids)
+    .bind(scope)
+    .fetch_one(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?)
+}
+
 /// Appends interactions in one statement (UNNEST), with an outbox row each,
 /// skipping rows whose (customer, source system, external ref) exists. The
 /// customers must have been locked with `lock_customers`. With

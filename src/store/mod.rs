@@ -5,6 +5,7 @@ pub mod customers;
 pub mod feed;
 pub mod idempotency;
 pub mod interactions;
+pub mod knowledge;
 
 use std::{str::FromStr, time::Duration};
 

@@ -13,6 +13,7 @@ use customer_knowledge::{
     pb::v1::{
         customer_service_client::CustomerServiceClient,
         interaction_service_client::InteractionServiceClient,
+        knowledge_service_client::KnowledgeServiceClient,
     },
     startup::Application,
 };
@@ -165,6 +166,10 @@ impl TestApp {
         InteractionServiceClient::with_interceptor(self.channel().await, Bearer::of(caller))
     }
 
+    pub async fn knowledge(&self, caller: &Caller) -> KnowledgeClient {
+        KnowledgeServiceClient::with_interceptor(self.channel().await, Bearer::of(caller))
+    }
+
     pub async fn anonymous_customers(&self) -> CustomerServiceClient<Channel> {
         CustomerServiceClient::new(self.channel().await)
     }
@@ -189,6 +194,7 @@ impl Drop for TestApp {
 }
 
 pub type CustomerClient = CustomerServiceClient<InterceptedService<Channel, Bearer>>;
+pub type KnowledgeClient = KnowledgeServiceClient<InterceptedService<Channel, Bearer>>;
 pub type InteractionClient = InteractionServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Creates a customer of `branch` as an admin and returns its name.

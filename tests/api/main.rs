@@ -9,6 +9,7 @@ mod helpers;
 mod idempotency;
 mod import;
 mod interactions;
+mod knowledge;
 mod pagination;
 mod server;
 mod telemetry;

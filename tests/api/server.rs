@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use customer_knowledge::pb::v1::{
     self as pb, customer::Kind, customer_service_client::CustomerServiceClient,
-    knowledge_service_client::KnowledgeServiceClient,
+    insight_service_client::InsightServiceClient,
 };
 use futures::StreamExt;
 use sqlx::Connection;
@@ -133,10 +133,10 @@ async fn reflection_v1_lists_every_service() {
 #[tokio::test]
 async fn methods_of_later_releases_answer_unimplemented_by_name() {
     let app = TestApp::spawn().await;
-    let mut knowledge = KnowledgeServiceClient::new(app.channel().await);
-    let status = knowledge
-        .get_knowledge_item(pb::GetKnowledgeItemRequest {
-            name: "knowledgeItems/x".into(),
+    let mut insight = InsightServiceClient::new(app.channel().await);
+    let status = insight
+        .get_customer360(pb::GetCustomer360Request {
+            name: "customers/x".into(),
         })
         .await
         .unwrap_err();
@@ -144,7 +144,7 @@ async fn methods_of_later_releases_answer_unimplemented_by_name() {
     assert!(
         status
             .message()
-            .contains("bank.customerknowledge.v1.KnowledgeService.GetKnowledgeItem"),
+            .contains("bank.customerknowledge.v1.InsightService.GetCustomer360"),
         "{}",
         status.message()
     );

@@ -1,0 +1,945 @@
+//! Knowledge items, their lineage, shares, internalizations and change log.
+//! Every read binds the caller's `KnowledgeAccess` as $1–$6 of the
+//! `visible!()` predicate, so an item the caller may not see never leaves SQL.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::{FromRow, PgConnection};
+use tracing::Instrument;
+
+use super::{Db, append_outbox, statement};
+use crate::{
+    domain::{
+        knowledge::{
+            Carrier, CarrierType, Change, Conversion, Derivation, ItemContent, KnowledgeAccess,
+            KnowledgeItem, KnowledgeKind, Nature, NewItem, Sensitivity, Share, Verification,
+            VerificationState, Visibility,
+        },
+        search,
+    },
+    error::Error,
+};
+
+/// NOTIFY channel that wakes WatchKnowledge streams.
+pub const KNOWLEDGE_CHANNEL: &str = "ck_knowledge";
+
+/// DESIGN §3 as SQL over `k` (knowledge_items), with the access bound as
+/// $1 all, $2 bank_only, $3 subject_branch, $4 subject, $5 team, $6 branch.
+macro_rules! visible {
+    () => {
+        "($1::bool OR (
+            ($3::text IS NULL OR NOT EXISTS (
+                SELECT 1 FROM customers sc WHERE sc.id = ANY (k.subjects) AND sc.home_branch <> $3))
+            AND (k.visibility = 'BANK' OR (NOT $2::bool AND (
+                   (k.visibility = 'PRIVATE' AND k.author = $4)
+                OR (k.visibility = 'TEAM' AND $5 <> '' AND k.scope_team = $5)
+                OR (k.visibility = 'BRANCH' AND $6 <> '' AND k.scope_branch = $6)
+                OR EXISTS (
+                    SELECT 1 FROM knowledge_shares g
+                    WHERE g.item_id = k.id AND g.is_grant
+                      AND (g.expire_time IS NULL OR g.expire_time > now())
+                      AND ((g.to_carrier_type = 'TEAM' AND $5 <> '' AND g.to_carrier_id = $5)
+                        OR (g.to_carrier_type = 'BRANCH' AND $6 <> '' AND g.to_carrier_id = $6))))))))"
+    };
+}
+
+macro_rules! select_item {
+    () => {
+        "SELECT k.id, k.title, k.body, k.nature, k.kind, k.subjects, k.carrier_type, k.carrier_id,
+                k.author, k.scope_team, k.scope_branch, k.visibility, k.sensitivity, k.tags,
+                k.sources, k.verification_state, k.verifier, k.verify_time, k.next_review_time,
+                k.version, k.create_time, k.update_time,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object('item', e.source_item,
+                                                              'conversion', e.conversion)
+                                           ORDER BY e.create_time, e.source_item)
+                          FROM knowledge_edges e WHERE e.target_item = k.id), '[]') AS derived_from,
+                COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                              'from_type', s.from_carrier_type, 'from_id', s.from_carrier_id,
+                              'to_type', s.to_carrier_type, 'to_id', s.to_carrier_id,
+                              'grant', s.is_grant, 'visibility', s.visibility,
+                              'purpose', s.purpose, 'expire_time', s.expire_time,
+                              'shared_by', s.shared_by, 'create_time', s.create_time)
+                                           ORDER BY s.id)
+                          FROM knowledge_shares s WHERE s.item_id = k.id AND s.is_grant
+                            AND (s.expire_time IS NULL OR s.expire_time > now())), '[]') AS grants
+         FROM knowledge_items k "
+    };
+}
+
+#[derive(Deserialize)]
+struct DerivationJson {
+    item: String,
+    conversion: String,
+}
+
+#[derive(Deserialize)]
+struct ShareJson {
+    from_type: String,
+    from_id: String,
+    to_type: String,
+    to_id: String,
+    grant: bool,
+    visibility: Option<String>,
+    purpose: String,
+    expire_time: Option<DateTime<Utc>>,
+    shared_by: String,
+    create_time: DateTime<Utc>,
+}
+
+#[derive(FromRow)]
+struct ItemRow {
+    id: String,
+    title: String,
+    body: String,
+    nature: String,
+    kind: String,
+    subjects: Vec<String>,
+    carrier_type: String,
+    carrier_id: String,
+    author: String,
+    scope_team: String,
+    scope_branch: String,
+    visibility: String,
+    sensitivity: String,
+    tags: Vec<String>,
+    sources: Vec<String>,
+    verification_state: String,
+    verifier: String,
+    verify_time: Option<DateTime<Utc>>,
+    next_review_time: Option<DateTime<Utc>>,
+    version: i64,
+    create_time: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+    derived_from: sqlx::types::Json<Vec<DerivationJson>>,
+    grants: sqlx::types::Json<Vec<ShareJson>>,
+}
+
+fn parse<T>(what: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+    parse(value).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "stored knowledge {what} {value:?} is not valid"
+        ))
+    })
+}
+
+fn share_from(id: &str, s: ShareJson) -> Result<Share, Error> {
+    Ok(Share {
+        item: crate::domain::knowledge::item_name(id),
+        from: Carrier {
+            kind: parse("carrier", &s.from_type, CarrierType::parse)?,
+            id: s.from_id,
+        },
+        to: Carrier {
+            kind: parse("carrier", &s.to_type, CarrierType::parse)?,
+            id: s.to_id,
+        },
+        grant: s.grant,
+        visibility: s
+            .visibility
+            .map(|v| parse("visibility", &v, Visibility::parse))
+            .transpose()?,
+        purpose: s.purpose,
+        expire_time: s.expire_time,
+        shared_by: s.shared_by,
+        create_time: s.create_time,
+    })
+}
+
+impl TryFrom<ItemRow> for KnowledgeItem {
+    type Error = Error;
+
+    fn try_from(row: ItemRow) -> Result<Self, Error> {
+        let grants = row
+            .grants
+            .0
+            .into_iter()
+            .map(|s| share_from(&row.id, s))
+            .collect::<Result<_, _>>()?;
+        Ok(KnowledgeItem {
+            item: NewItem {
+                id: row.id,
+                content: ItemContent {
+                    title: row.title,
+                    body: row.body,
+                    kind: parse("kind", &row.kind, KnowledgeKind::parse)?,
+                    subjects: row.subjects,
+                    visibility: parse("visibility", &row.visibility, Visibility::parse)?,
+                    sensitivity: parse("sensitivity", &row.sensitivity, Sensitivity::parse)?,
+                    tags: row.tags,
+                    sources: row.sources,
+                },
+                nature: parse("nature", &row.nature, Nature::parse)?,
+                carrier: Carrier {
+                    kind: parse("carrier", &row.carrier_type, CarrierType::parse)?,
+                    id: row.carrier_id,
+                },
+                author: row.author,
+                scope_team: row.scope_team,
+                scope_branch: row.scope_branch,
+            },
+            derived_from: row
+                .derived_from
+                .0
+                .into_iter()
+                .map(|d| {
+                    Ok(Derivation {
+                        item: crate::domain::knowledge::item_name(&d.item),
+                        conversion: parse("conversion", &d.conversion, Conversion::parse)?,
+                    })
+                })
+                .collect::<Result<_, Error>>()?,
+            verification: Verification {
+                state: parse(
+                    "verification state",
+                    &row.verification_state,
+                    VerificationState::parse,
+                )?,
+                verifier: row.verifier,
+                verify_time: row.verify_time,
+                next_review_time: row.next_review_time,
+            },
+            grants,
+            version: row.version,
+            create_time: row.create_time,
+            update_time: row.update_time,
+        })
+    }
+}
+
+/// Binds a `KnowledgeAccess` as $1–$6.
+macro_rules! bind_access {
+    ($query:expr, $access:expr) => {{
+        let access: &KnowledgeAccess = $access;
+        $query
+            .bind(access.all)
+            .bind(access.bank_only)
+            .bind(access.subject_branch.as_deref())
+            .bind(access.subject.as_str())
+            .bind(access.team.as_str())
+            .bind(access.branch.as_str())
+    }};
+}
+
+/// Access that sees everything: for reads inside the service's own writes.
+pub fn unrestricted() -> KnowledgeAccess {
+    KnowledgeAccess {
+        all: true,
+        bank_only: false,
+        subject_branch: None,
+        subject: String::new(),
+        team: String::new(),
+        branch: String::new(),
+    }
+}
+
+fn search_document_parts(content: &ItemContent) -> (String, String, String, String) {
+    let cjk = [
+        search::cjk_document(&content.title, 'A'),
+        search::cjk_document(&content.body, 'B'),
+    ]
+    .into_iter()
+    .filter(|d| !d.is_empty())
+    .collect::<Vec<_>>()
+    .join(" ");
+    (
+        content.title.clone(),
+        content.body.clone(),
+        content.tags.join(" "),
+        cjk,
+    )
+}
+
+/// The SQL expression of the search document from $a title, $b body, $c tags,
+/// $d CJK lexemes.
+macro_rules! search_document {
+    ($a:literal, $b:literal, $c:literal, $d:literal) => {
+        concat!(
+            "setweight(to_tsvector('english', ",
+            $a,
+            "), 'A') || setweight(to_tsvector('english', ",
+            $b,
+            "), 'B') || setweight(to_tsvector('simple', ",
+            $c,
+            "), 'C') || ",
+            $d,
+            "::tsvector"
+        )
+    };
+}
+
+/// A visible item, or None (missing or not visible: not told apart).
+pub async fn get(
+    conn: &mut PgConnection,
+    id: &str,
+    access: &KnowledgeAccess,
+    for_update: bool,
+) -> Result<Option<KnowledgeItem>, Error> {
+    let sql = if for_update {
+        concat!(
+            select_item!(),
+            "WHERE k.id = $7 AND ",
+            visible!(),
+            " FOR UPDATE OF k"
+        )
+    } else {
+        concat!(select_item!(), "WHERE k.id = $7 AND ", visible!())
+    };
+    bind_access!(sqlx::query_as::<_, ItemRow>(sql), access)
+        .bind(id)
+        .fetch_optional(conn)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?
+        .map(KnowledgeItem::try_from)
+        .transpose()
+}
+
+pub async fn insert(conn: &mut PgConnection, item: &NewItem) -> Result<KnowledgeItem, Error> {
+    let (title, body, tags, cjk) = search_document_parts(&item.content);
+    let c = &item.content;
+    sqlx::query(concat!(
+        "INSERT INTO knowledge_items (id, title, body, nature, kind, subjects, carrier_type,
+             carrier_id, author, scope_team, scope_branch, visibility, sensitivity, tags, sources,
+             search_document)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, ",
+        search_document!("$16", "$17", "$18", "$19"),
+        ")"
+    ))
+    .bind(&item.id)
+    .bind(&c.title)
+    .bind(&c.body)
+    .bind(item.nature.as_str())
+    .bind(c.kind.as_str())
+    .bind(&c.subjects)
+    .bind(item.carrier.kind.as_str())
+    .bind(&item.carrier.id)
+    .bind(&item.author)
+    .bind(&item.scope_team)
+    .bind(&item.scope_branch)
+    .bind(c.visibility.as_str())
+    .bind(c.sensitivity.as_str())
+    .bind(&c.tags)
+    .bind(&c.sources)
+    .bind(title)
+    .bind(body)
+    .bind(tags)
+    .bind(cjk)
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_items"))
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("knowledge_items_pkey") => {
+            Error::AlreadyExists {
+                resource: crate::domain::knowledge::item_name(&item.id),
+                reason: "KNOWLEDGE_ITEM_ALREADY_EXISTS".into(),
+            }
+        }
+        _ => e.into(),
+    })?;
+    record_event(conn, &item.id, Change::Created).await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(&item.id),
+        "knowledge_item.created",
+        serde_json::json!({ "nature": item.nature.as_str(), "carrier": item.carrier.kind.as_str() }),
+    )
+    .await?;
+    reread(conn, &item.id).await
+}
+
+pub async fn reread(conn: &mut PgConnection, id: &str) -> Result<KnowledgeItem, Error> {
+    get(conn, id, &unrestricted(), false).await?.ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "knowledge item vanished in its transaction"
+        ))
+    })
+}
+
+/// Writes changed content; a change of what the item says resets its
+/// verification.
+pub async fn update(
+    conn: &mut PgConnection,
+    id: &str,
+    content: &ItemContent,
+    reset_verification: bool,
+    changed_fields: &[&str],
+) -> Result<KnowledgeItem, Error> {
+    let (title, body, tags, cjk) = search_document_parts(content);
+    sqlx::query(concat!(
+        "UPDATE knowledge_items SET title = $2, body = $3, kind = $4, subjects = $5,
+                visibility = $6, sensitivity = $7, tags = $8,
+                verification_state = CASE WHEN $9 THEN 'UNVERIFIED' ELSE verification_state END,
+                verifier = CASE WHEN $9 THEN '' ELSE verifier END,
+                verify_time = CASE WHEN $9 THEN NULL ELSE verify_time END,
+                next_review_time = CASE WHEN $9 THEN NULL ELSE next_review_time END,
+                search_document = ",
+        search_document!("$10", "$11", "$12", "$13"),
+        ", version = version + 1, update_time = now()
+         WHERE id = $1"
+    ))
+    .bind(id)
+    .bind(&content.title)
+    .bind(&content.body)
+    .bind(content.kind.as_str())
+    .bind(&content.subjects)
+    .bind(content.visibility.as_str())
+    .bind(content.sensitivity.as_str())
+    .bind(&content.tags)
+    .bind(reset_verification)
+    .bind(title)
+    .bind(body)
+    .bind(tags)
+    .bind(cjk)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(id),
+        "knowledge_item.updated",
+        serde_json::json!({ "fields": changed_fields }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+pub async fn record_event(conn: &mut PgConnection, id: &str, change: Change) -> Result<(), Error> {
+    sqlx::query("INSERT INTO knowledge_events (item_id, change) VALUES ($1, $2)")
+        .bind(id)
+        .bind(change.as_str())
+        .execute(&mut *conn)
+        .instrument(statement("INSERT", "knowledge_events"))
+        .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(KNOWLEDGE_CHANNEL)
+        .execute(conn)
+        .instrument(statement("NOTIFY", "knowledge_events"))
+        .await?;
+    Ok(())
+}
+
+/// One conversion: lineage edges from every source item and a row for the
+/// flow matrix, credited to the actor's branch and team.
+pub struct ConversionRecord<'a> {
+    pub conversion: Conversion,
+    pub sources: &'a [String],
+    pub target: &'a str,
+    pub from: CarrierType,
+    pub to: CarrierType,
+    pub actor: &'a str,
+    pub actor_branch: &'a str,
+    pub actor_team: &'a str,
+}
+
+pub async fn record_conversion(
+    conn: &mut PgConnection,
+    record: &ConversionRecord<'_>,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO knowledge_edges (source_item, target_item, conversion)
+         SELECT s, $2, $3 FROM UNNEST($1::text[]) AS s",
+    )
+    .bind(record.sources)
+    .bind(record.target)
+    .bind(record.conversion.as_str())
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_edges"))
+    .await?;
+    sqlx::query(
+        "INSERT INTO knowledge_conversions (conversion, target_item, from_carrier_type,
+             to_carrier_type, actor, actor_branch, actor_team)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(record.conversion.as_str())
+    .bind(record.target)
+    .bind(record.from.as_str())
+    .bind(record.to.as_str())
+    .bind(record.actor)
+    .bind(record.actor_branch)
+    .bind(record.actor_team)
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_conversions"))
+    .await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(record.target),
+        "knowledge.converted",
+        serde_json::json!({
+            "conversion": record.conversion.as_str(),
+            "sources": record.sources.iter().map(|s| crate::domain::knowledge::item_name(s)).collect::<Vec<_>>(),
+        }),
+    )
+    .await
+}
+
+pub async fn record_internalization(
+    conn: &mut PgConnection,
+    item: &str,
+    employee: &str,
+    tacit_item: Option<&str>,
+) -> Result<DateTime<Utc>, Error> {
+    let time: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO knowledge_internalizations (item_id, employee, tacit_item)
+         VALUES ($1, $2, $3) RETURNING create_time",
+    )
+    .bind(item)
+    .bind(employee)
+    .bind(tacit_item)
+    .fetch_one(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_internalizations"))
+    .await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(item),
+        "knowledge.internalized",
+        serde_json::json!({ "employee": employee }),
+    )
+    .await?;
+    Ok(time)
+}
+
+/// Records a share; a widening also sets the item's visibility.
+pub async fn share(
+    conn: &mut PgConnection,
+    share: &Share,
+    id: &str,
+    actor_branch: &str,
+    actor_team: &str,
+) -> Result<KnowledgeItem, Error> {
+    sqlx::query(
+        "INSERT INTO knowledge_shares (item_id, from_carrier_type, from_carrier_id,
+             to_carrier_type, to_carrier_id, is_grant, visibility, purpose, expire_time,
+             shared_by, actor_branch, actor_team)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id)
+    .bind(share.from.kind.as_str())
+    .bind(&share.from.id)
+    .bind(share.to.kind.as_str())
+    .bind(&share.to.id)
+    .bind(share.grant)
+    .bind(share.visibility.map(Visibility::as_str))
+    .bind(&share.purpose)
+    .bind(share.expire_time)
+    .bind(&share.shared_by)
+    .bind(actor_branch)
+    .bind(actor_team)
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_shares"))
+    .await?;
+    if let Some(visibility) = share.visibility {
+        sqlx::query(
+            "UPDATE knowledge_items SET visibility = $2, version = version + 1, update_time = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(visibility.as_str())
+        .execute(&mut *conn)
+        .instrument(statement("UPDATE", "knowledge_items"))
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE knowledge_items SET version = version + 1, update_time = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *conn)
+        .instrument(statement("UPDATE", "knowledge_items"))
+        .await?;
+    }
+    record_event(conn, id, Change::Shared).await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(id),
+        "knowledge_item.shared",
+        serde_json::json!({
+            "from": share.from.kind.as_str(),
+            "to": share.to.kind.as_str(),
+            "grant": share.grant,
+        }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+pub async fn verify(
+    conn: &mut PgConnection,
+    id: &str,
+    verifier: &str,
+    next_review_time: DateTime<Utc>,
+) -> Result<KnowledgeItem, Error> {
+    sqlx::query(
+        "UPDATE knowledge_items SET verification_state = 'VERIFIED', verifier = $2,
+                verify_time = now(), next_review_time = $3, version = version + 1,
+                update_time = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(verifier)
+    .bind(next_review_time)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    record_event(conn, id, Change::Verified).await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(id),
+        "knowledge_item.verified",
+        serde_json::json!({ "verifier": verifier }),
+    )
+    .await?;
+    reread(conn, id).await
+}
+
+/// Erasure of a customer: items about them lose their text and the customer
+/// leaves their subjects; lineage and counts stay.
+pub async fn erase_subject(conn: &mut PgConnection, customer_id: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE knowledge_items SET title = '', body = '', tags = '{}',
+                subjects = array_remove(subjects, $1), search_document = ''::tsvector,
+                version = version + 1, update_time = now()
+         WHERE subjects @> ARRAY[$1]",
+    )
+    .bind(customer_id)
+    .execute(conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    Ok(())
+}
+
+/// The typed form of a ListKnowledgeItems filter.
+#[derive(Debug, Default, Clone)]
+pub struct ItemQuery {
+    pub subject: Option<String>,
+    pub kind: Option<KnowledgeKind>,
+    pub nature: Option<Nature>,
+    pub carrier_type: Option<CarrierType>,
+    pub carrier_id: Option<String>,
+    pub author: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub verification: Option<VerificationState>,
+    pub tags: Vec<String>,
+}
+
+/// Lineage of one item: node ids with their depth (negative: ancestors) and
+/// the edges between them.
+pub struct LineageRows {
+    pub nodes: Vec<(String, i32)>,
+    pub edges: Vec<(String, String, Conversion, DateTime<Utc>)>,
+}
+
+/// Counts for the flow matrix.
+pub struct FlowRows {
+    pub conversions: Vec<(Conversion, CarrierType, CarrierType, i64)>,
+    pub shares: Vec<(CarrierType, CarrierType, i64)>,
+}
+
+/// A change a watcher may be told about.
+pub struct KnowledgeEvent {
+    pub cursor: (i64, i64),
+    pub change: Change,
+    pub change_time: DateTime<Utc>,
+    pub item: KnowledgeItem,
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    #[sqlx(flatten)]
+    item: ItemRow,
+    change: String,
+    change_time: DateTime<Utc>,
+    txid: i64,
+    seq: i64,
+}
+
+impl Db {
+    pub async fn get_knowledge_item(
+        &self,
+        id: &str,
+        access: &KnowledgeAccess,
+    ) -> Result<Option<KnowledgeItem>, Error> {
+        let mut conn = self.pool().acquire().await?;
+        get(&mut conn, id, access, false).await
+    }
+
+    pub async fn list_knowledge_items(
+        &self,
+        access: &KnowledgeAccess,
+        query: &ItemQuery,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<KnowledgeItem>, Error> {
+        bind_access!(
+            sqlx::query_as::<_, ItemRow>(concat!(
+                select_item!(),
+                "WHERE ",
+                visible!(),
+                " AND ($7::text IS NULL OR k.subjects @> ARRAY[$7])
+                  AND ($8::text IS NULL OR k.kind = $8)
+                  AND ($9::text IS NULL OR k.nature = $9)
+                  AND ($10::text IS NULL OR k.carrier_type = $10)
+                  AND ($11::text IS NULL OR k.carrier_id = $11)
+                  AND ($12::text IS NULL OR k.author = $12)
+                  AND ($13::text IS NULL OR k.visibility = $13)
+                  AND ($14::text IS NULL
+                       OR ($14 = 'UNVERIFIED' AND k.verification_state = 'UNVERIFIED')
+                       OR ($14 = 'VERIFIED' AND k.verification_state = 'VERIFIED'
+                           AND k.next_review_time >= now())
+                       OR ($14 = 'STALE' AND k.verification_state = 'VERIFIED'
+                           AND k.next_review_time < now()))
+                  AND k.tags @> $15::text[]
+                  AND ($16::text IS NULL OR k.id > $16)
+                ORDER BY k.id
+                LIMIT $17"
+            )),
+            access
+        )
+        .bind(query.subject.as_deref())
+        .bind(query.kind.map(KnowledgeKind::as_str))
+        .bind(query.nature.map(Nature::as_str))
+        .bind(query.carrier_type.map(CarrierType::as_str))
+        .bind(query.carrier_id.as_deref())
+        .bind(query.author.as_deref())
+        .bind(query.visibility.map(Visibility::as_str))
+        .bind(query.verification.map(VerificationState::as_str))
+        .bind(&query.tags)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?
+        .into_iter()
+        .map(KnowledgeItem::try_from)
+        .collect()
+    }
+
+    /// Visible items matching the English words (stemmed) and the CJK
+    /// `tsquery`, best first: title hits (weight A) above body hits (B).
+    pub async fn search_knowledge_items(
+        &self,
+        access: &KnowledgeAccess,
+        latin: &str,
+        cjk: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<KnowledgeItem>, Error> {
+        bind_access!(
+            sqlx::query_as::<_, ItemRow>(concat!(
+                select_item!(),
+                ", LATERAL (SELECT CASE WHEN $7 = '' THEN NULL
+                                        ELSE websearch_to_tsquery('english', $7) END AS en,
+                                   $8::tsquery AS zh) q
+                 WHERE ",
+                visible!(),
+                " AND (q.en IS NULL OR k.search_document @@ q.en)
+                  AND (q.zh IS NULL OR k.search_document @@ q.zh)
+                  AND (q.en IS NOT NULL OR q.zh IS NOT NULL)
+                ORDER BY ts_rank(k.search_document,
+                                 COALESCE(q.en, q.zh) && COALESCE(q.zh, q.en)) DESC, k.id
+                OFFSET $9 LIMIT $10"
+            )),
+            access
+        )
+        .bind(latin)
+        .bind(cjk)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?
+        .into_iter()
+        .map(KnowledgeItem::try_from)
+        .collect()
+    }
+
+    /// Items within `depth` edges of `root`, both ways. Edges only ever
+    /// point from older to newer items, so the walk terminates.
+    pub async fn knowledge_lineage(&self, root: &str, depth: i32) -> Result<LineageRows, Error> {
+        let nodes: Vec<(String, i32)> = sqlx::query_as(
+            "WITH RECURSIVE up(id, depth) AS (
+                 SELECT $1::text COLLATE \"C\", 0
+                 UNION
+                 SELECT e.source_item, up.depth - 1 FROM knowledge_edges e
+                 JOIN up ON e.target_item = up.id WHERE up.depth > -$2
+             ), down(id, depth) AS (
+                 SELECT $1::text COLLATE \"C\", 0
+                 UNION
+                 SELECT e.target_item, down.depth + 1 FROM knowledge_edges e
+                 JOIN down ON e.source_item = down.id WHERE down.depth < $2
+             )
+             SELECT id, min(depth)::int FROM up GROUP BY id
+             UNION ALL
+             SELECT id, max(depth)::int FROM down WHERE id <> $1 GROUP BY id
+             ORDER BY 2, 1
+             LIMIT 1001",
+        )
+        .bind(root)
+        .bind(depth)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_edges"))
+        .await?;
+        let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
+        let edges: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT source_item, target_item, conversion, create_time FROM knowledge_edges
+             WHERE source_item = ANY($1) AND target_item = ANY($1)
+             ORDER BY create_time, source_item, target_item",
+        )
+        .bind(&ids)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_edges"))
+        .await?;
+        Ok(LineageRows {
+            nodes,
+            edges: edges
+                .into_iter()
+                .map(|(s, t, c, time)| {
+                    Ok((s, t, parse("conversion", &c, Conversion::parse)?, time))
+                })
+                .collect::<Result<_, Error>>()?,
+        })
+    }
+
+    /// The visible items among `ids`.
+    pub async fn visible_knowledge_items(
+        &self,
+        access: &KnowledgeAccess,
+        ids: &[&str],
+    ) -> Result<Vec<KnowledgeItem>, Error> {
+        bind_access!(
+            sqlx::query_as::<_, ItemRow>(concat!(
+                select_item!(),
+                "WHERE k.id = ANY($7) AND ",
+                visible!()
+            )),
+            access
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?
+        .into_iter()
+        .map(KnowledgeItem::try_from)
+        .collect()
+    }
+
+    /// Conversions and shares in [start, end) credited to a branch and/or a
+    /// team (both None: the whole bank), counted only for items the caller
+    /// may see.
+    pub async fn knowledge_flow(
+        &self,
+        access: &KnowledgeAccess,
+        branch: Option<&str>,
+        team: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<FlowRows, Error> {
+        let conversions: Vec<(String, String, String, i64)> = bind_access!(
+            sqlx::query_as(concat!(
+                "SELECT c.conversion, c.from_carrier_type, c.to_carrier_type, count(*)
+                 FROM knowledge_conversions c JOIN knowledge_items k ON k.id = c.target_item
+                 WHERE c.create_time >= $7 AND c.create_time < $8
+                   AND ($9::text IS NULL OR c.actor_branch = $9)
+                   AND ($10::text IS NULL OR c.actor_team = $10)
+                   AND ",
+                visible!(),
+                " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            )),
+            access
+        )
+        .bind(start)
+        .bind(end)
+        .bind(branch)
+        .bind(team)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_conversions"))
+        .await?;
+        let shares: Vec<(String, String, i64)> = bind_access!(
+            sqlx::query_as(concat!(
+                "SELECT s.from_carrier_type, s.to_carrier_type, count(*)
+                 FROM knowledge_shares s JOIN knowledge_items k ON k.id = s.item_id
+                 WHERE s.create_time >= $7 AND s.create_time < $8
+                   AND ($9::text IS NULL OR s.actor_branch = $9)
+                   AND ($10::text IS NULL OR s.actor_team = $10)
+                   AND ",
+                visible!(),
+                " GROUP BY 1, 2 ORDER BY 1, 2"
+            )),
+            access
+        )
+        .bind(start)
+        .bind(end)
+        .bind(branch)
+        .bind(team)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_shares"))
+        .await?;
+        let carrier = |v: &str| parse("carrier", v, CarrierType::parse);
+        Ok(FlowRows {
+            conversions: conversions
+                .into_iter()
+                .map(|(c, f, t, n)| {
+                    Ok((
+                        parse("conversion", &c, Conversion::parse)?,
+                        carrier(&f)?,
+                        carrier(&t)?,
+                        n,
+                    ))
+                })
+                .collect::<Result<_, Error>>()?,
+            shares: shares
+                .into_iter()
+                .map(|(f, t, n)| Ok((carrier(&f)?, carrier(&t)?, n)))
+                .collect::<Result<_, Error>>()?,
+        })
+    }
+
+    /// Changes after `cursor` that the caller may see now, about any of
+    /// `subjects` (customer ids; empty: any), in commit-safe order.
+    pub async fn knowledge_events_after(
+        &self,
+        access: &KnowledgeAccess,
+        cursor: (i64, i64),
+        subjects: &[String],
+        limit: i64,
+    ) -> Result<Vec<KnowledgeEvent>, Error> {
+        let rows: Vec<EventRow> = bind_access!(
+            sqlx::query_as(concat!(
+                "SELECT k.id, k.title, k.body, k.nature, k.kind, k.subjects, k.carrier_type,
+                        k.carrier_id, k.author, k.scope_team, k.scope_branch, k.visibility,
+                        k.sensitivity, k.tags, k.sources, k.verification_state, k.verifier,
+                        k.verify_time, k.next_review_time, k.version, k.create_time,
+                        k.update_time, '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
+                        ev.change, ev.create_time AS change_time, ev.txid, ev.seq
+                 FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
+                 WHERE (ev.txid, ev.seq) > ($7, $8)
+                   AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                   AND (cardinality($9::text[]) = 0 OR k.subjects && $9)
+                   AND ",
+                visible!(),
+                " ORDER BY ev.txid, ev.seq LIMIT $10"
+            )),
+            access
+        )
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .bind(subjects)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_events"))
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(KnowledgeEvent {
+                    cursor: (row.txid, row.seq),
+                    change: parse("change", &row.change, Change::parse)?,
+                    change_time: row.change_time,
+                    item: row.item.try_into()?,
+                })
+            })
+            .collect()
+    }
+}
