@@ -10,9 +10,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     customer::{parse_name, resolve},
-    decode, encode, idempotency_key,
+    decode, encode, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
-    principal, respond, timestamp,
+    parse_resume_token, principal, respond, resume_token, timestamp,
 };
 use crate::{
     domain::{
@@ -87,10 +87,6 @@ const MAX_IMPORT_ROWS_PER_MESSAGE: usize = 5000;
 const MAX_REPORTED_REJECTIONS: usize = 100;
 
 // Conversions.
-
-fn to_time(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
-}
 
 fn channel_from(value: i32) -> Option<Channel> {
     use pb::interaction::Channel as P;
@@ -313,7 +309,7 @@ fn read_interaction(
     });
     let occur_time = match occur_time {
         None => now,
-        Some(ts) => match to_time(ts) {
+        Some(ts) => match from_timestamp(ts) {
             Some(t) if t > now + rules::MAX_FUTURE_SKEW => {
                 bad(
                     "occur_time",
@@ -624,36 +620,15 @@ fn split_cursor<const N: usize>(cursor: &str) -> Result<[String; N], Error> {
     parts.try_into().map_err(|_| invalid())
 }
 
-fn micros_to_time(text: &str) -> Result<DateTime<Utc>, Error> {
+fn micros_from_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
     text.parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(|| Error::invalid("page_token", "is not a page token of this list"))
 }
 
-/// The resume token of a feed position.
-fn resume_token(cursor: FeedCursor) -> String {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    URL_SAFE_NO_PAD.encode(format!("v1:{}:{}", cursor.0, cursor.1))
-}
-
-fn parse_resume_token(token: &str) -> Result<FeedCursor, Error> {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let invalid = || Error::invalid("resume_token", "is not a resume token of this service");
-    let text = URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let mut parts = text.split(':');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some(txid), Some(seq), None) => Ok((
-            txid.parse().map_err(|_| invalid())?,
-            seq.parse().map_err(|_| invalid())?,
-        )),
-        _ => Err(invalid()),
-    }
-}
+/// Tags the resume tokens of the interaction stream.
+const STREAM: &str = "v1";
 
 type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchInteractionsResponse, Status>> + Send>>;
@@ -978,7 +953,7 @@ impl InteractionService for InteractionApi {
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
                 let [micros, id] = split_cursor::<2>(&cursor)?;
-                query.after = Some((micros_to_time(&micros)?, id));
+                query.after = Some((micros_from_timestamp(&micros)?, id));
             }
             readable_customer(&self.db, &customer, &scope).await?;
             let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
@@ -1022,7 +997,7 @@ impl InteractionService for InteractionApi {
                 .inspect_err(|e| violations.add("resolution", e.clone()))
                 .unwrap_or_default();
             let due_time = req.due_time.as_ref().and_then(|ts| {
-                to_time(ts).or_else(|| {
+                from_timestamp(ts).or_else(|| {
                     violations.add("due_time", "is not a valid timestamp");
                     None
                 })
@@ -1114,7 +1089,7 @@ impl InteractionService for InteractionApi {
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
                 let [micros, customer, id] = split_cursor::<3>(&cursor)?;
-                query.after = Some((micros_to_time(&micros)?, customer, id));
+                query.after = Some((micros_from_timestamp(&micros)?, customer, id));
             }
             if let Some(customer) = &customer {
                 readable_customer(&self.db, customer, &scope).await?;
@@ -1170,7 +1145,7 @@ impl InteractionService for InteractionApi {
             let branch = org_code(&input.branch, false)
                 .inspect_err(|e| violations.add("follow_up.branch", e.clone()))
                 .unwrap_or_default();
-            let due_time = match input.due_time.as_ref().map(to_time) {
+            let due_time = match input.due_time.as_ref().map(from_timestamp) {
                 Some(Some(t)) => t,
                 Some(None) => {
                     violations.add("follow_up.due_time", "is not a valid timestamp");
@@ -1342,7 +1317,7 @@ impl InteractionService for InteractionApi {
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
                 let [micros, customer, id] = split_cursor::<3>(&cursor)?;
-                query.after = Some((micros_to_time(&micros)?, customer, id));
+                query.after = Some((micros_from_timestamp(&micros)?, customer, id));
             }
             if let Some(customer) = &customer {
                 readable_customer(&self.db, customer, &scope).await?;
@@ -1407,7 +1382,7 @@ impl InteractionService for InteractionApi {
             let start = if req.resume_token.is_empty() {
                 self.db.feed_start().await?
             } else {
-                parse_resume_token(&req.resume_token)?
+                parse_resume_token(STREAM, &req.resume_token)?
             };
             Ok((filter, scope, live, start, !req.resume_token.is_empty()))
         };
@@ -1490,7 +1465,7 @@ impl Watcher {
         self.last = item.cursor;
         tx.send(Ok(pb::WatchInteractionsResponse {
             interaction: Some(interaction_to(&item.interaction)),
-            resume_token: resume_token(item.cursor),
+            resume_token: resume_token(STREAM, item.cursor),
         }))
         .await
         .is_ok()
@@ -1579,9 +1554,12 @@ mod tests {
 
     #[test]
     fn resume_tokens_round_trip_and_refuse_garbage() {
-        assert_eq!(parse_resume_token(&resume_token((42, 7))).unwrap(), (42, 7));
-        assert!(parse_resume_token("v1:1:2").is_err());
-        assert!(parse_resume_token("").is_err());
+        assert_eq!(
+            parse_resume_token(STREAM, &resume_token(STREAM, (42, 7))).unwrap(),
+            (42, 7)
+        );
+        assert!(parse_resume_token(STREAM, "v1:1:2").is_err());
+        assert!(parse_resume_token(STREAM, "").is_err());
     }
 
     #[test]

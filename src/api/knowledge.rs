@@ -4,16 +4,16 @@
 
 use std::{collections::BTreeMap, pin::Pin};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
     customer::parse_name,
-    decode, encode, idempotency_key,
+    decode, encode, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
-    principal, respond, timestamp,
+    parse_resume_token, principal, respond, resume_token, timestamp,
 };
 use crate::{
     domain::{
@@ -168,10 +168,6 @@ fn item_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
         create_time: Some(timestamp(item.create_time)),
         update_time: Some(timestamp(item.update_time)),
     }
-}
-
-fn to_time(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 
 /// The content fields an update mask may name.
@@ -534,29 +530,8 @@ fn item_filter(filter: &str) -> Result<ItemQuery, String> {
     Ok(query)
 }
 
-/// Resume tokens of WatchKnowledge: the (transaction, sequence) cursor.
-fn resume_token(cursor: (i64, i64)) -> String {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    URL_SAFE_NO_PAD.encode(format!("k1:{}:{}", cursor.0, cursor.1))
-}
-
-fn parse_resume_token(token: &str) -> Result<(i64, i64), Error> {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let invalid = || Error::invalid("resume_token", "is not a resume token of this service");
-    let text = URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let parts: Vec<&str> = text.split(':').collect();
-    match parts.as_slice() {
-        ["k1", txid, seq] => Ok((
-            txid.parse().map_err(|_| invalid())?,
-            seq.parse().map_err(|_| invalid())?,
-        )),
-        _ => Err(invalid()),
-    }
-}
+/// Tags the resume tokens of the knowledge stream.
+const STREAM: &str = "k1";
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchKnowledgeResponse, Status>> + Send>>;
 
@@ -1211,7 +1186,7 @@ impl KnowledgeService for KnowledgeApi {
                     String::new()
                 }
             };
-            let expire_time = req.expire_time.as_ref().and_then(|ts| match to_time(ts) {
+            let expire_time = req.expire_time.as_ref().and_then(|ts| match from_timestamp(ts) {
                 Some(t) if t > Utc::now() => Some(t),
                 _ => {
                     violations.add("expire_time", "must be a time in the future");
@@ -1455,12 +1430,12 @@ impl KnowledgeService for KnowledgeApi {
                 }
             }
             let end = match &req.end_time {
-                Some(ts) => to_time(ts)
+                Some(ts) => from_timestamp(ts)
                     .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
                 None => Utc::now(),
             };
             let start = match &req.start_time {
-                Some(ts) => to_time(ts)
+                Some(ts) => from_timestamp(ts)
                     .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
                 None => end - Duration::days(30),
             };
@@ -1565,7 +1540,7 @@ impl KnowledgeService for KnowledgeApi {
             let start = if req.resume_token.is_empty() {
                 self.db.feed_start().await?
             } else {
-                parse_resume_token(&req.resume_token)?
+                parse_resume_token(STREAM, &req.resume_token)?
             };
             Ok::<_, Error>((access, subjects, wakeups, start))
         };
@@ -1688,7 +1663,7 @@ async fn deliver(
                     change: change_to(event.change) as i32,
                     knowledge_item: Some(item_pb(&event.item)),
                     change_time: Some(timestamp(event.change_time)),
-                    resume_token: resume_token(event.cursor),
+                    resume_token: resume_token(STREAM, event.cursor),
                 };
                 if tx.send(Ok(message)).await.is_err() {
                     return;
@@ -1726,9 +1701,12 @@ mod tests {
 
     #[test]
     fn resume_tokens_round_trip() {
-        assert_eq!(parse_resume_token(&resume_token((9, 3))).unwrap(), (9, 3));
+        assert_eq!(
+            parse_resume_token(STREAM, &resume_token(STREAM, (9, 3))).unwrap(),
+            (9, 3)
+        );
         assert!(
-            parse_resume_token("djE6MToy").is_err(),
+            parse_resume_token(STREAM, "djE6MToy").is_err(),
             "an interaction token is refused"
         );
     }

@@ -53,6 +53,34 @@ pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+pub(crate) fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
+}
+
+/// The opaque resume token of a watch stream position (transaction id,
+/// sequence); `kind` keeps one stream's tokens out of another.
+pub(crate) fn resume_token(kind: &str, cursor: (i64, i64)) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{}:{}", cursor.0, cursor.1))
+}
+
+pub(crate) fn parse_resume_token(kind: &str, token: &str) -> Result<(i64, i64), Error> {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let invalid = || Error::invalid("resume_token", "is not a resume token of this stream");
+    let text = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    match text.split(':').collect::<Vec<_>>().as_slice() {
+        [k, txid, seq] if *k == kind => Ok((
+            txid.parse().map_err(|_| invalid())?,
+            seq.parse().map_err(|_| invalid())?,
+        )),
+        _ => Err(invalid()),
+    }
+}
+
 /// Encodes a response for storage with its idempotency key.
 pub(crate) fn encode<M: Message>(message: &M) -> Vec<u8> {
     message.encode_to_vec()
