@@ -1370,6 +1370,8 @@ impl KnowledgeService for KnowledgeApi {
                 .map(|i| (i.item.id.clone(), i))
                 .collect();
             let kept: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+            let seen: Vec<&str> = visible.keys().map(String::as_str).collect();
+            let internalizations = self.db.internalizations_of(&seen).await?;
             Ok(pb::KnowledgeLineage {
                 root: rules::item_name(&id),
                 nodes: rows
@@ -1393,7 +1395,19 @@ impl KnowledgeService for KnowledgeApi {
                         create_time: Some(timestamp(*time)),
                     })
                     .collect(),
-                internalizations: Vec::new(),
+                internalizations: internalizations
+                    .iter()
+                    .map(|(item, employee, tacit, time)| pb::Internalization {
+                        item: rules::item_name(item),
+                        employee: employee.clone(),
+                        tacit_item: if tacit.is_empty() {
+                            String::new()
+                        } else {
+                            rules::item_name(tacit)
+                        },
+                        create_time: Some(timestamp(*time)),
+                    })
+                    .collect(),
                 shares: visible
                     .values()
                     .flat_map(|i| i.grants.iter().map(share_pb))

@@ -803,6 +803,23 @@ impl Db {
         })
     }
 
+    /// Who absorbed the items `ids` (InternalizeKnowledge), oldest first:
+    /// (item, employee, tacit item or "", time).
+    pub async fn internalizations_of(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<(String, String, String, DateTime<Utc>)>, Error> {
+        Ok(sqlx::query_as(
+            "SELECT item_id, employee, COALESCE(tacit_item, ''), create_time
+             FROM knowledge_internalizations WHERE item_id = ANY($1)
+             ORDER BY create_time, id LIMIT 1000",
+        )
+        .bind(ids)
+        .fetch_all(self.pool())
+        .instrument(statement("SELECT", "knowledge_internalizations"))
+        .await?)
+    }
+
     /// The visible items among `ids`.
     pub async fn visible_knowledge_items(
         &self,

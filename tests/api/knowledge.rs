@@ -199,6 +199,9 @@ async fn the_four_conversions_leave_lineage_and_a_flow_matrix() {
     // E1001's private tacit item is shown to E1002 only as a redacted node.
     let hidden = lineage.nodes.iter().find(|n| n.name == tacit.name).unwrap();
     assert!(hidden.redacted && hidden.item.is_none());
+    assert_eq!(lineage.internalizations.len(), 1);
+    assert_eq!(lineage.internalizations[0].employee, "E1003");
+    assert_eq!(lineage.internalizations[0].tacit_item, reflection.name);
     assert!(lineage.edges.iter().any(|e| e.source == tacit.name
         && e.target == explicit.name
         && e.conversion == Conversion::Externalization as i32));
