@@ -45,7 +45,9 @@ pub fn router(metrics: Metrics, db: Db, readiness: Readiness) -> Router {
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> impl axum::response::IntoResponse {
-    state.metrics.observe_pool(state.db.pool());
+    state
+        .metrics
+        .observe_pool(state.db.pool(), state.db.waiting());
     (
         [(
             header::CONTENT_TYPE,

@@ -55,6 +55,7 @@ struct Inner {
     pool_idle: IntGauge,
     pool_in_use: IntGauge,
     pool_max: IntGauge,
+    pool_waiters: IntGauge,
     append_batch: Histogram,
 }
 
@@ -112,6 +113,11 @@ impl Metrics {
             "Upper bound of the database pool (database.max_connections)",
         )
         .expect("valid metric");
+        let pool_waiters = IntGauge::new(
+            "ck_db_pool_waiters",
+            "Calls waiting for a pooled connection",
+        )
+        .expect("valid metric");
         let append_batch = Histogram::with_opts(
             HistogramOpts::new(
                 "ck_append_batch_size",
@@ -119,7 +125,8 @@ impl Metrics {
                  ImportInteractions)",
             )
             .buckets(vec![
-                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                10000.0,
             ]),
         )
         .expect("valid metric");
@@ -134,6 +141,7 @@ impl Metrics {
             Box::new(pool_idle.clone()),
             Box::new(pool_in_use.clone()),
             Box::new(pool_max.clone()),
+            Box::new(pool_waiters.clone()),
             Box::new(append_batch.clone()),
         ] {
             registry
@@ -150,6 +158,7 @@ impl Metrics {
             pool_idle,
             pool_in_use,
             pool_max,
+            pool_waiters,
             append_batch,
         }))
     }
@@ -185,12 +194,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Copies the pool's current figures into the gauges. sqlx does not tell
-    /// how many callers wait for a connection, so there is no waiters gauge;
-    /// `ck_db_pool_in_use_connections` reaching `ck_db_pool_max_connections`
-    /// together with `UNAVAILABLE` errors shows the pool is exhausted.
-    pub fn observe_pool(&self, pool: &sqlx::PgPool) {
+    /// Copies the pool's current figures into the gauges; `waiting` is what
+    /// `Db` counts (sqlx does not tell how many callers wait).
+    pub fn observe_pool(&self, pool: &sqlx::PgPool, waiting: i64) {
         let inner = &self.0;
+        inner.pool_waiters.set(waiting);
         let size = i64::from(pool.size());
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         inner.pool_size.set(size);

@@ -675,7 +675,7 @@ impl InteractionApi {
         if batch.is_empty() {
             return Ok((0, 0));
         }
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin().await?;
         let mut ids: Vec<&str> = batch.iter().map(|(_, c, _)| c.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();

@@ -255,7 +255,7 @@ pub async fn get(
 
 impl Db {
     pub async fn get_customer(&self, id: &CustomerId, scope: Option<&str>) -> Result<Found, Error> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         get(&mut conn, id, scope, false).await
     }
 
@@ -273,7 +273,7 @@ impl Db {
         .bind(system)
         .bind(value)
         .bind(scope)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "customers"))
         .await?;
         found(row)
@@ -308,7 +308,7 @@ impl Db {
         .bind(&filter.tags)
         .bind(after)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()
@@ -339,7 +339,7 @@ impl Db {
         .bind(query.trim())
         .bind(offset)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()

@@ -80,7 +80,7 @@ impl Db {
         decode: impl Fn(&[u8]) -> Result<T, Error>,
         write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin().await?;
         if let Some(key) = key
             && let Claim::Replay(bytes) = claim(&mut tx, key).await?
         {

@@ -420,7 +420,7 @@ impl Db {
             .bind(after_time)
             .bind(after_id)
             .bind(limit)
-            .fetch_all(self.pool())
+            .fetch_all(&mut *self.acquire().await?)
             .instrument(statement("SELECT", "interactions"))
             .await?
             .into_iter()
@@ -433,7 +433,7 @@ impl Db {
         customer: &CustomerId,
         id: &str,
     ) -> Result<Option<Interaction>, Error> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         get(&mut conn, customer, id, false).await
     }
 
@@ -472,7 +472,7 @@ impl Db {
         .bind(after_customer)
         .bind(after_id)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "interactions"))
         .await?
         .into_iter()
@@ -773,7 +773,7 @@ impl Db {
         .bind(after_customer)
         .bind(after_id)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "follow_ups"))
         .await?
         .into_iter()
@@ -809,7 +809,7 @@ impl Db {
     pub async fn feed_start(&self) -> Result<FeedCursor, Error> {
         let horizon: i64 =
             sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(self.pool())
+                .fetch_one(&mut *self.acquire().await?)
                 .instrument(statement("SELECT", "interactions"))
                 .await?;
         Ok((horizon - 1, i64::MAX))
@@ -844,7 +844,7 @@ impl Db {
         .bind(customer.map(CustomerId::as_str))
         .bind(home_branch)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "interactions"))
         .await?;
         rows.into_iter()

@@ -662,7 +662,7 @@ impl Db {
         id: &str,
         access: &KnowledgeAccess,
     ) -> Result<Option<KnowledgeItem>, Error> {
-        let mut conn = self.pool().acquire().await?;
+        let mut conn = self.acquire().await?;
         get(&mut conn, id, access, false).await
     }
 
@@ -709,7 +709,7 @@ impl Db {
         .bind(&query.tags)
         .bind(after)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -748,7 +748,7 @@ impl Db {
         .bind(cjk)
         .bind(offset)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -779,7 +779,7 @@ impl Db {
         )
         .bind(root)
         .bind(depth)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_edges"))
         .await?;
         let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
@@ -789,7 +789,7 @@ impl Db {
              ORDER BY create_time, source_item, target_item",
         )
         .bind(&ids)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_edges"))
         .await?;
         Ok(LineageRows {
@@ -815,7 +815,7 @@ impl Db {
              ORDER BY create_time, id LIMIT 1000",
         )
         .bind(ids)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_internalizations"))
         .await?)
     }
@@ -835,7 +835,7 @@ impl Db {
             access
         )
         .bind(ids)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -871,7 +871,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_conversions"))
         .await?;
         let shares: Vec<(String, String, i64)> = bind_access!(
@@ -891,7 +891,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_shares"))
         .await?;
         let carrier = |v: &str| parse("carrier", v, CarrierType::parse);
@@ -945,7 +945,7 @@ impl Db {
         .bind(cursor.1)
         .bind(subjects)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&mut *self.acquire().await?)
         .instrument(statement("SELECT", "knowledge_events"))
         .await?;
         rows.into_iter()

@@ -7,11 +7,19 @@ pub mod idempotency;
 pub mod interactions;
 pub mod knowledge;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    str::FromStr,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    PgPool,
+    PgPool, Postgres, Transaction,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use tracing::Instrument;
@@ -35,10 +43,30 @@ pub(crate) fn statement(operation: &'static str, table: &'static str) -> tracing
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The handle every repository works through.
+/// The handle every repository works through. Connections are taken with
+/// `acquire` or `begin`, which count the callers waiting for one (sqlx does
+/// not), for the `ck_db_pool_waiters` gauge.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    waiting: Arc<AtomicI64>,
+}
+
+/// Counts one waiting caller for as long as it lives, also when the wait is
+/// cancelled.
+struct Waiting<'a>(&'a AtomicI64);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a AtomicI64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Db {
@@ -61,11 +89,31 @@ impl Db {
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
             .connect_lazy_with(options);
-        Ok(Db { pool })
+        Ok(Db {
+            pool,
+            waiting: Arc::default(),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A pooled connection, counting the wait.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, crate::error::Error> {
+        let _waiting = Waiting::start(&self.waiting);
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// A transaction on a pooled connection, counting the wait.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, crate::error::Error> {
+        let _waiting = Waiting::start(&self.waiting);
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Callers waiting for a connection now.
+    pub fn waiting(&self) -> i64 {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {

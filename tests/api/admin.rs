@@ -201,3 +201,88 @@ async fn readyz_turns_503_when_the_drain_begins_while_livez_stays_200() {
         "the admin port closes with the server"
     );
 }
+
+/// The value of an unlabelled gauge in a Prometheus text page.
+fn gauge(page: &str, name: &str) -> i64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+#[tokio::test]
+async fn the_waiters_gauge_counts_calls_queued_for_a_connection() {
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CK__DATABASE__MAX_CONNECTIONS".into(), "2".into());
+        env.insert("CK__DATABASE__ACQUIRE_TIMEOUT_MS".into(), "20000".into());
+        env.insert(
+            "CK__DATABASE__HEALTH_CHECK_INTERVAL_MS".into(),
+            "60000".into(),
+        );
+    })
+    .await;
+    let customer = crate::helpers::new_customer(&app, "张伟", "B01").await;
+    let (_, page) = app.admin_get("/metrics").await;
+    assert_eq!(gauge(&page, "ck_db_pool_waiters"), 0);
+
+    // Two updates hold both connections, blocked on a row lock taken outside
+    // the service; a third call then waits for a connection.
+    let mut blocker = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut tx = blocker.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE")
+        .bind(customer.trim_start_matches("customers/"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let client = app.customers(&Caller::admin()).await;
+    let mut calls = Vec::new();
+    for n in 0..2 {
+        let mut client = client.clone();
+        let name = customer.clone();
+        calls.push(tokio::spawn(async move {
+            client
+                .update_customer(pb::UpdateCustomerRequest {
+                    customer: Some(pb::Customer {
+                        name,
+                        display_name: format!("张伟 {n}"),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut reader = client.clone();
+    let name = customer.clone();
+    calls.push(tokio::spawn(async move {
+        reader
+            .get_customer(pb::GetCustomerRequest { name })
+            .await
+            .map(|_| ())
+    }));
+    let mut waiting = 0;
+    for _ in 0..50 {
+        let (_, page) = app.admin_get("/metrics").await;
+        waiting = gauge(&page, "ck_db_pool_waiters");
+        if waiting >= 1 {
+            assert_eq!(gauge(&page, "ck_db_pool_in_use_connections"), 2);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The read waits, and so may the interaction feed's periodic check.
+    assert!(waiting >= 1, "the read waits for a connection");
+
+    tx.rollback().await.unwrap();
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("every call completes once the lock is gone");
+    }
+    let (_, page) = app.admin_get("/metrics").await;
+    assert_eq!(gauge(&page, "ck_db_pool_waiters"), 0);
+}
