@@ -405,6 +405,27 @@ fn writer(caller: &Principal) -> Result<KnowledgeAccess, Error> {
     KnowledgeAccess::of(caller)
 }
 
+/// A conversion performed by `caller`, credited to their branch and team.
+fn converted<'a>(
+    caller: &'a Principal,
+    conversion: Conversion,
+    sources: &'a [String],
+    target: &'a str,
+    from: CarrierType,
+    to: CarrierType,
+) -> ConversionRecord<'a> {
+    ConversionRecord {
+        conversion,
+        sources,
+        target,
+        from,
+        to,
+        actor: &caller.subject,
+        actor_branch: caller.branch.as_deref().unwrap_or_default(),
+        actor_team: caller.team.as_deref().unwrap_or_default(),
+    }
+}
+
 fn wrong_nature(item: &KnowledgeItem, wanted: Nature, operation: &str) -> Error {
     Error::FailedPrecondition {
         reason: "WRONG_NATURE".into(),
@@ -833,20 +854,19 @@ impl KnowledgeService for KnowledgeApi {
                     store::insert(tx, &item).await?;
                     store::record_conversion(
                         tx,
-                        &ConversionRecord {
-                            conversion: Conversion::Externalization,
-                            sources: &items,
-                            target: &item.id,
-                            from: if sources.is_empty() {
+                        &converted(
+                            &caller,
+                            Conversion::Externalization,
+                            &items,
+                            &item.id,
+                            // Only interactions: the customer carried it.
+                            if sources.is_empty() {
                                 CarrierType::Customer
                             } else {
                                 CarrierType::Employee
                             },
-                            to: item.carrier.kind,
-                            actor: &caller.subject,
-                            actor_branch: caller.branch.as_deref().unwrap_or_default(),
-                            actor_team: caller.team.as_deref().unwrap_or_default(),
-                        },
+                            item.carrier.kind,
+                        ),
                     )
                     .await?;
                     Ok(item_pb(&store::reread(tx, &item.id).await?))
@@ -912,16 +932,14 @@ impl KnowledgeService for KnowledgeApi {
                     store::insert(tx, &item).await?;
                     store::record_conversion(
                         tx,
-                        &ConversionRecord {
-                            conversion: Conversion::Combination,
-                            sources: &items,
-                            target: &item.id,
-                            from: sources[0].item.carrier.kind,
-                            to: item.carrier.kind,
-                            actor: &caller.subject,
-                            actor_branch: caller.branch.as_deref().unwrap_or_default(),
-                            actor_team: caller.team.as_deref().unwrap_or_default(),
-                        },
+                        &converted(
+                            &caller,
+                            Conversion::Combination,
+                            &items,
+                            &item.id,
+                            sources[0].item.carrier.kind,
+                            item.carrier.kind,
+                        ),
                     )
                     .await?;
                     Ok(item_pb(&store::reread(tx, &item.id).await?))
@@ -1004,20 +1022,18 @@ impl KnowledgeService for KnowledgeApi {
                     let target = tacit.clone().unwrap_or_else(|| id.clone());
                     store::record_conversion(
                         tx,
-                        &ConversionRecord {
-                            conversion: Conversion::Internalization,
-                            sources: if tacit.is_some() {
+                        &converted(
+                            &caller,
+                            Conversion::Internalization,
+                            if tacit.is_some() {
                                 std::slice::from_ref(&id)
                             } else {
                                 &[]
                             },
-                            target: &target,
-                            from: source.item.carrier.kind,
-                            to: CarrierType::Employee,
-                            actor: &caller.subject,
-                            actor_branch: caller.branch.as_deref().unwrap_or_default(),
-                            actor_team: caller.team.as_deref().unwrap_or_default(),
-                        },
+                            &target,
+                            source.item.carrier.kind,
+                            CarrierType::Employee,
+                        ),
                     )
                     .await?;
                     let time =
@@ -1118,16 +1134,14 @@ impl KnowledgeService for KnowledgeApi {
                         store::insert(tx, &item).await?;
                         store::record_conversion(
                             tx,
-                            &ConversionRecord {
-                                conversion: Conversion::Socialization,
-                                sources: std::slice::from_ref(&id),
-                                target: &item.id,
-                                from: CarrierType::Employee,
-                                to: CarrierType::Employee,
-                                actor: &caller.subject,
-                                actor_branch: caller.branch.as_deref().unwrap_or_default(),
-                                actor_team: caller.team.as_deref().unwrap_or_default(),
-                            },
+                            &converted(
+                                &caller,
+                                Conversion::Socialization,
+                                std::slice::from_ref(&id),
+                                &item.id,
+                                CarrierType::Employee,
+                                CarrierType::Employee,
+                            ),
                         )
                         .await?;
                         created.push(item_pb(&store::reread(tx, &item.id).await?));
