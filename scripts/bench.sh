@@ -26,10 +26,15 @@ import_rate=$(result import_rows_per_sec)
 customers=$(result customers)
 url="${base}${db}"
 
-echo "== pgbench: the same INSERT, $concurrency clients, ${seconds}s"
-pg_tps=$("$bin/pgbench" -n -c "$concurrency" -j 2 -T "$seconds" -D customers="$customers" \
-  -f scripts/bench/insert.sql "$url" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -n 1)
-echo "pgbench: ${pg_tps} inserts/s"
+pgbench_tps() {
+  "$bin/pgbench" -n -c "$concurrency" -j 2 -T "$seconds" -D customers="$customers" -f "$1" "$url" \
+    2>/dev/null | sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -n 1
+}
+echo "== pgbench, $concurrency clients, ${seconds}s each"
+pg_tps=$(pgbench_tps scripts/bench/insert.sql)
+echo "pgbench, the bare INSERT: ${pg_tps} inserts/s"
+pg_full_tps=$(pgbench_tps scripts/bench/log_interaction.sql)
+echo "pgbench, LogInteraction's SQL (lock, insert, outbox, notify): ${pg_full_tps} transactions/s"
 
 echo "== psql \\copy of $rows rows"
 csv=$(mktemp --suffix=.csv)
@@ -43,8 +48,9 @@ echo "psql \\copy: ${copy_rate} rows/s"
 
 echo
 echo "== summary ($(nproc) cores, PostgreSQL $("$bin/postgres" --version | awk '{print $3}'), fsync on)"
-awk -v l="$log_rate" -v p="$pg_tps" -v i="$import_rate" -v c="$copy_rate" 'BEGIN {
+awk -v l="$log_rate" -v p="$pg_tps" -v f="$pg_full_tps" -v i="$import_rate" -v c="$copy_rate" 'BEGIN {
   printf "LogInteraction      %8.0f interactions/s   pgbench INSERT %8.0f/s   ratio %.2f\n", l, p, l / p
+  printf "LogInteraction      %8.0f interactions/s   pgbench same SQL %6.0f/s   ratio %.2f\n", l, f, l / f
   printf "ImportInteractions  %8.0f rows/s           psql \\copy     %8.0f/s   ratio %.2f\n", i, c, i / c
 }'
 "$bin/psql" -q "${base}postgres" -c "DROP DATABASE $db" >/dev/null
