@@ -31,8 +31,8 @@ use crate::{
         Db, customers,
         feed::{ChangeFeed, FEED_PAGE},
         interactions::{
-            self as store, Appended, ComplaintQuery, FeedCursor, FeedItem, FollowUp, FollowUpQuery,
-            TimelineQuery,
+            self as store, Appended, ComplaintQuery, DueCursor, FeedCursor, FeedItem, FollowUp,
+            FollowUpQuery, TimelineQuery,
         },
     },
 };
@@ -620,7 +620,17 @@ fn split_cursor<const N: usize>(cursor: &str) -> Result<[String; N], Error> {
     parts.try_into().map_err(|_| invalid())
 }
 
-fn micros_from_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
+/// The page-token text of a due-time cursor, and back.
+fn due_cursor_text(due: DateTime<Utc>, customer: &CustomerId, id: &str) -> String {
+    join_cursor(&[&due.timestamp_micros().to_string(), customer.as_str(), id])
+}
+
+fn parse_due_cursor(text: &str) -> Result<DueCursor, Error> {
+    let [micros, customer, id] = split_cursor::<3>(text)?;
+    Ok((time_from_micros(&micros)?, customer, id))
+}
+
+fn time_from_micros(text: &str) -> Result<DateTime<Utc>, Error> {
     text.parse::<i64>()
         .ok()
         .and_then(DateTime::from_timestamp_micros)
@@ -953,7 +963,7 @@ impl InteractionService for InteractionApi {
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
                 let [micros, id] = split_cursor::<2>(&cursor)?;
-                query.after = Some((micros_from_timestamp(&micros)?, id));
+                query.after = Some((time_from_micros(&micros)?, id));
             }
             readable_customer(&self.db, &customer, &scope).await?;
             let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
@@ -1088,8 +1098,7 @@ impl InteractionService for InteractionApi {
                 caller.subject, req.parent, req.filter
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
-                let [micros, customer, id] = split_cursor::<3>(&cursor)?;
-                query.after = Some((micros_from_timestamp(&micros)?, customer, id));
+                query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
                 readable_customer(&self.db, customer, &scope).await?;
@@ -1108,11 +1117,7 @@ impl InteractionService for InteractionApi {
                         .as_ref()
                         .map(|c| c.due_time)
                         .unwrap_or_default();
-                    join_cursor(&[
-                        &due.timestamp_micros().to_string(),
-                        last.customer.as_str(),
-                        &last.fields.id,
-                    ])
+                    due_cursor_text(due, &last.customer, &last.fields.id)
                 });
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
@@ -1316,8 +1321,7 @@ impl InteractionService for InteractionApi {
                 caller.subject, req.parent, req.filter
             );
             if let Some(cursor) = self.page_tokens.decode(&req.page_token, &context)? {
-                let [micros, customer, id] = split_cursor::<3>(&cursor)?;
-                query.after = Some((micros_from_timestamp(&micros)?, customer, id));
+                query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
                 readable_customer(&self.db, customer, &scope).await?;
@@ -1330,11 +1334,7 @@ impl InteractionService for InteractionApi {
             let next_page_token = self
                 .page_tokens
                 .next_page(&mut page, limit, &context, |last| {
-                    join_cursor(&[
-                        &last.due_time.timestamp_micros().to_string(),
-                        last.customer.as_str(),
-                        &last.id,
-                    ])
+                    due_cursor_text(last.due_time, &last.customer, &last.id)
                 });
             Ok(pb::ListFollowUpsResponse {
                 follow_ups: page.iter().map(follow_up_to).collect(),

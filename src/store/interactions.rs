@@ -443,10 +443,7 @@ impl Db {
         query: &ComplaintQuery,
         limit: i64,
     ) -> Result<Vec<Interaction>, Error> {
-        let (after_due, after_customer, after_id) = match &query.after {
-            Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
-            None => (None, None, None),
-        };
+        let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
         sqlx::query_as::<_, InteractionRow>(concat!(
             select_interaction!(),
             "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL
@@ -488,7 +485,21 @@ pub struct ComplaintQuery {
     pub state: Option<ComplaintState>,
     pub severity: Option<Severity>,
     pub overdue: Option<bool>,
-    pub after: Option<(DateTime<Utc>, String, String)>,
+    pub after: Option<DueCursor>,
+}
+
+/// Where a due-time ordered list (complaints, follow-ups) resumes:
+/// strictly after this (due time, customer id, id).
+pub type DueCursor = (DateTime<Utc>, String, String);
+
+/// The cursor's parts as nullable SQL parameters.
+fn due_cursor_params(
+    after: &Option<DueCursor>,
+) -> (Option<DateTime<Utc>>, Option<&str>, Option<&str>) {
+    match after {
+        Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
+        None => (None, None, None),
+    }
 }
 
 /// Writes a complaint's new state of an interaction locked by `get(.., true)`.
@@ -731,7 +742,7 @@ pub struct FollowUpQuery {
     pub overdue: Option<bool>,
     pub due_from: Option<DateTime<Utc>>,
     pub due_before: Option<DateTime<Utc>>,
-    pub after: Option<(DateTime<Utc>, String, String)>,
+    pub after: Option<DueCursor>,
 }
 
 impl Db {
@@ -741,10 +752,7 @@ impl Db {
         query: &FollowUpQuery,
         limit: i64,
     ) -> Result<Vec<FollowUp>, Error> {
-        let (after_due, after_customer, after_id) = match &query.after {
-            Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
-            None => (None, None, None),
-        };
+        let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
         sqlx::query_as::<_, FollowUpRow>(concat!(
             select_follow_up!(),
             "WHERE c.delete_time IS NULL
