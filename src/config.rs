@@ -32,6 +32,8 @@ trusted_headers_allow_non_loopback = false
 jwt.leeway_secs = 30
 
 [api]
+# How long a request_id answers retries of its request; older keys are purged.
+idempotency_retention_secs = 86400
 
 [interactions]
 import_batch_size = 5000
@@ -115,12 +117,18 @@ pub struct ApiSettings {
     /// Key that signs page tokens. Replicas behind one load balancer must
     /// share it; when unset each process draws a random one.
     pub page_token_secret: Option<SecretString>,
+    /// How long an idempotency key answers retries before it expires.
+    pub idempotency_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InteractionSettings {
     /// Rows ImportInteractions writes per transaction.
     pub import_batch_size: usize,
+    /// More source system names a calling system (by its JWT `sub`) writes
+    /// under, besides its own: `core-banking = ["CBS", "T24"]`.
+    #[serde(default)]
+    pub source_systems: std::collections::HashMap<String, Vec<String>>,
     /// Time from a complaint to its due time, by severity.
     pub complaint_sla_hours_low: u32,
     pub complaint_sla_hours_medium: u32,

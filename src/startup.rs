@@ -29,6 +29,7 @@ use crate::{
     },
     auth::Authenticator,
     config::Settings,
+    domain::interaction::SourceSystems,
     metrics::Metrics,
     pb::{
         self,
@@ -105,7 +106,9 @@ impl Application {
     /// Connects, migrates (unless disabled), binds the listener and assembles
     /// the services. Serving starts with `run_until_stopped`.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let db = Db::connect_lazy(&settings.database)?;
+        let db = Db::connect_lazy(&settings.database)?.with_idempotency_retention(
+            Duration::from_secs(settings.api.idempotency_retention_secs),
+        );
         if settings.database.migrate {
             db.migrate()
                 .await
@@ -137,6 +140,7 @@ impl Application {
                 db: db.clone(),
                 page_tokens: page_tokens.clone(),
                 sla: settings.interactions.complaint_sla(),
+                sources: SourceSystems::new(settings.interactions.source_systems.clone()),
                 import_batch_size: settings.interactions.import_batch_size,
                 feed: feed.clone(),
                 stopping: stopping_rx.clone(),
@@ -279,6 +283,7 @@ impl Application {
             .into_future(),
         );
         tracing::info!(port = admin_port, "serving admin HTTP");
+        let purge = tokio::spawn(purge_expired_keys(db.clone(), stopping_rx.clone()));
         let monitor = tokio::spawn(monitor_database(
             db,
             health.clone(),
@@ -321,6 +326,7 @@ impl Application {
             }
         };
         monitor.abort();
+        purge.abort();
         // A scraper's open request may hold the admin server for a moment;
         // the grace period does not wait for it.
         let _ = admin_stop_tx.send(());
@@ -366,6 +372,22 @@ async fn monitor_database(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stopping.changed() => {}
+        }
+    }
+}
+
+/// Purges expired idempotency keys now and every ten minutes. Expiry itself
+/// does not depend on this: a claim treats an expired key as unused.
+async fn purge_expired_keys(db: Db, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match db.purge_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }
