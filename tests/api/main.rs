@@ -13,4 +13,5 @@ mod knowledge;
 mod pagination;
 mod server;
 mod telemetry;
+mod tls;
 mod watch;
