@@ -187,11 +187,19 @@ impl TlsSettings {
         // stack can sign with, and belong to the first certificate.
         rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
             .map_err(|e| {
-                ConfigError(format!(
-                    "{TLS_KEY_KEY} {} cannot serve the first certificate of {TLS_CERT_KEY} {}: {e}",
-                    key_path.display(),
-                    cert_path.display()
-                ))
+                let (key, cert) = (key_path.display(), cert_path.display());
+                ConfigError(match e {
+                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                        format!(
+                            "{TLS_KEY_KEY} {key} is not the private key of the first \
+                             certificate of {TLS_CERT_KEY} {cert}"
+                        )
+                    }
+                    e => format!(
+                        "{TLS_KEY_KEY} {key} cannot serve the first certificate of \
+                         {TLS_CERT_KEY} {cert}: {e}"
+                    ),
+                })
             })?;
 
         let client_ca_pem = match client_ca {
@@ -982,6 +990,10 @@ mod tests {
             assert!(!e.contains("TOP-SECRET"), "{e}");
             assert!(!e.contains("PRIVATE KEY-----"), "{e}");
         }
+        assert!(
+            tls(&cert, &other_key, "").contains("is not the private key of the first certificate"),
+            "a key of another certificate is named as such"
+        );
     }
 
     #[test]
