@@ -79,7 +79,7 @@ impl Ca {
 
 /// The server's PEM files on disk, for `[server.tls]`.
 struct ServerFiles {
-    _dir: TempDir,
+    dir: TempDir,
     cert: PathBuf,
     key: PathBuf,
     client_ca: PathBuf,
@@ -95,7 +95,7 @@ fn server_files(ca: &Ca) -> ServerFiles {
     std::fs::write(&key, key_pem).unwrap();
     std::fs::write(&client_ca, &ca.pem).unwrap();
     ServerFiles {
-        _dir: dir,
+        dir,
         cert,
         key,
         client_ca,
@@ -392,13 +392,13 @@ async fn grpcurl_calls_over_mutual_tls_as_the_readme_shows() {
     let files = server_files(&ca);
     let app = spawn_tls(&files, ClientAuth::Required).await;
     let (client_cert, client_key) = ca.issue(&["ops"], ExtendedKeyUsagePurpose::ClientAuth);
-    let client_cert_path = files._dir.path().join("client.crt");
-    let client_key_path = files._dir.path().join("client.key");
+    let client_cert_path = files.dir.path().join("client.crt");
+    let client_key_path = files.dir.path().join("client.key");
     std::fs::write(&client_cert_path, client_cert).unwrap();
     std::fs::write(&client_key_path, client_key).unwrap();
     let ca_path = files.client_ca.to_str().unwrap().to_string();
     let address = format!("localhost:{}", app.port);
-    let tls_args = vec![
+    let tls_args = [
         "-cacert".to_string(),
         ca_path.clone(),
         "-cert".to_string(),
