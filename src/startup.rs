@@ -14,7 +14,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     Request, Status,
     service::{Routes, RoutesBuilder, interceptor::InterceptedService},
-    transport::Server,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -28,7 +28,7 @@ use crate::{
         unimplemented,
     },
     auth::Authenticator,
-    config::Settings,
+    config::{Settings, TlsFiles},
     domain::interaction::SourceSystems,
     metrics::Metrics,
     pb::{
@@ -73,6 +73,26 @@ impl Health {
     }
 }
 
+/// How long a client may take over the TLS handshake before the connection
+/// is dropped (handshakes run beside each other, so a slow one blocks no one).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// tonic's TLS settings (rustls) for the checked `[server.tls]` files.
+fn server_tls_config(files: &TlsFiles) -> ServerTlsConfig {
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &files.cert_chain_pem,
+            files.key_pem.expose_secret(),
+        ))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &files.client_ca_pem {
+        config = config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(files.client_auth_optional);
+    }
+    config
+}
+
 /// Every `/package.Service/Method` path the server answers, for metric
 /// labels.
 fn served_methods() -> anyhow::Result<HashSet<String>> {
@@ -99,6 +119,8 @@ pub struct Application {
     health: Health,
     metrics: Metrics,
     rpc_layer: RpcLayer,
+    tls: Option<ServerTlsConfig>,
+    tls_mode: &'static str,
     stopping: watch::Sender<bool>,
 }
 
@@ -194,6 +216,23 @@ impl Application {
             .into_axum_router()
             .fallback(move |request| unimplemented::answer(methods.clone(), request));
 
+        // Checked at config load; read again here so that what is served is
+        // what is on disk now. The trial builds the rustls acceptor, so a
+        // bad pair fails the start rather than every handshake.
+        let tls_files = settings.server.tls.load()?;
+        let tls_mode = match &tls_files {
+            None => "off",
+            Some(f) if f.client_ca_pem.is_none() => "on",
+            Some(f) if f.client_auth_optional => "mutual (client certificate optional)",
+            Some(_) => "mutual",
+        };
+        let tls = tls_files.as_ref().map(server_tls_config);
+        if let Some(tls) = &tls {
+            Server::builder().tls_config(tls.clone()).map_err(|e| {
+                anyhow::anyhow!("server.tls (CK__SERVER__TLS__*) cannot be served: {e}")
+            })?;
+        }
+
         let listener = TcpListener::bind(settings.server.grpc_addr)
             .await
             .map_err(|e| {
@@ -229,6 +268,8 @@ impl Application {
             health,
             metrics,
             rpc_layer,
+            tls,
+            tls_mode,
             stopping,
         })
     }
@@ -268,6 +309,8 @@ impl Application {
             health,
             metrics,
             rpc_layer,
+            tls,
+            tls_mode,
             stopping: stopping_tx,
         } = self;
         let stopping_rx = stopping_tx.subscribe();
@@ -300,7 +343,11 @@ impl Application {
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
             }
         };
-        let server = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        let server = server
             .timeout(Duration::from_secs(settings.server.request_timeout_secs))
             .concurrency_limit_per_connection(settings.server.concurrency_limit_per_connection)
             .load_shed(true)
@@ -308,7 +355,7 @@ impl Application {
             .layer(rpc_layer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
-        tracing::info!(port, "serving gRPC");
+        tracing::info!(port, tls = tls_mode, "serving gRPC");
 
         let drain_limit = settings.drain_limit();
         let mut stopping = stopping_rx;

@@ -13,5 +13,6 @@ mod knowledge;
 mod pagination;
 mod server;
 mod telemetry;
+mod tls;
 mod trust;
 mod watch;
