@@ -728,6 +728,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::LogInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -783,6 +784,10 @@ impl InteractionService for InteractionApi {
         request: Request<pb::BatchLogInteractionsRequest>,
     ) -> Result<Response<pb::BatchLogInteractionsResponse>, Status> {
         respond(async {
+            crate::audit::note_customers(
+                &request,
+                request.get_ref().requests.iter().map(|r| r.parent.as_str()),
+            );
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -844,6 +849,7 @@ impl InteractionService for InteractionApi {
         &self,
         request: Request<Streaming<pb::ImportInteractionsRequest>>,
     ) -> Result<Response<pb::ImportInteractionsResponse>, Status> {
+        let audit = crate::audit::note(&request);
         let caller = principal(&request).map_err(Status::from)?;
         let scope = caller.customer_write_scope().map_err(Status::from)?;
         let mut stream = request.into_inner();
@@ -860,6 +866,7 @@ impl InteractionService for InteractionApi {
                 .into());
             }
             for row in message.rows {
+                audit.customer(&row.parent);
                 let mut violations = Violations::default();
                 let customer = CustomerId::from_name(&row.parent)
                     .inspect_err(|e| violations.add("parent", e.clone()))
@@ -930,6 +937,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::GetInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let name = &request.get_ref().name;
@@ -950,6 +958,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListInteractionsRequest>,
     ) -> Result<Response<pb::ListInteractionsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -989,6 +998,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::UpdateComplaintRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1086,6 +1096,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListComplaintsRequest>,
     ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -1119,6 +1130,7 @@ impl InteractionService for InteractionApi {
                         .unwrap_or_default();
                     due_cursor_text(due, &last.customer, &last.fields.id)
                 });
+            crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
                 next_page_token,
@@ -1133,6 +1145,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ScheduleFollowUpRequest>,
     ) -> Result<Response<pb::FollowUp>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1236,6 +1249,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::CompleteFollowUpRequest>,
     ) -> Result<Response<pb::CompleteFollowUpResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1309,6 +1323,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListFollowUpsRequest>,
     ) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -1336,6 +1351,7 @@ impl InteractionService for InteractionApi {
                 .next_page(&mut page, limit, &context, |last| {
                     due_cursor_text(last.due_time, &last.customer, &last.id)
                 });
+            crate::audit::note_customers(&request, page.iter().map(|f| f.customer.as_str()));
             Ok(pb::ListFollowUpsResponse {
                 follow_ups: page.iter().map(follow_up_to).collect(),
                 next_page_token,
@@ -1352,6 +1368,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::WatchInteractionsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let subscription = async {
+            crate::audit::note_customer(&request, &request.get_ref().customer);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();

@@ -563,6 +563,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::CreateKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             writer(&caller)?;
@@ -613,6 +614,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeItem")]
@@ -628,6 +630,7 @@ impl KnowledgeService for KnowledgeApi {
             Ok(item_pb(&found(item, &access, &id)?))
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "UpdateKnowledgeItem")]
@@ -635,6 +638,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::UpdateKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -725,6 +729,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ListKnowledgeItems")]
@@ -753,6 +758,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "SearchKnowledgeItems")]
@@ -795,6 +801,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ExternalizeKnowledge")]
@@ -802,6 +809,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::ExternalizeKnowledgeRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -874,6 +882,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "CombineKnowledge")]
@@ -881,6 +890,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::CombineKnowledgeRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -947,6 +957,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "InternalizeKnowledge")]
@@ -954,6 +965,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::InternalizeKnowledgeRequest>,
     ) -> Result<Response<pb::InternalizeKnowledgeResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1055,6 +1067,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "SocializeKnowledge")]
@@ -1062,6 +1075,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::SocializeKnowledgeRequest>,
     ) -> Result<Response<pb::SocializeKnowledgeResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1153,6 +1167,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ShareKnowledgeItem")]
@@ -1160,6 +1175,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::ShareKnowledgeItemRequest>,
     ) -> Result<Response<pb::ShareKnowledgeItemResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1301,6 +1317,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "VerifyKnowledgeItem")]
@@ -1308,6 +1325,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::VerifyKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = KnowledgeAccess::of(&caller)?;
@@ -1348,6 +1366,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeLineage")]
@@ -1430,6 +1449,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeFlow")]
@@ -1553,6 +1573,7 @@ impl KnowledgeService for KnowledgeApi {
         request: Request<pb::WatchKnowledgeRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let subscription = async {
+            crate::audit::note_customers_in(&request, request.get_ref());
             let caller = principal(&request)?;
             let access = KnowledgeAccess::of(&caller)?;
             let scope = caller.customer_read_scope()?;
