@@ -141,7 +141,12 @@ impl AuditNote {
     /// else (`customers/-`, a malformed name) is ignored.
     pub fn customer(&self, name_or_id: &str) {
         if let Some(id) = rules::customer_id_of(name_or_id) {
-            self.with(|s| s.customer_ids.insert(id.to_string()));
+            self.with(|s| {
+                // Imports note the same customers over and over.
+                if !s.customer_ids.contains(id) {
+                    s.customer_ids.insert(id.to_string());
+                }
+            });
         }
     }
 
