@@ -126,6 +126,8 @@ impl Authenticator {
                 validation.set_audience(&[audience]);
                 validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
                 validation.leeway = *leeway;
+                // A token whose `nbf` lies ahead is not valid yet.
+                validation.validate_nbf = true;
                 let mut last_error = None;
                 for (_, key) in keys.keys.iter().filter(|(alg, _)| *alg == header.alg) {
                     match decode::<Claims>(token, key, &validation) {

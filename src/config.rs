@@ -2,10 +2,15 @@
 //! environment variables, plus `DATABASE_URL` and the standard `OTEL_*`
 //! variables.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use config::{Config, Environment, File, FileFormat};
-use secrecy::{ExposeSecret, SecretString};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
 
 /// Built-in defaults; every key the service reads is listed here, so this is
@@ -18,6 +23,14 @@ shutdown_grace_secs = 25
 max_message_bytes = 4194304
 request_timeout_secs = 30
 concurrency_limit_per_connection = 256
+
+[server.tls]
+# TLS on the gRPC port is off while cert_file is unset (inside a mesh the
+# sidecar does it). cert_file: PEM chain, leaf first; key_file: its PEM
+# private key; client_ca_file: PEM CA certificates that client certificates
+# must chain to (mutual TLS); client_auth_optional: with client_ca_file, also
+# let clients in that present no certificate.
+client_auth_optional = false
 
 [database]
 migrate = true
@@ -32,6 +45,8 @@ trusted_headers_allow_non_loopback = false
 jwt.leeway_secs = 30
 
 [api]
+# How long a request_id answers retries of its request; older keys are purged.
+idempotency_retention_secs = 86400
 
 [interactions]
 import_batch_size = 5000
@@ -82,6 +97,173 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     pub request_timeout_secs: u64,
     pub concurrency_limit_per_connection: usize,
+    pub tls: TlsSettings,
+}
+
+/// `[server.tls]`: TLS (and optionally mutual TLS) on the gRPC port. The
+/// admin port stays plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TlsSettings {
+    /// PEM certificate chain, leaf first. TLS is off while unset (or empty).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate(s). When set, clients must present a certificate
+    /// that chains to one of them (mutual TLS). The certificate only opens
+    /// the connection: the caller's identity still comes from the JWT.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: clients without a certificate are let in too
+    /// (a certificate that is presented must still chain to the CA).
+    pub client_auth_optional: bool,
+}
+
+const TLS_CERT_KEY: &str = "server.tls.cert_file (CK__SERVER__TLS__CERT_FILE)";
+const TLS_KEY_KEY: &str = "server.tls.key_file (CK__SERVER__TLS__KEY_FILE)";
+const TLS_CA_KEY: &str = "server.tls.client_ca_file (CK__SERVER__TLS__CLIENT_CA_FILE)";
+const TLS_OPTIONAL_KEY: &str =
+    "server.tls.client_auth_optional (CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL)";
+
+/// The files of `[server.tls]`, read and checked: what the gRPC listener
+/// serves with. Its Debug output shows no key material.
+#[derive(Debug)]
+pub struct TlsFiles {
+    /// The PEM certificate chain as read.
+    pub cert_chain_pem: Vec<u8>,
+    /// The PEM private key as read (zeroed when dropped).
+    pub key_pem: SecretSlice<u8>,
+    /// The PEM client CA certificates, when mutual TLS is on.
+    pub client_ca_pem: Option<Vec<u8>>,
+    pub client_auth_optional: bool,
+}
+
+impl TlsSettings {
+    fn path(path: &Option<PathBuf>) -> Option<&Path> {
+        path.as_deref().filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// Whether the gRPC port serves TLS.
+    pub fn enabled(&self) -> bool {
+        Self::path(&self.cert_file).is_some()
+    }
+
+    /// Reads and checks the files: `None` when TLS is off. Errors name the
+    /// key and the path, never the files' contents.
+    pub fn load(&self) -> Result<Option<TlsFiles>, ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        let client_ca = Self::path(&self.client_ca_file);
+        let (cert_path, key_path) = match (Self::path(&self.cert_file), Self::path(&self.key_file))
+        {
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => {
+                return fail(format!(
+                    "{TLS_CERT_KEY} is set but {TLS_KEY_KEY} is not: TLS needs both the \
+                     certificate chain and its private key"
+                ));
+            }
+            (None, Some(_)) => {
+                return fail(format!(
+                    "{TLS_KEY_KEY} is set but {TLS_CERT_KEY} is not: TLS needs both the \
+                     certificate chain and its private key"
+                ));
+            }
+            (None, None) if client_ca.is_some() => {
+                return fail(format!(
+                    "{TLS_CA_KEY} is set but TLS is off: mutual TLS also needs {TLS_CERT_KEY} \
+                     and {TLS_KEY_KEY}"
+                ));
+            }
+            (None, None) if self.client_auth_optional => {
+                return fail(format!(
+                    "{TLS_OPTIONAL_KEY} is true but TLS is off: it applies to mutual TLS \
+                     ({TLS_CERT_KEY}, {TLS_KEY_KEY} and {TLS_CA_KEY})"
+                ));
+            }
+            (None, None) => return Ok(None),
+        };
+        if self.client_auth_optional && client_ca.is_none() {
+            return fail(format!(
+                "{TLS_OPTIONAL_KEY} is true but {TLS_CA_KEY} is not set: it applies to mutual TLS"
+            ));
+        }
+
+        let cert_chain_pem = read_pem_file(TLS_CERT_KEY, cert_path)?;
+        let chain = pem_certificates(TLS_CERT_KEY, cert_path, &cert_chain_pem)?;
+        let key_pem = SecretSlice::from(read_pem_file(TLS_KEY_KEY, key_path)?);
+        let key = PrivateKeyDer::from_pem_slice(key_pem.expose_secret()).map_err(|_| {
+            ConfigError(format!(
+                "{TLS_KEY_KEY} {} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                key_path.display()
+            ))
+        })?;
+        // What the listener will do at start: the key must be one the TLS
+        // stack can sign with, and belong to the first certificate.
+        rustls::sign::CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+            .map_err(|e| {
+                let (key, cert) = (key_path.display(), cert_path.display());
+                ConfigError(match e {
+                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                        format!(
+                            "{TLS_KEY_KEY} {key} is not the private key of the first \
+                             certificate of {TLS_CERT_KEY} {cert}"
+                        )
+                    }
+                    e => format!(
+                        "{TLS_KEY_KEY} {key} cannot serve the first certificate of \
+                         {TLS_CERT_KEY} {cert}: {e}"
+                    ),
+                })
+            })?;
+
+        let client_ca_pem = match client_ca {
+            None => None,
+            Some(path) => {
+                let pem = read_pem_file(TLS_CA_KEY, path)?;
+                let mut roots = rustls::RootCertStore::empty();
+                let (added, _) =
+                    roots.add_parsable_certificates(pem_certificates(TLS_CA_KEY, path, &pem)?);
+                if added == 0 {
+                    return fail(format!(
+                        "{TLS_CA_KEY} {} holds no usable CA certificate",
+                        path.display()
+                    ));
+                }
+                Some(pem)
+            }
+        };
+        Ok(Some(TlsFiles {
+            cert_chain_pem,
+            key_pem,
+            client_ca_pem,
+            client_auth_optional: self.client_auth_optional,
+        }))
+    }
+}
+
+fn read_pem_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError(format!("{key} {} cannot be read: {e}", path.display())))
+}
+
+/// Every certificate of a PEM file; at least one.
+fn pem_certificates(
+    key: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let no_certificate = || {
+        ConfigError(format!(
+            "{key} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ))
+    };
+    // The parser's own errors may quote a line of the file: not shown.
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| no_certificate())?;
+    if certificates.is_empty() {
+        return Err(no_certificate());
+    }
+    Ok(certificates)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,12 +307,18 @@ pub struct ApiSettings {
     /// Key that signs page tokens. Replicas behind one load balancer must
     /// share it; when unset each process draws a random one.
     pub page_token_secret: Option<SecretString>,
+    /// How long an idempotency key answers retries before it expires.
+    pub idempotency_retention_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct InteractionSettings {
     /// Rows ImportInteractions writes per transaction.
     pub import_batch_size: usize,
+    /// More source system names a calling system (by its JWT `sub`) writes
+    /// under, besides its own: `core-banking = ["CBS", "T24"]`.
+    #[serde(default)]
+    pub source_systems: std::collections::HashMap<String, Vec<String>>,
     /// Time from a complaint to its due time, by severity.
     pub complaint_sla_hours_low: u32,
     pub complaint_sla_hours_medium: u32,
@@ -360,6 +548,7 @@ impl Settings {
             );
         }
         self.validate_database()?;
+        self.server.tls.load()?;
         match self.auth.mode {
             AuthMode::Jwt => {
                 let jwt = &self.auth.jwt;
@@ -755,6 +944,177 @@ mod tests {
         assert!(migrate_only.is_ok(), "migrate needs no auth keys");
         let missing = Settings::load_from(Some("/nonexistent/ck.toml".into()), &env(&[]));
         assert!(missing.unwrap_err().to_string().contains("CK_CONFIG"));
+    }
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn self_signed(dir: &Path, name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_path = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (
+            cert_path.to_str().unwrap().to_string(),
+            key_path.to_str().unwrap().to_string(),
+        )
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_on_with_a_certificate_and_its_key() {
+        let settings = Settings::load_from(None, &env(&[])).unwrap();
+        assert!(!settings.server.tls.enabled());
+        assert!(settings.server.tls.load().unwrap().is_none());
+        // Empty values (e.g. `CK__SERVER__TLS__CERT_FILE=`) mean unset.
+        let empty = TlsSettings {
+            cert_file: Some(PathBuf::new()),
+            key_file: Some(PathBuf::new()),
+            client_ca_file: Some(PathBuf::new()),
+            client_auth_optional: false,
+        };
+        assert!(!empty.enabled() && empty.load().unwrap().is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "server");
+        let (ca, _) = self_signed(dir.path(), "ca");
+        let settings = Settings::load_from(
+            None,
+            &env(&[
+                ("CK__SERVER__TLS__CERT_FILE", &cert),
+                ("CK__SERVER__TLS__KEY_FILE", &key),
+                ("CK__SERVER__TLS__CLIENT_CA_FILE", &ca),
+                ("CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(settings.server.tls.enabled());
+        let files = settings.server.tls.load().unwrap().unwrap();
+        assert!(files.client_ca_pem.is_some() && files.client_auth_optional);
+        assert!(
+            !format!("{files:?}").contains("PRIVATE KEY"),
+            "Debug shows no key"
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_certificate_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "server");
+        let e = error(&[("CK__SERVER__TLS__CERT_FILE", &cert)]);
+        assert!(
+            e.contains("CK__SERVER__TLS__CERT_FILE") && e.contains("CK__SERVER__TLS__KEY_FILE"),
+            "{e}"
+        );
+        assert!(e.contains("server.tls.key_file"), "{e}");
+        let e = error(&[("CK__SERVER__TLS__KEY_FILE", &key)]);
+        assert!(
+            e.contains("(CK__SERVER__TLS__KEY_FILE) is set but")
+                && e.contains("CK__SERVER__TLS__CERT_FILE"),
+            "{e}"
+        );
+        let e = error(&[("CK__SERVER__TLS__CLIENT_CA_FILE", &cert)]);
+        assert!(e.contains("CK__SERVER__TLS__CLIENT_CA_FILE"), "{e}");
+        let e = error(&[
+            ("CK__SERVER__TLS__CERT_FILE", &cert),
+            ("CK__SERVER__TLS__KEY_FILE", &key),
+            ("CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL", "true"),
+        ]);
+        assert!(
+            e.contains("CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL")
+                && e.contains("CK__SERVER__TLS__CLIENT_CA_FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_tls_files_name_the_key_and_path_but_not_the_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed(dir.path(), "server");
+        let (_, other_key) = self_signed(dir.path(), "other");
+        let missing = dir.path().join("missing.pem");
+        let missing = missing.to_str().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not-a-pem TOP-SECRET-CONTENT\n").unwrap();
+        let garbage = garbage.to_str().unwrap();
+        // A PEM block whose base64 is broken: the parser's error would
+        // quote it.
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-CONTENT!!\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let broken = broken.to_str().unwrap();
+
+        let tls = |cert: &str, key: &str, ca: &str| {
+            error(&[
+                ("CK__SERVER__TLS__CERT_FILE", cert),
+                ("CK__SERVER__TLS__KEY_FILE", key),
+                ("CK__SERVER__TLS__CLIENT_CA_FILE", ca),
+            ])
+        };
+        for (e, key_name, path) in [
+            (
+                tls(missing, &key, ""),
+                "CK__SERVER__TLS__CERT_FILE",
+                missing,
+            ),
+            (
+                tls(&cert, missing, ""),
+                "CK__SERVER__TLS__KEY_FILE",
+                missing,
+            ),
+            (
+                tls(&cert, &key, missing),
+                "CK__SERVER__TLS__CLIENT_CA_FILE",
+                missing,
+            ),
+            (
+                tls(garbage, &key, ""),
+                "CK__SERVER__TLS__CERT_FILE",
+                garbage,
+            ),
+            (
+                tls(&cert, garbage, ""),
+                "CK__SERVER__TLS__KEY_FILE",
+                garbage,
+            ),
+            (tls(&cert, broken, ""), "CK__SERVER__TLS__KEY_FILE", broken),
+            (
+                tls(&cert, &key, garbage),
+                "CK__SERVER__TLS__CLIENT_CA_FILE",
+                garbage,
+            ),
+            // The key file is a certificate: no private key in it.
+            (tls(&cert, &cert, ""), "CK__SERVER__TLS__KEY_FILE", &cert),
+            // A key, but of another certificate.
+            (
+                tls(&cert, &other_key, ""),
+                "CK__SERVER__TLS__KEY_FILE",
+                &other_key,
+            ),
+        ] {
+            assert!(e.contains(key_name) && e.contains(path), "{e}");
+            assert!(!e.contains("TOP-SECRET"), "{e}");
+            assert!(!e.contains("PRIVATE KEY-----"), "{e}");
+        }
+        assert!(
+            tls(&cert, &other_key, "").contains("is not the private key of the first certificate"),
+            "a key of another certificate is named as such"
+        );
+    }
+
+    #[test]
+    fn migrate_does_not_read_the_tls_files() {
+        let migrate_only = Settings::build(
+            None,
+            &env(&[("CK__SERVER__TLS__CERT_FILE", "/nonexistent/tls.crt")]),
+        )
+        .and_then(|s| s.validate_database());
+        assert!(migrate_only.is_ok());
     }
 
     #[test]

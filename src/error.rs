@@ -25,7 +25,16 @@ pub enum Error {
     #[error("{resource} not found")]
     NotFound { resource: String },
     #[error("{resource} already exists")]
-    AlreadyExists { resource: String, reason: String },
+    AlreadyExists {
+        resource: String,
+        reason: String,
+        /// The name of the resource the request collided with, for
+        /// `ErrorInfo.metadata["resource"]`, when the caller may know it.
+        existing: Option<String>,
+    },
+    /// The `request_id` was used before for a different request.
+    #[error("request_id reused")]
+    RequestIdReused,
     #[error("the etag does not match the current version of {resource}")]
     EtagMismatch { resource: String },
     #[error("{message}")]

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     Request, Status,
     service::{Routes, RoutesBuilder, interceptor::InterceptedService},
-    transport::Server,
+    transport::{Certificate, Identity, Server, ServerTlsConfig},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -31,8 +31,8 @@ use crate::{
     },
     audit::{AuditLog, AuditWriter},
     auth::Authenticator,
-    config::{DatabaseSettings, PseudonymKeySource, Settings},
-    domain::audit::Pseudonyms,
+    config::{DatabaseSettings, PseudonymKeySource, Settings, TlsFiles},
+    domain::{audit::Pseudonyms, interaction::SourceSystems},
     metrics::Metrics,
     pb::{
         self,
@@ -77,6 +77,26 @@ impl Health {
     }
 }
 
+/// How long a client may take over the TLS handshake before the connection
+/// is dropped (handshakes run beside each other, so a slow one blocks no one).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// tonic's TLS settings (rustls) for the checked `[server.tls]` files.
+fn server_tls_config(files: &TlsFiles) -> ServerTlsConfig {
+    let mut config = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            &files.cert_chain_pem,
+            files.key_pem.expose_secret(),
+        ))
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
+    if let Some(ca) = &files.client_ca_pem {
+        config = config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(files.client_auth_optional);
+    }
+    config
+}
+
 /// Every `/package.Service/Method` path the server answers, for metric
 /// labels.
 fn served_methods() -> anyhow::Result<HashSet<String>> {
@@ -103,6 +123,8 @@ pub struct Application {
     health: Health,
     metrics: Metrics,
     rpc_layer: RpcLayer,
+    tls: Option<ServerTlsConfig>,
+    tls_mode: &'static str,
     stopping: watch::Sender<bool>,
     audit: Option<AuditWriter>,
 }
@@ -111,7 +133,9 @@ impl Application {
     /// Connects, migrates (unless disabled), binds the listener and assembles
     /// the services. Serving starts with `run_until_stopped`.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let db = Db::connect_lazy(&settings.database)?;
+        let db = Db::connect_lazy(&settings.database)?.with_idempotency_retention(
+            Duration::from_secs(settings.api.idempotency_retention_secs),
+        );
         if settings.database.migrate {
             db.migrate()
                 .await
@@ -148,6 +172,7 @@ impl Application {
                 db: db.clone(),
                 page_tokens: page_tokens.clone(),
                 sla: settings.interactions.complaint_sla(),
+                sources: SourceSystems::new(settings.interactions.source_systems.clone()),
                 import_batch_size: settings.interactions.import_batch_size,
                 feed: feed.clone(),
                 stopping: stopping_rx.clone(),
@@ -206,6 +231,23 @@ impl Application {
             .into_axum_router()
             .fallback(move |request| unimplemented::answer(methods.clone(), request));
 
+        // Checked at config load; read again here so that what is served is
+        // what is on disk now. The trial builds the rustls acceptor, so a
+        // bad pair fails the start rather than every handshake.
+        let tls_files = settings.server.tls.load()?;
+        let tls_mode = match &tls_files {
+            None => "off",
+            Some(f) if f.client_ca_pem.is_none() => "on",
+            Some(f) if f.client_auth_optional => "mutual (client certificate optional)",
+            Some(_) => "mutual",
+        };
+        let tls = tls_files.as_ref().map(server_tls_config);
+        if let Some(tls) = &tls {
+            Server::builder().tls_config(tls.clone()).map_err(|e| {
+                anyhow::anyhow!("server.tls (CK__SERVER__TLS__*) cannot be served: {e}")
+            })?;
+        }
+
         let listener = TcpListener::bind(settings.server.grpc_addr)
             .await
             .map_err(|e| {
@@ -244,6 +286,8 @@ impl Application {
             health,
             metrics,
             rpc_layer,
+            tls,
+            tls_mode,
             stopping,
             audit,
         })
@@ -284,6 +328,8 @@ impl Application {
             health,
             metrics,
             rpc_layer,
+            tls,
+            tls_mode,
             stopping: stopping_tx,
             audit,
         } = self;
@@ -300,6 +346,7 @@ impl Application {
             .into_future(),
         );
         tracing::info!(port = admin_port, "serving admin HTTP");
+        let purge = tokio::spawn(purge_expired_keys(db.clone(), stopping_rx.clone()));
         let monitor = tokio::spawn(monitor_database(
             db,
             health.clone(),
@@ -316,7 +363,11 @@ impl Application {
                 tracing::info!("shutting down: NOT_SERVING, draining in-flight calls");
             }
         };
-        let server = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        let server = server
             .timeout(Duration::from_secs(settings.server.request_timeout_secs))
             .concurrency_limit_per_connection(settings.server.concurrency_limit_per_connection)
             .load_shed(true)
@@ -324,7 +375,7 @@ impl Application {
             .layer(rpc_layer)
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain_started);
-        tracing::info!(port, "serving gRPC");
+        tracing::info!(port, tls = tls_mode, "serving gRPC");
 
         let drain_limit = settings.drain_limit();
         let mut stopping = stopping_rx;
@@ -342,6 +393,7 @@ impl Application {
             }
         };
         monitor.abort();
+        purge.abort();
         if let Some(writer) = audit {
             writer.flush(settings.audit_flush_budget()).await;
         }
@@ -435,6 +487,22 @@ async fn monitor_database(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stopping.changed() => {}
+        }
+    }
+}
+
+/// Purges expired idempotency keys now and every ten minutes. Expiry itself
+/// does not depend on this: a claim treats an expired key as unused.
+async fn purge_expired_keys(db: Db, mut stopping: watch::Receiver<bool>) {
+    loop {
+        match db.purge_idempotency_keys().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stopping.wait_for(|s| *s) => return,
         }
     }
 }

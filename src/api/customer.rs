@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use tonic::{Request, Response, Status};
 
 use super::{
-    decode, encode, idempotency_key,
+    idempotency_key,
     page_token::{PageTokens, page_size},
     principal, respond, timestamp,
 };
 use crate::{
     domain::{
         customer::{
-            self as rules, ConsentPurpose, Customer, CustomerId, CustomerKind, Pii, Profile,
-            ProfileField, ProfilePatch, Relationship, Tier,
+            self as rules, ConsentChange, ConsentPurpose, Customer, CustomerId, CustomerKind, Pii,
+            Profile, ProfileField, ProfilePatch, Relationship, Tier,
         },
         filter::CustomerFilter,
         mask,
@@ -61,6 +61,112 @@ pub(crate) fn resolve(
 
 pub(crate) fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {
     CustomerId::from_name(name).map_err(|e| Error::invalid(field, e))
+}
+
+/// The customer as the caller may see it now: what an idempotent replay
+/// returns (AIP-155), after the same access check as the original write.
+async fn current_customer(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    scope: &BranchScope,
+    caller: &Principal,
+) -> Result<pb::Customer, Error> {
+    let id = CustomerId::from_name(name)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
+    let found = customers::get(tx, &id, scope.branch(), false).await?;
+    Ok(customer_to_proto(&resolve(found, scope, &id)?, caller))
+}
+
+/// A consent change as a request states it, before validation.
+struct ConsentStatement<'a> {
+    name: &'a str,
+    purpose: i32,
+    granted: bool,
+    channel: &'a str,
+    evidence_ref: &'a str,
+    policy_version: &'a str,
+    /// Grants name the policy the customer agreed to.
+    policy_required: bool,
+}
+
+/// Validates a consent change, adding to `violations` found earlier.
+fn read_consent(
+    stated: &ConsentStatement,
+    mut violations: Violations,
+) -> Result<(CustomerId, ConsentChange), Error> {
+    let id = CustomerId::from_name(stated.name)
+        .inspect_err(|e| violations.add("name", e.clone()))
+        .ok();
+    let purpose = purpose_from_proto(stated.purpose);
+    if purpose.is_none() {
+        violations.add(
+            "purpose",
+            "must be MARKETING, CROSS_SELL, ANALYTICS or KNOWLEDGE_SHARING",
+        );
+    }
+    let channel = rules::org_code(stated.channel, true)
+        .inspect_err(|e| violations.add("channel", e.clone()))
+        .unwrap_or_default();
+    let evidence_ref = rules::bounded_text(stated.evidence_ref.trim(), rules::MAX_EVIDENCE_REF)
+        .inspect_err(|e| violations.add("evidence_ref", e.clone()))
+        .unwrap_or_default();
+    let policy_version =
+        rules::bounded_text(stated.policy_version.trim(), rules::MAX_POLICY_VERSION)
+            .inspect_err(|e| violations.add("policy_version", e.clone()))
+            .unwrap_or_default();
+    if stated.policy_required && policy_version.is_empty() {
+        violations.add(
+            "policy_version",
+            "is required: the version of the policy the customer agreed to",
+        );
+    }
+    let (id, purpose) = violations.into_result((id, purpose))?;
+    let (Some(id), Some(purpose)) = (id, purpose) else {
+        unreachable!("every missing part added a violation");
+    };
+    Ok((
+        id,
+        ConsentChange {
+            purpose,
+            granted: stated.granted,
+            channel,
+            evidence_ref,
+            policy_version,
+        },
+    ))
+}
+
+impl CustomerApi {
+    /// Records a consent change for a customer the caller may write.
+    async fn record_consent(
+        &self,
+        caller: &Principal,
+        id: &CustomerId,
+        change: &ConsentChange,
+        etag: &str,
+        key: Option<crate::store::idempotency::IdempotencyKey>,
+    ) -> Result<pb::Customer, Error> {
+        let scope = caller.customer_write_scope()?;
+        self.db
+            .write(
+                key.as_ref(),
+                customer_names,
+                async |tx, names| current_customer(tx, &names[0], &scope, caller).await,
+                async |tx| {
+                    let found = customers::get(tx, id, scope.branch(), true).await?;
+                    let current = resolve(found, &scope, id)?;
+                    check_etag(etag, &current)?;
+                    let updated = customers::set_consent(tx, id, change, &caller.subject).await?;
+                    Ok(customer_to_proto(&updated, caller))
+                },
+            )
+            .await
+    }
+}
+
+/// What an idempotency key keeps of a customer response: its name only.
+fn customer_names(customer: &pb::Customer) -> Vec<String> {
+    vec![customer.name.clone()]
 }
 
 pub(crate) fn check_etag(etag: &str, customer: &Customer) -> Result<(), Error> {
@@ -462,10 +568,15 @@ impl CustomerService for CustomerApi {
                 ));
             }
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let customer = customers::insert(tx, &id, &profile).await?;
-                    Ok(customer_to_proto(&customer, &caller))
-                })
+                .write(
+                    key.as_ref(),
+                    customer_names,
+                    async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
+                    async |tx| {
+                        let customer = customers::insert(tx, &id, &profile, &scope).await?;
+                        Ok(customer_to_proto(&customer, &caller))
+                    },
+                )
                 .await
                 .inspect(|created| audit.customer(&created.name))
         })
@@ -556,26 +667,31 @@ impl CustomerService for CustomerApi {
             let patch = violations.into_result(ProfilePatch { fields, values })?;
             let etag = customer.etag.clone();
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let found = customers::get(tx, &id, scope.branch(), true).await?;
-                    let current = resolve(found, &scope, &id)?;
-                    check_etag(&etag, &current)?;
-                    let mut profile = current.profile.clone();
-                    patch.apply(&mut profile);
-                    if !scope.admits(&profile.home_branch) {
-                        return Err(Error::denied("move a customer to another branch"));
-                    }
-                    let changed: Vec<&str> = patch.fields.iter().map(|f| f.path()).collect();
-                    let updated = customers::update_profile(
-                        tx,
-                        &id,
-                        &profile,
-                        &changed,
-                        patch.fields.contains(&ProfileField::ExternalIds),
-                    )
-                    .await?;
-                    Ok(customer_to_proto(&updated, &caller))
-                })
+                .write(
+                    key.as_ref(),
+                    customer_names,
+                    async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
+                    async |tx| {
+                        let found = customers::get(tx, &id, scope.branch(), true).await?;
+                        let current = resolve(found, &scope, &id)?;
+                        check_etag(&etag, &current)?;
+                        let mut profile = current.profile.clone();
+                        patch.apply(&mut profile);
+                        if !scope.admits(&profile.home_branch) {
+                            return Err(Error::denied("move a customer to another branch"));
+                        }
+                        let changed: Vec<&str> = patch.fields.iter().map(|f| f.path()).collect();
+                        let updated = customers::update_profile(
+                            tx,
+                            &id,
+                            &profile,
+                            &changed,
+                            patch.fields.contains(&ProfileField::ExternalIds),
+                        )
+                        .await?;
+                        Ok(customer_to_proto(&updated, &caller))
+                    },
+                )
                 .await
         })
         .await
@@ -679,7 +795,12 @@ impl CustomerService for CustomerApi {
                 .write(
                     key.as_ref(),
                     |_: &()| Vec::new(),
-                    |_| Ok(()),
+                    // A replay answers OK only while the caller may still
+                    // reach the (now erased) customer.
+                    async |tx, _| match customers::get(tx, &id, scope.branch(), false).await? {
+                        Found::Erased => Ok(()),
+                        other => resolve(other, &scope, &id).map(|_| ()),
+                    },
                     async |tx| {
                         let found = customers::get(tx, &id, scope.branch(), true).await?;
                         let current = resolve(found, &scope, &id)?;
@@ -700,23 +821,30 @@ impl CustomerService for CustomerApi {
         respond(async {
             crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
-            let scope = caller.customer_write_scope()?;
+            caller.customer_write_scope()?;
             let req = request.into_inner();
             let mut violations = Violations::default();
-            let id = parse_name("name", &req.name);
-            let purpose = purpose_from_proto(req.purpose);
-            if let Err(Error::InvalidArgument(v)) = &id {
-                v.iter()
-                    .for_each(|v| violations.add(v.field.clone(), v.description.clone()));
-            }
-            if purpose.is_none() {
+            if req.granted.is_none() {
                 violations.add(
-                    "purpose",
-                    "must be MARKETING, CROSS_SELL, ANALYTICS or KNOWLEDGE_SHARING",
+                    "granted",
+                    "is required: true grants, false withdraws (GrantConsent and WithdrawConsent say it without a flag)",
                 );
             }
-            let (id, purpose) = violations.into_result((id, purpose))?;
-            let (id, purpose) = (id?, purpose.expect("checked above"));
+            let channel = if req.channel.is_empty() {
+                "UNSPECIFIED"
+            } else {
+                &req.channel
+            };
+            let stated = ConsentStatement {
+                name: &req.name,
+                purpose: req.purpose,
+                granted: req.granted.unwrap_or_default(),
+                channel,
+                evidence_ref: &req.evidence_ref,
+                policy_version: &req.policy_version,
+                policy_required: false,
+            };
+            let (id, change) = read_consent(&stated, violations)?;
             let key = idempotency_key(
                 &caller,
                 "UpdateConsent",
@@ -726,15 +854,123 @@ impl CustomerService for CustomerApi {
                     ..req.clone()
                 },
             )?;
-            self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let found = customers::get(tx, &id, scope.branch(), true).await?;
-                    let current = resolve(found, &scope, &id)?;
-                    check_etag(&req.etag, &current)?;
-                    let updated = customers::set_consent(tx, &id, purpose, req.granted).await?;
-                    Ok(customer_to_proto(&updated, &caller))
-                })
+            self.record_consent(&caller, &id, &change, &req.etag, key)
                 .await
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, name = "GrantConsent")]
+    async fn grant_consent(
+        &self,
+        request: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        respond(async {
+            let caller = principal(&request)?;
+            caller.customer_write_scope()?;
+            let req = request.into_inner();
+            let stated = ConsentStatement {
+                name: &req.name,
+                purpose: req.purpose,
+                granted: true,
+                channel: &req.channel,
+                evidence_ref: &req.evidence_ref,
+                policy_version: &req.policy_version,
+                policy_required: true,
+            };
+            let (id, change) = read_consent(&stated, Violations::default())?;
+            let key = idempotency_key(
+                &caller,
+                "GrantConsent",
+                &req.request_id,
+                &pb::GrantConsentRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                },
+            )?;
+            self.record_consent(&caller, &id, &change, &req.etag, key)
+                .await
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, name = "WithdrawConsent")]
+    async fn withdraw_consent(
+        &self,
+        request: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        respond(async {
+            let caller = principal(&request)?;
+            caller.customer_write_scope()?;
+            let req = request.into_inner();
+            let stated = ConsentStatement {
+                name: &req.name,
+                purpose: req.purpose,
+                granted: false,
+                channel: &req.channel,
+                evidence_ref: &req.evidence_ref,
+                policy_version: &req.policy_version,
+                policy_required: false,
+            };
+            let (id, change) = read_consent(&stated, Violations::default())?;
+            let key = idempotency_key(
+                &caller,
+                "WithdrawConsent",
+                &req.request_id,
+                &pb::WithdrawConsentRequest {
+                    request_id: String::new(),
+                    ..req.clone()
+                },
+            )?;
+            self.record_consent(&caller, &id, &change, &req.etag, key)
+                .await
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, name = "ListConsentEvents")]
+    async fn list_consent_events(
+        &self,
+        request: Request<pb::ListConsentEventsRequest>,
+    ) -> Result<Response<pb::ListConsentEventsResponse>, Status> {
+        respond(async {
+            let caller = principal(&request)?;
+            let scope = caller.customer_read_scope()?;
+            let req = request.get_ref();
+            let id = parse_name("parent", &req.parent)?;
+            let limit = page_size(req.page_size)?;
+            let context = format!("ListConsentEvents|{}|{}", caller.subject, req.parent);
+            let before = match self.page_tokens.decode(&req.page_token, &context)? {
+                None => None,
+                Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
+                    Error::invalid("page_token", "is not a page token of this list")
+                })?),
+            };
+            let mut conn = self.db.acquire().await?;
+            resolve(
+                customers::get(&mut conn, &id, scope.branch(), false).await?,
+                &scope,
+                &id,
+            )?;
+            let mut page = customers::consent_events(&mut conn, &id, before, limit + 1).await?;
+            let next_page_token = self
+                .page_tokens
+                .next_page(&mut page, limit, &context, |last| last.id.to_string());
+            Ok(pb::ListConsentEventsResponse {
+                consent_events: page
+                    .iter()
+                    .map(|e| pb::ConsentEvent {
+                        purpose: purpose_to_proto(e.change.purpose) as i32,
+                        granted: e.change.granted,
+                        channel: e.change.channel.clone(),
+                        evidence_ref: e.change.evidence_ref.clone(),
+                        policy_version: e.change.policy_version.clone(),
+                        recorded_by: e.recorded_by.clone(),
+                        event_time: Some(timestamp(e.event_time)),
+                    })
+                    .collect(),
+                next_page_token,
+            })
         })
         .await
     }
@@ -784,21 +1020,29 @@ impl CustomerService for CustomerApi {
                 unreachable!("every missing part added a violation");
             };
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    // Lock both customers in id order so two opposite links
-                    // cannot deadlock.
-                    let (first, second) = if id < linked {
-                        (&id, &linked)
-                    } else {
-                        (&linked, &id)
-                    };
-                    for customer in [first, second] {
-                        let found = customers::get(tx, customer, scope.branch(), true).await?;
-                        resolve(found, &scope, customer)?;
-                    }
-                    let updated = customers::link(tx, &id, &linked, relationship).await?;
-                    Ok(customer_to_proto(&updated, &caller))
-                })
+                .write(
+                    key.as_ref(),
+                    customer_names,
+                    async |tx, names| {
+                        current_customer(tx, &linked.name(), &scope, &caller).await?;
+                        current_customer(tx, &names[0], &scope, &caller).await
+                    },
+                    async |tx| {
+                        // Lock both customers in id order so two opposite links
+                        // cannot deadlock.
+                        let (first, second) = if id < linked {
+                            (&id, &linked)
+                        } else {
+                            (&linked, &id)
+                        };
+                        for customer in [first, second] {
+                            let found = customers::get(tx, customer, scope.branch(), true).await?;
+                            resolve(found, &scope, customer)?;
+                        }
+                        let updated = customers::link(tx, &id, &linked, relationship).await?;
+                        Ok(customer_to_proto(&updated, &caller))
+                    },
+                )
                 .await
         })
         .await

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     customer::{parse_name, resolve},
-    decode, encode, from_timestamp, idempotency_key,
+    from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -21,6 +21,7 @@ use crate::{
         interaction::{
             self as rules, Channel, Complaint, ComplaintSla, ComplaintState, FollowUpState,
             Interaction, Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity,
+            SourceSystems, staff_source,
         },
         principal::{BranchScope, Principal, Role},
     },
@@ -41,6 +42,7 @@ pub struct InteractionApi {
     db: Db,
     page_tokens: PageTokens,
     sla: ComplaintSla,
+    sources: SourceSystems,
     import_batch_size: usize,
     feed: ChangeFeed,
     stopping: watch::Receiver<bool>,
@@ -52,6 +54,7 @@ pub struct InteractionApiParts {
     pub db: Db,
     pub page_tokens: PageTokens,
     pub sla: ComplaintSla,
+    pub sources: SourceSystems,
     pub import_batch_size: usize,
     pub feed: ChangeFeed,
     pub stopping: watch::Receiver<bool>,
@@ -64,6 +67,7 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            sources,
             import_batch_size,
             feed,
             stopping,
@@ -73,6 +77,7 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            sources,
             import_batch_size,
             feed,
             stopping,
@@ -271,6 +276,7 @@ fn read_interaction(
     id: Option<&str>,
     caller: &Principal,
     sla: &ComplaintSla,
+    sources: &SourceSystems,
     prefix: &str,
     violations: &mut Violations,
 ) -> NewInteraction {
@@ -384,13 +390,33 @@ fn read_interaction(
         bad("external_ref", why);
         String::new()
     });
-    let source_system = if source_system.is_empty() {
+    let source_system = if !caller.has(Role::Service) {
+        if !source_system.is_empty() && *source_system != staff_source(&caller.subject) {
+            bad(
+                "source_system",
+                "is for calling systems; staff entries are recorded under the employee's own source (leave it empty)".into(),
+            );
+        }
+        staff_source(&caller.subject)
+    } else if source_system.is_empty() {
         caller.subject.clone()
     } else {
-        org_code(source_system, true).unwrap_or_else(|why| {
-            bad("source_system", why);
-            String::new()
-        })
+        match org_code(source_system, true) {
+            Ok(source) if sources.owns(&caller.subject, &source) => source,
+            Ok(source) => {
+                bad(
+                    "source_system",
+                    format!(
+                        "{source} is another system's: a system writes only under its own name and its configured aliases"
+                    ),
+                );
+                String::new()
+            }
+            Err(why) => {
+                bad("source_system", why);
+                String::new()
+            }
+        }
     };
     let recorded_by = if caller.has(Role::Service) {
         let stated = recorded_by.clone().unwrap_or_default();
@@ -451,6 +477,7 @@ fn read_interaction(
         id,
         channel,
         kind,
+        occur_time_stated: input.occur_time.is_some(),
         occur_time,
         recorded_by,
         summary,
@@ -481,6 +508,51 @@ async fn unreachable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> 
 }
 
 /// A reachable customer for reads, or the error to return.
+/// A write under an external reference that holds another interaction.
+fn external_ref_conflict(existing: String) -> Error {
+    Error::AlreadyExists {
+        resource: "an interaction with this external_ref and other content".into(),
+        reason: "EXTERNAL_REF_CONFLICT".into(),
+        existing: Some(existing),
+    }
+}
+
+/// Interactions by name as they are now, each of a customer the caller may
+/// still reach in `scope`: what an idempotent replay returns.
+async fn current_interactions(
+    tx: &mut sqlx::PgConnection,
+    names: &[String],
+    scope: &BranchScope,
+) -> Result<Vec<Interaction>, Error> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let (customer, id) = rules::parse_child_name(name, "interactions")
+            .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
+        let found = customers::get(tx, &customer, scope.branch(), false).await?;
+        resolve(found, scope, &customer)?;
+        let interaction = store::get(tx, &customer, &id, false)
+            .await?
+            .ok_or_else(|| Error::not_found(name.clone()))?;
+        out.push(interaction);
+    }
+    Ok(out)
+}
+
+/// A follow-up by name as it is now, of a customer the caller may still reach.
+async fn current_follow_up(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    scope: &BranchScope,
+) -> Result<FollowUp, Error> {
+    let (customer, id) = rules::parse_child_name(name, "followUps")
+        .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
+    let found = customers::get(tx, &customer, scope.branch(), false).await?;
+    resolve(found, scope, &customer)?;
+    store::get_follow_up(tx, &customer, &id)
+        .await?
+        .ok_or_else(|| Error::not_found(name.to_string()))
+}
+
 async fn readable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> Result<(), Error> {
     let found = db.get_customer(id, scope.branch()).await?;
     resolve(found, scope, id).map(|_| ())
@@ -666,6 +738,7 @@ impl InteractionApi {
             .into_iter()
             .map(|appended| match appended {
                 Appended::New(i) | Appended::Duplicate(i) => Ok(*i),
+                Appended::Conflict(existing) => Err(external_ref_conflict(existing)),
                 Appended::Skipped => {
                     Err(Error::Internal(anyhow::anyhow!("duplicate not read back")))
                 }
@@ -691,12 +764,14 @@ impl InteractionApi {
         ids.dedup();
         let reachable = store::lock_customers(&mut tx, &ids, scope.branch()).await?;
         let mut rows = Vec::with_capacity(batch.len());
+        let mut indexes = Vec::with_capacity(batch.len());
         for (index, customer, new) in batch.drain(..) {
             if reachable
                 .binary_search_by(|r| r.as_str().cmp(customer.as_str()))
                 .is_ok()
             {
                 rows.push((customer, new));
+                indexes.push(index);
             } else {
                 *rejected += 1;
                 if rejections.len() < MAX_REPORTED_REJECTIONS {
@@ -712,11 +787,26 @@ impl InteractionApi {
         let appended = store::append(&mut tx, &rows, false).await?;
         tx.commit().await?;
         self.metrics.observe_append_batch(rows.len());
-        let accepted = appended
-            .iter()
-            .filter(|a| matches!(a, Appended::New(_)))
-            .count() as i64;
-        Ok((accepted, rows.len() as i64 - accepted))
+        let (mut accepted, mut duplicates) = (0, 0);
+        for (appended, index) in appended.iter().zip(indexes) {
+            match appended {
+                Appended::New(_) => accepted += 1,
+                Appended::Duplicate(_) | Appended::Skipped => duplicates += 1,
+                Appended::Conflict(existing) => {
+                    *rejected += 1;
+                    if rejections.len() < MAX_REPORTED_REJECTIONS {
+                        rejections.push(pb::import_interactions_response::Rejection {
+                            index,
+                            field: "interaction.external_ref".into(),
+                            reason: format!(
+                                "EXTERNAL_REF_CONFLICT: {existing} is stored under this external_ref with other content"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Ok((accepted, duplicates))
     }
 }
 
@@ -742,6 +832,7 @@ impl InteractionService for InteractionApi {
                     Some(&req.interaction_id),
                     &caller,
                     &self.sla,
+                    &self.sources,
                     "interaction",
                     &mut violations,
                 ),
@@ -752,6 +843,7 @@ impl InteractionService for InteractionApi {
                         None,
                         &caller,
                         &self.sla,
+                        &self.sources,
                         "interaction",
                         &mut Violations::default(),
                     )
@@ -769,10 +861,19 @@ impl InteractionService for InteractionApi {
             let customer = violations.into_result(customer)?.expect("checked above");
             let rows = [(customer, new)];
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let mut logged = self.append_all(tx, &scope, &rows).await?;
-                    Ok(interaction_to(&logged.remove(0)))
-                })
+                .write(
+                    key.as_ref(),
+                    |i: &pb::Interaction| vec![i.name.clone()],
+                    async |tx, names| {
+                        Ok(interaction_to(
+                            &current_interactions(tx, &names, &scope).await?.remove(0),
+                        ))
+                    },
+                    async |tx| {
+                        let mut logged = self.append_all(tx, &scope, &rows).await?;
+                        Ok(interaction_to(&logged.remove(0)))
+                    },
+                )
                 .await
         })
         .await
@@ -810,6 +911,7 @@ impl InteractionService for InteractionApi {
                         Some(&one.interaction_id),
                         &caller,
                         &self.sla,
+                        &self.sources,
                         &prefix,
                         &mut violations,
                     ),
@@ -833,12 +935,24 @@ impl InteractionService for InteractionApi {
             )?;
             let rows = violations.into_result(rows)?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let logged = self.append_all(tx, &scope, &rows).await?;
-                    Ok(pb::BatchLogInteractionsResponse {
-                        interactions: logged.iter().map(interaction_to).collect(),
-                    })
-                })
+                .write(
+                    key.as_ref(),
+                    |r: &pb::BatchLogInteractionsResponse| {
+                        r.interactions.iter().map(|i| i.name.clone()).collect()
+                    },
+                    async |tx, names| {
+                        let current = current_interactions(tx, &names, &scope).await?;
+                        Ok(pb::BatchLogInteractionsResponse {
+                            interactions: current.iter().map(interaction_to).collect(),
+                        })
+                    },
+                    async |tx| {
+                        let logged = self.append_all(tx, &scope, &rows).await?;
+                        Ok(pb::BatchLogInteractionsResponse {
+                            interactions: logged.iter().map(interaction_to).collect(),
+                        })
+                    },
+                )
                 .await
         })
         .await
@@ -851,6 +965,11 @@ impl InteractionService for InteractionApi {
     ) -> Result<Response<pb::ImportInteractionsResponse>, Status> {
         let audit = crate::audit::note(&request);
         let caller = principal(&request).map_err(Status::from)?;
+        if !(caller.has(Role::Service) || caller.has(Role::Admin)) {
+            return Err(
+                Error::denied("import interactions (calling systems and admins only)").into(),
+            );
+        }
         let scope = caller.customer_write_scope().map_err(Status::from)?;
         let mut stream = request.into_inner();
         let mut batch: Vec<(i64, CustomerId, NewInteraction)> = Vec::new();
@@ -877,6 +996,7 @@ impl InteractionService for InteractionApi {
                         None,
                         &caller,
                         &self.sla,
+                        &self.sources,
                         "interaction",
                         &mut violations,
                     ),
@@ -1033,7 +1153,13 @@ impl InteractionService for InteractionApi {
             )?;
             let (customer, id) = violations.into_result(target)?.expect("checked above");
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
+                .write(
+                    key.as_ref(),
+                    |i: &pb::Interaction| vec![i.name.clone()],
+                    async |tx, names| {
+                        Ok(interaction_to(&current_interactions(tx, &names, &scope).await?.remove(0)))
+                    },
+                    async |tx| {
                     let found = customers::get(tx, &customer, scope.branch(), false).await?;
                     resolve(found, &scope, &customer)?;
                     let current = store::get(tx, &customer, &id, true)
@@ -1084,7 +1210,8 @@ impl InteractionService for InteractionApi {
                     complaint.state = next;
                     let updated = store::update_complaint(tx, &customer, &id, &complaint).await?;
                     Ok(interaction_to(&updated))
-                })
+                },
+                )
                 .await
         })
         .await
@@ -1211,33 +1338,42 @@ impl InteractionService for InteractionApi {
             )?;
             let customer = violations.into_result(customer)?.expect("checked above");
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                    let owner = resolve(found, &scope, &customer)?;
-                    let now = Utc::now();
-                    let task = FollowUp {
-                        customer: customer.clone(),
-                        id,
-                        assignee,
-                        branch: if branch.is_empty() {
-                            owner.profile.home_branch.clone()
-                        } else {
-                            branch
-                        },
-                        due_time,
-                        state: FollowUpState::Scheduled,
-                        purpose,
-                        channel,
-                        source_interaction: input.source_interaction.clone(),
-                        completion_interaction: String::new(),
-                        complete_time: None,
-                        created_by: caller.subject.clone(),
-                        version: 1,
-                        create_time: now,
-                        update_time: now,
-                    };
-                    Ok(follow_up_to(&store::insert_follow_up(tx, &task).await?))
-                })
+                .write(
+                    key.as_ref(),
+                    |f: &pb::FollowUp| vec![f.name.clone()],
+                    async |tx, names| {
+                        Ok(follow_up_to(
+                            &current_follow_up(tx, &names[0], &scope).await?,
+                        ))
+                    },
+                    async |tx| {
+                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
+                        let owner = resolve(found, &scope, &customer)?;
+                        let now = Utc::now();
+                        let task = FollowUp {
+                            customer: customer.clone(),
+                            id,
+                            assignee,
+                            branch: if branch.is_empty() {
+                                owner.profile.home_branch.clone()
+                            } else {
+                                branch
+                            },
+                            due_time,
+                            state: FollowUpState::Scheduled,
+                            purpose,
+                            channel,
+                            source_interaction: input.source_interaction.clone(),
+                            completion_interaction: String::new(),
+                            complete_time: None,
+                            created_by: caller.subject.clone(),
+                            version: 1,
+                            create_time: now,
+                            update_time: now,
+                        };
+                        Ok(follow_up_to(&store::insert_follow_up(tx, &task).await?))
+                    },
+                )
                 .await
         })
         .await
@@ -1270,6 +1406,7 @@ impl InteractionService for InteractionApi {
                 None,
                 &caller,
                 &self.sla,
+                &self.sources,
                 "interaction",
                 &mut violations,
             );
@@ -1284,34 +1421,50 @@ impl InteractionService for InteractionApi {
             )?;
             let (customer, id) = violations.into_result(target)?.expect("checked above");
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let rows = [(customer.clone(), new)];
-                    let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                    resolve(found, &scope, &customer)?;
-                    let task = store::get_follow_up(tx, &customer, &id)
-                        .await?
-                        .ok_or_else(|| Error::not_found(req.name.clone()))?;
-                    if !req.etag.is_empty()
-                        && req.etag != crate::domain::customer::etag(task.version)
-                    {
-                        return Err(Error::EtagMismatch {
-                            resource: req.name.clone(),
-                        });
-                    }
-                    if task.state != FollowUpState::Scheduled {
-                        return Err(Error::FailedPrecondition {
-                            reason: "FOLLOW_UP_ALREADY_COMPLETED".into(),
-                            message: format!("{} is already completed", req.name),
-                        });
-                    }
-                    let logged = self.append_all(tx, &scope, &rows).await?.remove(0);
-                    let task =
-                        store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
-                    Ok(pb::CompleteFollowUpResponse {
-                        follow_up: Some(follow_up_to(&task)),
-                        interaction: Some(interaction_to(&logged)),
-                    })
-                })
+                .write(
+                    key.as_ref(),
+                    |r: &pb::CompleteFollowUpResponse| {
+                        let follow_up = r.follow_up.as_ref().map(|f| f.name.clone());
+                        let interaction = r.interaction.as_ref().map(|i| i.name.clone());
+                        follow_up.into_iter().chain(interaction).collect()
+                    },
+                    async |tx, names| {
+                        let task = current_follow_up(tx, &names[0], &scope).await?;
+                        let logged = current_interactions(tx, &names[1..], &scope).await?;
+                        Ok(pb::CompleteFollowUpResponse {
+                            follow_up: Some(follow_up_to(&task)),
+                            interaction: logged.first().map(interaction_to),
+                        })
+                    },
+                    async |tx| {
+                        let rows = [(customer.clone(), new)];
+                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
+                        resolve(found, &scope, &customer)?;
+                        let task = store::get_follow_up(tx, &customer, &id)
+                            .await?
+                            .ok_or_else(|| Error::not_found(req.name.clone()))?;
+                        if !req.etag.is_empty()
+                            && req.etag != crate::domain::customer::etag(task.version)
+                        {
+                            return Err(Error::EtagMismatch {
+                                resource: req.name.clone(),
+                            });
+                        }
+                        if task.state != FollowUpState::Scheduled {
+                            return Err(Error::FailedPrecondition {
+                                reason: "FOLLOW_UP_ALREADY_COMPLETED".into(),
+                                message: format!("{} is already completed", req.name),
+                            });
+                        }
+                        let logged = self.append_all(tx, &scope, &rows).await?.remove(0);
+                        let task =
+                            store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
+                        Ok(pb::CompleteFollowUpResponse {
+                            follow_up: Some(follow_up_to(&task)),
+                            interaction: Some(interaction_to(&logged)),
+                        })
+                    },
+                )
                 .await
         })
         .await
@@ -1444,6 +1597,7 @@ impl NewInteraction {
             source_system: String::new(),
             external_ref: String::new(),
             complaint: None,
+            occur_time_stated: false,
         }
     }
 }

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     customer::parse_name,
-    decode, encode, from_timestamp, idempotency_key,
+    from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -426,6 +426,69 @@ fn converted<'a>(
     }
 }
 
+/// The one visibility rule, applied on every path that sets or widens who
+/// sees an item (create, the four conversions, update, share): the item is
+/// carried by and scoped to the caller's own team or branch (admins excepted);
+/// a RESTRICTED item never reaches the whole bank; the whole bank only with
+/// every subject customer's KNOWLEDGE_SHARING consent, read in the writing
+/// transaction so a withdrawal takes effect at once.
+async fn check_visibility(
+    tx: &mut sqlx::PgConnection,
+    caller: &Principal,
+    item: &NewItem,
+) -> Result<(), Error> {
+    if !caller.has(Role::Admin) {
+        let own = |claim: &Option<String>, id: &str| claim.as_deref() == Some(id);
+        let foreign_carrier = match item.carrier.kind {
+            CarrierType::Team => !own(&caller.team, &item.carrier.id),
+            CarrierType::Branch => !own(&caller.branch, &item.carrier.id),
+            _ => false,
+        };
+        let foreign_scope = match item.content.visibility {
+            Visibility::Team => !own(&caller.team, &item.scope_team),
+            Visibility::Branch => !own(&caller.branch, &item.scope_branch),
+            _ => false,
+        };
+        if foreign_carrier || foreign_scope {
+            return Err(Error::denied(
+                "place knowledge with a team or branch other than its own",
+            ));
+        }
+    }
+    if item.content.visibility == Visibility::Bank {
+        if item.content.sensitivity == Sensitivity::Restricted {
+            return Err(Error::FailedPrecondition {
+                reason: "RESTRICTED".into(),
+                message: "a RESTRICTED item cannot be visible to the whole bank".into(),
+            });
+        }
+        require_sharing_consent(tx, &item.content.subjects).await?;
+    }
+    Ok(())
+}
+
+/// Every subject customer has consented to KNOWLEDGE_SHARING beyond the
+/// home branch (DESIGN §4).
+async fn require_sharing_consent(
+    tx: &mut sqlx::PgConnection,
+    subjects: &[String],
+) -> Result<(), Error> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    let consented =
+        customers::count_consented(tx, subjects, ConsentPurpose::KnowledgeSharing).await?;
+    if consented != subjects.len() as i64 {
+        return Err(Error::FailedPrecondition {
+            reason: "CONSENT_REQUIRED".into(),
+            message:
+                "a subject customer has not consented to KNOWLEDGE_SHARING beyond the home branch"
+                    .into(),
+        });
+    }
+    Ok(())
+}
+
 fn wrong_nature(item: &KnowledgeItem, wanted: Nature, operation: &str) -> Error {
     Error::FailedPrecondition {
         reason: "WRONG_NATURE".into(),
@@ -481,6 +544,31 @@ impl KnowledgeApi {
         }
         Ok(items)
     }
+}
+
+/// Items by name as the caller may see them now: what an idempotent replay
+/// returns, after the same visibility check as any read.
+async fn current_items(
+    tx: &mut sqlx::PgConnection,
+    names: &[String],
+    access: &KnowledgeAccess,
+) -> Result<Vec<KnowledgeItem>, Error> {
+    let mut items = Vec::with_capacity(names.len());
+    for name in names {
+        let id = rules::parse_item_name(name)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
+        items.push(found(
+            store::get(tx, &id, access, false).await?,
+            access,
+            &id,
+        )?);
+    }
+    Ok(items)
+}
+
+/// What an idempotency key keeps of an item response: its name only.
+fn item_names(item: &pb::KnowledgeItem) -> Vec<String> {
+    vec![item.name.clone()]
 }
 
 fn union_subjects(items: &[KnowledgeItem], extra: &[(String, String)]) -> Vec<String> {
@@ -566,7 +654,7 @@ impl KnowledgeService for KnowledgeApi {
         let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
-            writer(&caller)?;
+            let access = writer(&caller)?;
             let req = request.into_inner();
             let mut violations = Violations::default();
             let input = req.knowledge_item.clone().unwrap_or_default();
@@ -606,11 +694,21 @@ impl KnowledgeService for KnowledgeApi {
                 scope_branch,
             };
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    self.check_references(tx, &caller, &item.content, &sources)
-                        .await?;
-                    Ok(item_pb(&store::insert(tx, &item).await?))
-                })
+                .write(
+                    key.as_ref(),
+                    item_names,
+                    async |tx, names| {
+                        Ok(item_pb(
+                            &current_items(tx, &names, &access).await?.remove(0),
+                        ))
+                    },
+                    async |tx| {
+                        self.check_references(tx, &caller, &item.content, &sources)
+                            .await?;
+                        check_visibility(tx, &caller, &item).await?;
+                        Ok(item_pb(&store::insert(tx, &item, &access).await?))
+                    },
+                )
                 .await
         })
         .await
@@ -684,7 +782,11 @@ impl KnowledgeService for KnowledgeApi {
             )?;
             violations.into_result(())?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
+                .write(
+                    key.as_ref(),
+                    item_names,
+                    async |tx, names| Ok(item_pb(&current_items(tx, &names, &access).await?.remove(0))),
+                    async |tx| {
                     let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
                     if current.item.author != caller.subject && !caller.has(Role::Admin) {
                         return Err(Error::denied("change an item someone else wrote"));
@@ -709,23 +811,34 @@ impl KnowledgeService for KnowledgeApi {
                             _ => {}
                         }
                     }
-                    if content.sensitivity == Sensitivity::Restricted
-                        && content.visibility == Visibility::Bank
-                    {
-                        return Err(Error::invalid(
-                            "knowledge_item.visibility",
-                            "a RESTRICTED item cannot be visible to the whole bank",
-                        ));
+                    if content.visibility.is_wider_than(current.item.content.visibility) {
+                        return Err(Error::FailedPrecondition {
+                            reason: "NOT_NARROWER".into(),
+                            message: format!(
+                                "an update only narrows visibility: the item is {}; widen it with ShareKnowledgeItem",
+                                current.item.content.visibility.as_str()
+                            ),
+                        });
                     }
                     if fields.contains(&"subjects") {
                         self.check_references(tx, &caller, &content, &[]).await?;
                     }
+                    check_visibility(
+                        tx,
+                        &caller,
+                        &NewItem {
+                            content: content.clone(),
+                            ..current.item.clone()
+                        },
+                    )
+                    .await?;
                     let reset = fields
                         .iter()
                         .any(|f| ["title", "body", "kind", "subjects"].contains(f));
                     let updated = store::update(tx, &id, &content, reset, &fields).await?;
                     Ok(item_pb(&updated))
-                })
+                },
+                )
                 .await
         })
         .await
@@ -844,41 +957,52 @@ impl KnowledgeService for KnowledgeApi {
                 .map(|(c, i)| format!("customers/{c}/interactions/{i}"))
                 .collect();
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let sources = self.load_sources(tx, &access, &items).await?;
-                    if let Some(explicit) = sources.iter().find(|s| s.item.nature != Nature::Tacit)
-                    {
-                        return Err(wrong_nature(
-                            explicit,
-                            Nature::Tacit,
-                            "ExternalizeKnowledge",
-                        ));
-                    }
-                    if !subjects_given {
-                        item.content.subjects = union_subjects(&sources, &interaction_sources);
-                    }
-                    self.check_references(tx, &caller, &item.content, &interaction_sources)
+                .write(
+                    key.as_ref(),
+                    item_names,
+                    async |tx, names| {
+                        Ok(item_pb(
+                            &current_items(tx, &names, &access).await?.remove(0),
+                        ))
+                    },
+                    async |tx| {
+                        let sources = self.load_sources(tx, &access, &items).await?;
+                        if let Some(explicit) =
+                            sources.iter().find(|s| s.item.nature != Nature::Tacit)
+                        {
+                            return Err(wrong_nature(
+                                explicit,
+                                Nature::Tacit,
+                                "ExternalizeKnowledge",
+                            ));
+                        }
+                        if !subjects_given {
+                            item.content.subjects = union_subjects(&sources, &interaction_sources);
+                        }
+                        self.check_references(tx, &caller, &item.content, &interaction_sources)
+                            .await?;
+                        check_visibility(tx, &caller, &item).await?;
+                        store::insert(tx, &item, &access).await?;
+                        store::record_conversion(
+                            tx,
+                            &converted(
+                                &caller,
+                                Conversion::Externalization,
+                                &items,
+                                &item.id,
+                                // Only interactions: the customer carried it.
+                                if sources.is_empty() {
+                                    CarrierType::Customer
+                                } else {
+                                    CarrierType::Employee
+                                },
+                                item.carrier.kind,
+                            ),
+                        )
                         .await?;
-                    store::insert(tx, &item).await?;
-                    store::record_conversion(
-                        tx,
-                        &converted(
-                            &caller,
-                            Conversion::Externalization,
-                            &items,
-                            &item.id,
-                            // Only interactions: the customer carried it.
-                            if sources.is_empty() {
-                                CarrierType::Customer
-                            } else {
-                                CarrierType::Employee
-                            },
-                            item.carrier.kind,
-                        ),
-                    )
-                    .await?;
-                    Ok(item_pb(&store::reread(tx, &item.id).await?))
-                })
+                        Ok(item_pb(&store::reread(tx, &item.id).await?))
+                    },
+                )
                 .await
         })
         .await
@@ -928,32 +1052,43 @@ impl KnowledgeService for KnowledgeApi {
             )?;
             violations.into_result(())?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let sources = self.load_sources(tx, &access, &items).await?;
-                    if let Some(tacit) = sources.iter().find(|s| s.item.nature != Nature::Explicit)
-                    {
-                        return Err(wrong_nature(tacit, Nature::Explicit, "CombineKnowledge"));
-                    }
-                    if !subjects_given {
-                        item.content.subjects = union_subjects(&sources, &[]);
-                    }
-                    self.check_references(tx, &caller, &item.content, &[])
+                .write(
+                    key.as_ref(),
+                    item_names,
+                    async |tx, names| {
+                        Ok(item_pb(
+                            &current_items(tx, &names, &access).await?.remove(0),
+                        ))
+                    },
+                    async |tx| {
+                        let sources = self.load_sources(tx, &access, &items).await?;
+                        if let Some(tacit) =
+                            sources.iter().find(|s| s.item.nature != Nature::Explicit)
+                        {
+                            return Err(wrong_nature(tacit, Nature::Explicit, "CombineKnowledge"));
+                        }
+                        if !subjects_given {
+                            item.content.subjects = union_subjects(&sources, &[]);
+                        }
+                        self.check_references(tx, &caller, &item.content, &[])
+                            .await?;
+                        check_visibility(tx, &caller, &item).await?;
+                        store::insert(tx, &item, &access).await?;
+                        store::record_conversion(
+                            tx,
+                            &converted(
+                                &caller,
+                                Conversion::Combination,
+                                &items,
+                                &item.id,
+                                sources[0].item.carrier.kind,
+                                item.carrier.kind,
+                            ),
+                        )
                         .await?;
-                    store::insert(tx, &item).await?;
-                    store::record_conversion(
-                        tx,
-                        &converted(
-                            &caller,
-                            Conversion::Combination,
-                            &items,
-                            &item.id,
-                            sources[0].item.carrier.kind,
-                            item.carrier.kind,
-                        ),
-                    )
-                    .await?;
-                    Ok(item_pb(&store::reread(tx, &item.id).await?))
-                })
+                        Ok(item_pb(&store::reread(tx, &item.id).await?))
+                    },
+                )
                 .await
         })
         .await
@@ -991,79 +1126,106 @@ impl KnowledgeService for KnowledgeApi {
                 },
             )?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let source = found(store::get(tx, &id, &access, false).await?, &access, &id)?;
-                    if source.item.nature != Nature::Explicit {
-                        return Err(wrong_nature(
-                            &source,
-                            Nature::Explicit,
-                            "InternalizeKnowledge",
-                        ));
-                    }
-                    let tacit = if reflection.is_empty() {
-                        None
-                    } else {
-                        let mut title = format!("Absorbed: {}", source.item.content.title);
-                        title = title.chars().take(rules::MAX_TITLE).collect();
-                        let carrier = Carrier {
-                            kind: CarrierType::Employee,
-                            id: employee.clone(),
+                .write(
+                    key.as_ref(),
+                    |r: &pb::InternalizeKnowledgeResponse| {
+                        let i = r.internalization.clone().unwrap_or_default();
+                        std::iter::once(i.item)
+                            .chain(Some(i.tacit_item).filter(|t| !t.is_empty()))
+                            .collect()
+                    },
+                    async |tx, names| {
+                        let items = current_items(tx, &names, &access).await?;
+                        let tacit = items.get(1).map(|t| t.item.id.clone());
+                        let time =
+                            store::internalization_time(tx, &id, &employee, tacit.as_deref())
+                                .await?;
+                        Ok(pb::InternalizeKnowledgeResponse {
+                            internalization: Some(pb::Internalization {
+                                item: items[0].name(),
+                                employee: employee.clone(),
+                                tacit_item: tacit.map(|t| rules::item_name(&t)).unwrap_or_default(),
+                                create_time: Some(timestamp(time)),
+                            }),
+                            tacit_item: items.get(1).map(item_pb),
+                        })
+                    },
+                    async |tx| {
+                        let source =
+                            found(store::get(tx, &id, &access, false).await?, &access, &id)?;
+                        if source.item.nature != Nature::Explicit {
+                            return Err(wrong_nature(
+                                &source,
+                                Nature::Explicit,
+                                "InternalizeKnowledge",
+                            ));
+                        }
+                        let tacit = if reflection.is_empty() {
+                            None
+                        } else {
+                            let mut title = format!("Absorbed: {}", source.item.content.title);
+                            title = title.chars().take(rules::MAX_TITLE).collect();
+                            let carrier = Carrier {
+                                kind: CarrierType::Employee,
+                                id: employee.clone(),
+                            };
+                            let (scope_team, scope_branch) = scope_of(&carrier, &caller);
+                            let item = NewItem {
+                                id: uuid::Uuid::now_v7().to_string(),
+                                content: ItemContent {
+                                    title,
+                                    body: reflection.clone(),
+                                    kind: source.item.content.kind,
+                                    subjects: source.item.content.subjects.clone(),
+                                    visibility: Visibility::Private,
+                                    sensitivity: source.item.content.sensitivity,
+                                    tags: source.item.content.tags.clone(),
+                                    sources: Vec::new(),
+                                },
+                                nature: Nature::Tacit,
+                                carrier,
+                                author: employee.clone(),
+                                scope_team,
+                                scope_branch,
+                            };
+                            store::insert(tx, &item, &access).await?;
+                            Some(item.id)
                         };
-                        let (scope_team, scope_branch) = scope_of(&carrier, &caller);
-                        let item = NewItem {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            content: ItemContent {
-                                title,
-                                body: reflection.clone(),
-                                kind: source.item.content.kind,
-                                subjects: source.item.content.subjects.clone(),
-                                visibility: Visibility::Private,
-                                sensitivity: source.item.content.sensitivity,
-                                tags: source.item.content.tags.clone(),
-                                sources: Vec::new(),
-                            },
-                            nature: Nature::Tacit,
-                            carrier,
-                            author: employee.clone(),
-                            scope_team,
-                            scope_branch,
+                        let target = tacit.clone().unwrap_or_else(|| id.clone());
+                        store::record_conversion(
+                            tx,
+                            &converted(
+                                &caller,
+                                Conversion::Internalization,
+                                if tacit.is_some() {
+                                    std::slice::from_ref(&id)
+                                } else {
+                                    &[]
+                                },
+                                &target,
+                                source.item.carrier.kind,
+                                CarrierType::Employee,
+                            ),
+                        )
+                        .await?;
+                        let time =
+                            store::record_internalization(tx, &id, &employee, tacit.as_deref())
+                                .await?;
+                        let tacit_item = match &tacit {
+                            Some(t) => Some(item_pb(&store::reread(tx, t).await?)),
+                            None => None,
                         };
-                        store::insert(tx, &item).await?;
-                        Some(item.id)
-                    };
-                    let target = tacit.clone().unwrap_or_else(|| id.clone());
-                    store::record_conversion(
-                        tx,
-                        &converted(
-                            &caller,
-                            Conversion::Internalization,
-                            if tacit.is_some() {
-                                std::slice::from_ref(&id)
-                            } else {
-                                &[]
-                            },
-                            &target,
-                            source.item.carrier.kind,
-                            CarrierType::Employee,
-                        ),
-                    )
-                    .await?;
-                    let time =
-                        store::record_internalization(tx, &id, &employee, tacit.as_deref()).await?;
-                    let tacit_item = match &tacit {
-                        Some(t) => Some(item_pb(&store::reread(tx, t).await?)),
-                        None => None,
-                    };
-                    Ok(pb::InternalizeKnowledgeResponse {
-                        internalization: Some(pb::Internalization {
-                            item: source.name(),
-                            employee: employee.clone(),
-                            tacit_item: tacit.map(|t| rules::item_name(&t)).unwrap_or_default(),
-                            create_time: Some(timestamp(time)),
-                        }),
-                        tacit_item,
-                    })
-                })
+                        Ok(pb::InternalizeKnowledgeResponse {
+                            internalization: Some(pb::Internalization {
+                                item: source.name(),
+                                employee: employee.clone(),
+                                tacit_item: tacit.map(|t| rules::item_name(&t)).unwrap_or_default(),
+                                create_time: Some(timestamp(time)),
+                            }),
+                            tacit_item,
+                        })
+                    },
+                )
                 .await
         })
         .await
@@ -1113,57 +1275,71 @@ impl KnowledgeService for KnowledgeApi {
             )?;
             violations.into_result(())?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let source = found(store::get(tx, &id, &access, false).await?, &access, &id)?;
-                    if source.item.nature != Nature::Tacit {
-                        return Err(wrong_nature(&source, Nature::Tacit, "SocializeKnowledge"));
-                    }
-                    if source.item.carrier.id != caller.subject && !caller.has(Role::Admin) {
-                        return Err(Error::denied("share tacit knowledge it does not carry"));
-                    }
-                    let mut created = Vec::new();
-                    for recipient in &recipients {
-                        let carrier = Carrier {
-                            kind: CarrierType::Employee,
-                            id: recipient.clone(),
-                        };
-                        let item = NewItem {
-                            id: uuid::Uuid::now_v7().to_string(),
-                            content: ItemContent {
-                                body: if notes.is_empty() {
-                                    source.item.content.body.clone()
-                                } else {
-                                    notes.clone()
+                .write(
+                    key.as_ref(),
+                    |r: &pb::SocializeKnowledgeResponse| {
+                        r.knowledge_items.iter().map(|i| i.name.clone()).collect()
+                    },
+                    async |tx, names| {
+                        let items = current_items(tx, &names, &access).await?;
+                        Ok(pb::SocializeKnowledgeResponse {
+                            knowledge_items: items.iter().map(item_pb).collect(),
+                        })
+                    },
+                    async |tx| {
+                        let source =
+                            found(store::get(tx, &id, &access, false).await?, &access, &id)?;
+                        if source.item.nature != Nature::Tacit {
+                            return Err(wrong_nature(&source, Nature::Tacit, "SocializeKnowledge"));
+                        }
+                        if source.item.carrier.id != caller.subject && !caller.has(Role::Admin) {
+                            return Err(Error::denied("share tacit knowledge it does not carry"));
+                        }
+                        let mut created = Vec::new();
+                        for recipient in &recipients {
+                            let carrier = Carrier {
+                                kind: CarrierType::Employee,
+                                id: recipient.clone(),
+                            };
+                            let item = NewItem {
+                                id: uuid::Uuid::now_v7().to_string(),
+                                content: ItemContent {
+                                    body: if notes.is_empty() {
+                                        source.item.content.body.clone()
+                                    } else {
+                                        notes.clone()
+                                    },
+                                    visibility: Visibility::Private,
+                                    sources: Vec::new(),
+                                    ..source.item.content.clone()
                                 },
-                                visibility: Visibility::Private,
-                                sources: Vec::new(),
-                                ..source.item.content.clone()
-                            },
-                            nature: Nature::Tacit,
-                            carrier,
-                            author: recipient.clone(),
-                            scope_team: source.item.scope_team.clone(),
-                            scope_branch: source.item.scope_branch.clone(),
-                        };
-                        store::insert(tx, &item).await?;
-                        store::record_conversion(
-                            tx,
-                            &converted(
-                                &caller,
-                                Conversion::Socialization,
-                                std::slice::from_ref(&id),
-                                &item.id,
-                                CarrierType::Employee,
-                                CarrierType::Employee,
-                            ),
-                        )
-                        .await?;
-                        created.push(item_pb(&store::reread(tx, &item.id).await?));
-                    }
-                    Ok(pb::SocializeKnowledgeResponse {
-                        knowledge_items: created,
-                    })
-                })
+                                nature: Nature::Tacit,
+                                carrier,
+                                author: recipient.clone(),
+                                scope_team: source.item.scope_team.clone(),
+                                scope_branch: source.item.scope_branch.clone(),
+                            };
+                            check_visibility(tx, &caller, &item).await?;
+                            store::insert(tx, &item, &access).await?;
+                            store::record_conversion(
+                                tx,
+                                &converted(
+                                    &caller,
+                                    Conversion::Socialization,
+                                    std::slice::from_ref(&id),
+                                    &item.id,
+                                    CarrierType::Employee,
+                                    CarrierType::Employee,
+                                ),
+                            )
+                            .await?;
+                            created.push(item_pb(&store::reread(tx, &item.id).await?));
+                        }
+                        Ok(pb::SocializeKnowledgeResponse {
+                            knowledge_items: created,
+                        })
+                    },
+                )
                 .await
         })
         .await
@@ -1216,13 +1392,23 @@ impl KnowledgeService for KnowledgeApi {
                     String::new()
                 }
             };
+            let now = Utc::now();
             let expire_time = req.expire_time.as_ref().and_then(|ts| match from_timestamp(ts) {
-                Some(t) if t > Utc::now() => Some(t),
+                Some(t) if t > now && t <= now + Duration::days(rules::MAX_GRANT_DAYS) => Some(t),
                 _ => {
-                    violations.add("expire_time", "must be a time in the future");
+                    violations.add(
+                        "expire_time",
+                        format!("must be a time in the next {} days", rules::MAX_GRANT_DAYS),
+                    );
                     None
                 }
             });
+            if grantee.is_some() && req.expire_time.is_none() {
+                violations.add(
+                    "expire_time",
+                    "is required for a grant: access to a team or branch always ends",
+                );
+            }
             let key = idempotency_key(
                 &caller,
                 "ShareKnowledgeItem",
@@ -1233,8 +1419,27 @@ impl KnowledgeService for KnowledgeApi {
                 },
             )?;
             violations.into_result(())?;
+            // The id of the recorded share, for the idempotency key.
+            let share_id = std::sync::OnceLock::<i64>::new();
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
+                .write(
+                    key.as_ref(),
+                    |r: &pb::ShareKnowledgeItemResponse| {
+                        let item = r.knowledge_item.as_ref().map(|i| i.name.clone()).unwrap_or_default();
+                        vec![item, share_id.get().map(|s| s.to_string()).unwrap_or_default()]
+                    },
+                    async |tx, names| {
+                        let item = current_items(tx, &names[..1], &access).await?.remove(0);
+                        let share_id = names[1].parse().map_err(|_| {
+                            Error::Internal(anyhow::anyhow!("stored share id is not a number"))
+                        })?;
+                        let share = store::get_share(tx, &item.item.id, share_id).await?;
+                        Ok(pb::ShareKnowledgeItemResponse {
+                            knowledge_item: Some(item_pb(&item)),
+                            share: Some(share_pb(&share)),
+                        })
+                    },
+                    async |tx| {
                     let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
                     if current.item.author != caller.subject && !caller.has(Role::Admin) {
                         return Err(Error::denied("share an item someone else wrote"));
@@ -1254,12 +1459,18 @@ impl KnowledgeService for KnowledgeApi {
                                     ),
                                 });
                             }
-                            if v == Visibility::Bank && content.sensitivity == Sensitivity::Restricted {
-                                return Err(Error::FailedPrecondition {
-                                    reason: "RESTRICTED".into(),
-                                    message: "a RESTRICTED item cannot be shared with the whole bank".into(),
-                                });
-                            }
+                            check_visibility(
+                                tx,
+                                &caller,
+                                &NewItem {
+                                    content: ItemContent {
+                                        visibility: v,
+                                        ..content.clone()
+                                    },
+                                    ..current.item.clone()
+                                },
+                            )
+                            .await?;
                             Carrier {
                                 kind: v.carrier(),
                                 id: match v {
@@ -1272,23 +1483,10 @@ impl KnowledgeService for KnowledgeApi {
                         (None, Some(g)) => g.clone(),
                         (None, None) => unreachable!("checked above"),
                     };
-                    // Beyond the home branch, every subject must have consented
-                    // to knowledge sharing (DESIGN §4).
-                    let leaves_branch = to.kind == CarrierType::Bank
-                        || (to.kind == CarrierType::Branch && to.id != current.item.scope_branch);
-                    if leaves_branch && !content.subjects.is_empty() {
-                        let consented = customers::count_consented(
-                            tx,
-                            &content.subjects,
-                            ConsentPurpose::KnowledgeSharing,
-                        )
-                        .await?;
-                        if consented != content.subjects.len() as i64 {
-                            return Err(Error::FailedPrecondition {
-                                reason: "CONSENT_REQUIRED".into(),
-                                message: "a subject customer has not consented to KNOWLEDGE_SHARING beyond the home branch".into(),
-                            });
-                        }
+                    // A grant beyond the home branch needs the subjects'
+                    // consent as a bank-wide share does.
+                    if to.kind == CarrierType::Branch && to.id != current.item.scope_branch {
+                        require_sharing_consent(tx, &content.subjects).await?;
                     }
                     let share = Share {
                         item: current.name(),
@@ -1301,7 +1499,7 @@ impl KnowledgeService for KnowledgeApi {
                         shared_by: caller.subject.clone(),
                         create_time: Utc::now(),
                     };
-                    let updated = store::share(
+                    let (updated, id) = store::share(
                         tx,
                         &share,
                         &id,
@@ -1309,11 +1507,13 @@ impl KnowledgeService for KnowledgeApi {
                         caller.team.as_deref().unwrap_or_default(),
                     )
                     .await?;
+                    let _ = share_id.set(id);
                     Ok(pb::ShareKnowledgeItemResponse {
                         knowledge_item: Some(item_pb(&updated)),
                         share: Some(share_pb(&share)),
                     })
-                })
+                },
+                )
                 .await
         })
         .await
@@ -1347,22 +1547,32 @@ impl KnowledgeService for KnowledgeApi {
                 },
             )?;
             self.db
-                .write(key.as_ref(), encode, decode, async |tx| {
-                    let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
-                    if current.item.author == caller.subject {
-                        return Err(Error::denied("verify an item it wrote itself"));
-                    }
-                    if !req.etag.is_empty()
-                        && req.etag != crate::domain::customer::etag(current.version)
-                    {
-                        return Err(Error::EtagMismatch {
-                            resource: current.name(),
-                        });
-                    }
-                    let verified =
-                        store::verify(tx, &id, &caller.subject, Utc::now() + interval).await?;
-                    Ok(item_pb(&verified))
-                })
+                .write(
+                    key.as_ref(),
+                    item_names,
+                    async |tx, names| {
+                        Ok(item_pb(
+                            &current_items(tx, &names, &access).await?.remove(0),
+                        ))
+                    },
+                    async |tx| {
+                        let current =
+                            found(store::get(tx, &id, &access, true).await?, &access, &id)?;
+                        if current.item.author == caller.subject {
+                            return Err(Error::denied("verify an item it wrote itself"));
+                        }
+                        if !req.etag.is_empty()
+                            && req.etag != crate::domain::customer::etag(current.version)
+                        {
+                            return Err(Error::EtagMismatch {
+                                resource: current.name(),
+                            });
+                        }
+                        let verified =
+                            store::verify(tx, &id, &caller.subject, Utc::now() + interval).await?;
+                        Ok(item_pb(&verified))
+                    },
+                )
                 .await
         })
         .await

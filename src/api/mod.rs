@@ -82,16 +82,6 @@ pub(crate) fn parse_resume_token(kind: &str, token: &str) -> Result<(i64, i64), 
     }
 }
 
-/// Encodes a response for storage with its idempotency key.
-pub(crate) fn encode<M: Message>(message: &M) -> Vec<u8> {
-    message.encode_to_vec()
-}
-
-/// Decodes a stored response for an idempotent replay.
-pub(crate) fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, Error> {
-    M::decode(bytes).map_err(|e| Error::Internal(anyhow::anyhow!("stored response: {e}")))
-}
-
 /// Runs a handler body and maps its error to a `Status` in one place.
 pub(crate) async fn respond<T>(
     body: impl Future<Output = Result<T, Error>>,

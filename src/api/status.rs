@@ -12,8 +12,18 @@ use crate::error::Error;
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "customerknowledge.bank";
 
-fn status(code: Code, reason: &str, message: String, mut details: ErrorDetails) -> Status {
-    details.set_error_info(reason, ERROR_DOMAIN, HashMap::new());
+fn status(code: Code, reason: &str, message: String, details: ErrorDetails) -> Status {
+    status_with(code, reason, message, details, HashMap::new())
+}
+
+fn status_with(
+    code: Code,
+    reason: &str,
+    message: String,
+    mut details: ErrorDetails,
+    metadata: HashMap<String, String>,
+) -> Status {
+    details.set_error_info(reason, ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
 }
 
@@ -41,12 +51,32 @@ impl From<Error> for Status {
                     details,
                 )
             }
-            Error::AlreadyExists { resource, reason } => status(
+            Error::AlreadyExists {
+                resource,
+                reason,
+                existing,
+            } => status_with(
                 Code::AlreadyExists,
                 &reason,
                 format!("{resource} already exists"),
                 plain(),
+                existing
+                    .map(|name| HashMap::from([("resource".to_string(), name)]))
+                    .unwrap_or_default(),
             ),
+            Error::RequestIdReused => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(
+                    "request_id",
+                    "was already used for a different request; use a new request_id for a new request",
+                );
+                status(
+                    Code::InvalidArgument,
+                    "REQUEST_ID_REUSED",
+                    "invalid request: request_id was already used for a different request".into(),
+                    details,
+                )
+            }
             Error::EtagMismatch { resource } => status(
                 Code::Aborted,
                 "ETAG_MISMATCH",

@@ -102,6 +102,30 @@ pub struct Consent {
     pub update_time: DateTime<Utc>,
 }
 
+/// One grant or withdrawal of consent, with what proves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentChange {
+    pub purpose: ConsentPurpose,
+    pub granted: bool,
+    /// How the customer expressed it (`MOBILE_APP`, `BRANCH_FORM`).
+    pub channel: String,
+    pub evidence_ref: String,
+    pub policy_version: String,
+}
+
+/// A recorded consent change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub change: ConsentChange,
+    pub recorded_by: String,
+    pub event_time: DateTime<Utc>,
+    /// Keyset position (newest first).
+    pub id: i64,
+}
+
+pub const MAX_EVIDENCE_REF: usize = 200;
+pub const MAX_POLICY_VERSION: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerLink {
     pub customer: CustomerId,

@@ -168,6 +168,81 @@ pub struct NewInteraction {
     pub external_ref: String,
     /// Set for COMPLAINT interactions: the complaint they open.
     pub complaint: Option<Complaint>,
+    /// False when the caller left `occur_time` for the service to fill in:
+    /// a re-send then carries another time and is still the same entry.
+    pub occur_time_stated: bool,
+}
+
+/// The source systems each calling system writes under: its own name (its
+/// JWT `sub`) and the aliases configuration gives it. Nobody else may write
+/// under them, so one system's references cannot be pre-empted by another.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSystems(std::collections::HashMap<String, Vec<String>>);
+
+impl SourceSystems {
+    pub fn new(aliases: std::collections::HashMap<String, Vec<String>>) -> SourceSystems {
+        SourceSystems(aliases)
+    }
+
+    /// Whether the calling system `system` may write under `source`.
+    pub fn owns(&self, system: &str, source: &str) -> bool {
+        system == source
+            || self
+                .0
+                .get(system)
+                .is_some_and(|a| a.iter().any(|s| s == source))
+    }
+}
+
+/// The source system of entries staff make by hand: their own, which no
+/// calling system can take (`:` is not allowed in a system name).
+pub fn staff_source(employee: &str) -> String {
+    format!("staff:{employee}")
+}
+
+impl NewInteraction {
+    /// SHA-256 over what the caller said happened (every field but the id,
+    /// which a retry may leave for the service to draw): two writes under one
+    /// external reference are the same transaction exactly when these match.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        let mut field = |value: &str| {
+            hash.update((value.len() as u64).to_be_bytes());
+            hash.update(value.as_bytes());
+        };
+        field(self.channel.as_str());
+        field(self.kind.as_str());
+        if self.occur_time_stated {
+            field(&self.occur_time.timestamp_micros().to_string());
+        } else {
+            field("");
+        }
+        field(&self.recorded_by.employee);
+        field(&self.recorded_by.team);
+        field(&self.recorded_by.branch);
+        field(&self.summary);
+        field(&self.notes);
+        field(&self.products.len().to_string());
+        self.products.iter().for_each(|p| field(p));
+        match &self.amount {
+            Some(m) => field(&format!("{} {} {}", m.currency_code, m.units, m.nanos)),
+            None => field(""),
+        }
+        field(&self.campaign);
+        field(&self.outcome);
+        field(self.sentiment.map(Sentiment::as_str).unwrap_or_default());
+        field(&format!("{:?} {:?}", self.satisfaction, self.nps));
+        field(&self.source_system);
+        field(&self.external_ref);
+        field(
+            self.complaint
+                .as_ref()
+                .map(|c| c.severity.as_str())
+                .unwrap_or_default(),
+        );
+        hash.finalize().to_vec()
+    }
 }
 
 /// A stored interaction.

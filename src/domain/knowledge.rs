@@ -244,10 +244,10 @@ impl KnowledgeAccess {
 
     /// Whether the caller may write knowledge at all (compliance only reads).
     pub fn may_write(caller: &Principal) -> bool {
+        // Analysts read; they do not write (DESIGN §3).
         [
             Role::RelationshipManager,
             Role::Teller,
-            Role::Analyst,
             Role::Admin,
             Role::Service,
         ]
@@ -255,6 +255,9 @@ impl KnowledgeAccess {
         .any(|r| caller.has(*r))
     }
 }
+
+/// The longest a knowledge grant to a team or branch may run.
+pub const MAX_GRANT_DAYS: i64 = 365;
 
 /// Review interval bounds for VerifyKnowledgeItem.
 pub fn review_interval(requested: Option<Duration>) -> Result<Duration, String> {
@@ -314,5 +317,6 @@ mod tests {
         assert_eq!(rm.subject_branch.as_deref(), Some("B01"));
         assert!(KnowledgeAccess::of(&caller(&[])).is_err());
         assert!(!KnowledgeAccess::may_write(&caller(&[Role::Compliance])));
+        assert!(!KnowledgeAccess::may_write(&caller(&[Role::Analyst])));
     }
 }

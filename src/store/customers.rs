@@ -12,10 +12,11 @@ use super::{Db, append_outbox, statement};
 use crate::{
     domain::{
         customer::{
-            Consent, ConsentPurpose, Customer, CustomerId, CustomerKind, CustomerLink, ExternalId,
-            Pii, Profile, Relationship, Rfm, Tier,
+            Consent, ConsentChange, ConsentEvent, ConsentPurpose, Customer, CustomerId,
+            CustomerKind, CustomerLink, ExternalId, Pii, Profile, Relationship, Rfm, Tier,
         },
         filter::CustomerFilter,
+        principal::BranchScope,
         search,
     },
     error::Error,
@@ -214,14 +215,17 @@ fn map_unique(err: sqlx::Error, id: &CustomerId) -> Error {
         Some("customers_pkey") => Error::AlreadyExists {
             resource: id.name(),
             reason: "CUSTOMER_ALREADY_EXISTS".into(),
+            existing: Some(id.name()),
         },
         Some("customer_external_ids_pkey") => Error::AlreadyExists {
             resource: "an external id of this customer".into(),
             reason: "EXTERNAL_ID_ALREADY_EXISTS".into(),
+            existing: None,
         },
         Some("customer_links_pkey") => Error::AlreadyExists {
             resource: "this link".into(),
             reason: "LINK_ALREADY_EXISTS".into(),
+            existing: None,
         },
         _ => err.into(),
     }
@@ -389,11 +393,48 @@ async fn reread(conn: &mut PgConnection, id: &CustomerId) -> Result<Customer, Er
     }
 }
 
+/// Inserts a new customer. A collision with a customer outside the caller's
+/// `scope` (its id or one of its external ids) is PERMISSION_DENIED, not
+/// ALREADY_EXISTS, so a create cannot probe another branch (AIP-211).
 pub async fn insert(
     conn: &mut PgConnection,
     id: &CustomerId,
     profile: &Profile,
+    scope: &BranchScope,
 ) -> Result<Customer, Error> {
+    if let BranchScope::Branch(branch) = scope {
+        let systems: Vec<&str> = profile
+            .external_ids
+            .iter()
+            .map(|x| x.system.as_str())
+            .collect();
+        let values: Vec<&str> = profile
+            .external_ids
+            .iter()
+            .map(|x| x.value.as_str())
+            .collect();
+        let foreign: bool = sqlx::query_scalar(
+            "SELECT EXISTS (
+                SELECT 1 FROM customers c WHERE c.id = $1 AND c.home_branch <> $4
+                UNION ALL
+                SELECT 1 FROM customer_external_ids x JOIN customers c ON c.id = x.customer_id
+                 JOIN UNNEST($2::text[], $3::text[]) AS t(system, value)
+                   ON t.system = x.system AND t.value = x.value
+                 WHERE c.home_branch <> $4)",
+        )
+        .bind(id.as_str())
+        .bind(&systems)
+        .bind(&values)
+        .bind(branch)
+        .fetch_one(&mut *conn)
+        .instrument(statement("SELECT", "customers"))
+        .await?;
+        if foreign {
+            return Err(Error::denied(
+                "create this customer (its id or an external id belongs to a customer it cannot reach)",
+            ));
+        }
+    }
     sqlx::query(
         "INSERT INTO customers (id, display_name, kind, home_branch, relationship_manager,
                                 national_id, phone, email, birth_date, address, tags, preferences,
@@ -490,6 +531,11 @@ pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error
         ),
         (
             "DELETE",
+            "consent_events",
+            "DELETE FROM consent_events WHERE customer_id = $1",
+        ),
+        (
+            "DELETE",
             "customer_links",
             "DELETE FROM customer_links WHERE customer_id = $1 OR linked_customer_id = $1",
         ),
@@ -522,11 +568,15 @@ pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error
     .await
 }
 
+/// Records a consent change and sets the current state of its purpose. A
+/// KNOWLEDGE_SHARING withdrawal takes effect in the same transaction: items
+/// about the customer visible bank-wide fall back to their branch, and grants
+/// to other branches end now.
 pub async fn set_consent(
     conn: &mut PgConnection,
     id: &CustomerId,
-    purpose: ConsentPurpose,
-    granted: bool,
+    change: &ConsentChange,
+    recorded_by: &str,
 ) -> Result<Customer, Error> {
     sqlx::query(
         "INSERT INTO customer_consents (customer_id, purpose, granted) VALUES ($1, $2, $3)
@@ -534,21 +584,96 @@ pub async fn set_consent(
          DO UPDATE SET granted = EXCLUDED.granted, update_time = now()",
     )
     .bind(id.as_str())
-    .bind(purpose.as_str())
-    .bind(granted)
+    .bind(change.purpose.as_str())
+    .bind(change.granted)
     .execute(&mut *conn)
     .instrument(statement("INSERT", "customer_consents"))
     .await?;
+    sqlx::query(
+        "INSERT INTO consent_events (customer_id, purpose, granted, channel, evidence_ref,
+                                     policy_version, recorded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id.as_str())
+    .bind(change.purpose.as_str())
+    .bind(change.granted)
+    .bind(&change.channel)
+    .bind(&change.evidence_ref)
+    .bind(&change.policy_version)
+    .bind(recorded_by)
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "consent_events"))
+    .await?;
+    if change.purpose == ConsentPurpose::KnowledgeSharing && !change.granted {
+        super::knowledge::withdraw_sharing(conn, id.as_str()).await?;
+    }
     bump_version(conn, id).await?;
     append_outbox(
         conn,
         "customer",
         id.as_str(),
         "customer.consent_changed",
-        serde_json::json!({ "name": id.name(), "purpose": purpose.as_str(), "granted": granted }),
+        serde_json::json!({
+            "name": id.name(),
+            "purpose": change.purpose.as_str(),
+            "granted": change.granted,
+        }),
     )
     .await?;
     reread(conn, id).await
+}
+
+/// A page of a customer's consent events, newest first, after the keyset
+/// position `before` (an event id).
+pub async fn consent_events(
+    conn: &mut PgConnection,
+    id: &CustomerId,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ConsentEvent>, Error> {
+    let rows: Vec<ConsentEventRow> = sqlx::query_as(
+        "SELECT id, purpose, granted, channel, evidence_ref, policy_version, recorded_by,
+                create_time
+         FROM consent_events
+         WHERE customer_id = $1 AND ($2::bigint IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(id.as_str())
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "consent_events"))
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(ConsentEvent {
+                change: ConsentChange {
+                    purpose: ConsentPurpose::parse(&row.purpose).ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("stored consent purpose {:?}", row.purpose))
+                    })?,
+                    granted: row.granted,
+                    channel: row.channel,
+                    evidence_ref: row.evidence_ref,
+                    policy_version: row.policy_version,
+                },
+                recorded_by: row.recorded_by,
+                event_time: row.create_time,
+                id: row.id,
+            })
+        })
+        .collect()
+}
+
+#[derive(FromRow)]
+struct ConsentEventRow {
+    id: i64,
+    purpose: String,
+    granted: bool,
+    channel: String,
+    evidence_ref: String,
+    policy_version: String,
+    recorded_by: String,
+    create_time: DateTime<Utc>,
 }
 
 async fn bump_version(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error> {

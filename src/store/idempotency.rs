@@ -1,6 +1,11 @@
-//! Idempotency keys (DESIGN §5): the key is claimed in the transaction of the
-//! write it guards; a retry waits on the key's row lock and then replays the
-//! committed response.
+//! Idempotency keys (DESIGN §5, AIP-155): the key is claimed in the
+//! transaction of the write it guards; a retry waits on the key's row lock and
+//! then replays. A key stores only the names of the resources the write
+//! produced, never the response: a replay re-reads them for the caller as it
+//! is now, so it passes today's authorization and returns nothing that was
+//! erased since. Keys expire after a retention and are purged.
+
+use std::time::Duration;
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -23,30 +28,40 @@ pub struct IdempotencyKey {
 
 enum Claim {
     New,
-    Replay(Vec<u8>),
+    /// The names the original write stored.
+    Replay(Vec<String>),
 }
 
-async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Claim, Error> {
+async fn claim(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    retention: Duration,
+) -> Result<Claim, Error> {
     // A concurrent claim of the same key blocks here until the first
     // transaction ends; then it either conflicts (the first committed) or
-    // inserts (the first rolled back).
-    let inserted = sqlx::query(
+    // inserts (the first rolled back). A key past its retention counts as
+    // unused, whether or not the purge has removed it yet.
+    let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (principal, method, request_id, fingerprint)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (principal, method, request_id) DO UPDATE
+            SET fingerprint = EXCLUDED.fingerprint, resources = NULL, create_time = now()
+          WHERE idempotency_keys.create_time < now() - make_interval(secs => $5)",
     )
     .bind(&key.principal)
     .bind(key.method)
     .bind(key.request_id)
     .bind(&key.fingerprint)
+    .bind(retention.as_secs_f64())
     .execute(&mut *conn)
     .instrument(statement("INSERT", "idempotency_keys"))
     .await?
     .rows_affected();
-    if inserted == 1 {
+    if claimed == 1 {
         return Ok(Claim::New);
     }
-    let (fingerprint, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
-        "SELECT fingerprint, response FROM idempotency_keys
+    let (fingerprint, resources): (Vec<u8>, Option<Vec<String>>) = sqlx::query_as(
+        "SELECT fingerprint, resources FROM idempotency_keys
          WHERE principal = $1 AND method = $2 AND request_id = $3",
     )
     .bind(&key.principal)
@@ -56,52 +71,75 @@ async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Claim, E
     .instrument(statement("SELECT", "idempotency_keys"))
     .await?;
     if fingerprint != key.fingerprint {
-        return Err(Error::invalid(
-            "request_id",
-            "was already used for a different request; use a new request_id for a new request",
-        ));
+        return Err(Error::RequestIdReused);
     }
-    let response = response.ok_or_else(|| {
+    let resources = resources.ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
-            "idempotency key committed without a response"
+            "idempotency key committed without its resources"
         ))
     })?;
-    Ok(Claim::Replay(response))
+    Ok(Claim::Replay(resources))
 }
 
 impl Db {
     /// Runs `write` in one transaction. With a key, the key is stored in that
-    /// same transaction together with the encoded response, and a retry gets
-    /// the original response decoded instead of a second write.
+    /// same transaction with the resource `names` of the result; a retry runs
+    /// `replay` on those names instead of a second write. `replay` must check
+    /// the caller's access as `write` does and read the resources as they
+    /// are now (AIP-155 allows the current state).
     pub async fn write<T>(
         &self,
         key: Option<&IdempotencyKey>,
-        encode: impl Fn(&T) -> Vec<u8>,
-        decode: impl Fn(&[u8]) -> Result<T, Error>,
+        names: impl Fn(&T) -> Vec<String>,
+        replay: impl AsyncFnOnce(&mut PgConnection, Vec<String>) -> Result<T, Error>,
         write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut tx = self.begin().await?;
         if let Some(key) = key
-            && let Claim::Replay(bytes) = claim(&mut tx, key).await?
+            && let Claim::Replay(stored) = claim(&mut tx, key, self.idempotency_retention).await?
         {
+            let replayed = replay(&mut tx, stored).await;
             tx.rollback().await?;
-            return decode(&bytes);
+            return replayed;
         }
         let response = write(&mut tx).await?;
         if let Some(key) = key {
             sqlx::query(
-                "UPDATE idempotency_keys SET response = $4
+                "UPDATE idempotency_keys SET resources = $4
                  WHERE principal = $1 AND method = $2 AND request_id = $3",
             )
             .bind(&key.principal)
             .bind(key.method)
             .bind(key.request_id)
-            .bind(encode(&response))
+            .bind(names(&response))
             .execute(&mut *tx)
             .instrument(statement("UPDATE", "idempotency_keys"))
             .await?;
         }
         tx.commit().await?;
         Ok(response)
+    }
+
+    /// Deletes keys older than the retention, a bounded batch at a time so a
+    /// backlog never holds one long transaction. Returns how many went.
+    pub async fn purge_idempotency_keys(&self) -> Result<u64, Error> {
+        let mut purged = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+                    SELECT ctid FROM idempotency_keys
+                    WHERE create_time < now() - make_interval(secs => $1)
+                    LIMIT 5000))",
+            )
+            .bind(self.idempotency_retention.as_secs_f64())
+            .execute(self.pool())
+            .instrument(statement("DELETE", "idempotency_keys"))
+            .await?
+            .rows_affected();
+            purged += deleted;
+            if deleted < 5000 {
+                return Ok(purged);
+            }
+        }
     }
 }

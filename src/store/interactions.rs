@@ -14,7 +14,7 @@ use crate::{
         customer::CustomerId,
         interaction::{
             Channel, Complaint, ComplaintState, FollowUpState, Interaction, Kind, Money,
-            NewInteraction, RecordedBy, Sentiment, Severity,
+            NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
         },
     },
     error::Error,
@@ -144,6 +144,7 @@ impl TryFrom<InteractionRow> for Interaction {
                 source_system: row.source_system,
                 external_ref: row.external_ref,
                 complaint,
+                occur_time_stated: true,
             },
             version: row.version,
             create_time: row.create_time,
@@ -161,6 +162,9 @@ pub enum Appended {
     Duplicate(Box<Interaction>),
     /// A duplicate that was not read back (bulk import counts only).
     Skipped,
+    /// Its (source system, external ref) is stored with different content:
+    /// the name of the stored interaction.
+    Conflict(String),
 }
 
 /// The customers of `ids` that exist, are not erased and are in `scope`,
@@ -228,21 +232,23 @@ pub async fn append(
                                  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                                  $11::jsonb[], $12::text[], $13::int8[], $14::int4[], $15::text[],
                                  $16::text[], $17::text[], $18::int2[], $19::int2[], $20::text[],
-                                 $21::text[], $22::text[], $23::text[], $24::timestamptz[])
+                                 $21::text[], $22::text[], $23::text[], $24::timestamptz[],
+                                 $25::bytea[])
                 AS t(customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
                      notes, products, currency, units, nanos, campaign, outcome, sentiment,
                      satisfaction, nps, source_system, external_ref, complaint_state,
-                     complaint_severity, complaint_due_time)
+                     complaint_severity, complaint_due_time, fingerprint)
          ), i AS (
             INSERT INTO interactions AS i (customer_id, id, channel, kind, occur_time,
                 recorded_by_employee, recorded_by_team, recorded_by_branch, summary, notes,
                 products, amount_currency, amount_units, amount_nanos, campaign, outcome,
                 sentiment, satisfaction, nps, source_system, external_ref, complaint_state,
-                complaint_severity, complaint_due_time)
+                complaint_severity, complaint_due_time, fingerprint)
             SELECT customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
                    notes, ARRAY(SELECT jsonb_array_elements_text(products)), currency, units,
                    nanos, campaign, outcome, sentiment, satisfaction, nps, source_system,
-                   external_ref, complaint_state, complaint_severity, complaint_due_time
+                   external_ref, complaint_state, complaint_severity, complaint_due_time,
+                   fingerprint
             FROM input
             ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
             DO NOTHING
@@ -292,6 +298,7 @@ pub async fn append(
         .as_ref()
         .map(|c| c.severity.as_str())))
     .bind(column!(|(_, n)| n.complaint.as_ref().map(|c| c.due_time)))
+    .bind(column!(|(_, n)| n.fingerprint()))
     .fetch_all(&mut *conn)
     .instrument(statement("INSERT", "interactions"))
     .await
@@ -300,6 +307,7 @@ pub async fn append(
             Error::AlreadyExists {
                 resource: "an interaction with this interaction_id".into(),
                 reason: "INTERACTION_ALREADY_EXISTS".into(),
+                existing: None,
             }
         }
         _ => e.into(),
@@ -323,27 +331,82 @@ pub async fn append(
             interaction,
         );
     }
+    // Rows not written now collided with a stored (source system, external
+    // ref): the same content is a re-send, other content a conflict.
+    let collided: Vec<&(CustomerId, NewInteraction)> = rows
+        .iter()
+        .filter(|(c, n)| !fresh.contains_key(&(c.as_str().to_string(), n.id.clone())))
+        .collect();
+    let mut stored: HashMap<(String, String, String), StoredRef> = HashMap::new();
+    if !collided.is_empty() {
+        let found: Vec<StoredRef> = sqlx::query_as(
+            "SELECT i.customer_id, i.source_system, i.external_ref, i.id, i.fingerprint
+             FROM interactions i
+             JOIN UNNEST($1::text[], $2::text[], $3::text[]) AS t(customer_id, source_system, external_ref)
+               ON t.customer_id = i.customer_id AND t.source_system = i.source_system
+              AND t.external_ref = i.external_ref
+             WHERE i.external_ref <> ''",
+        )
+        .bind(collided.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>())
+        .bind(collided.iter().map(|(_, n)| n.source_system.as_str()).collect::<Vec<_>>())
+        .bind(collided.iter().map(|(_, n)| n.external_ref.as_str()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "interactions"))
+        .await?;
+        for row in found {
+            let key = (
+                row.customer_id.clone(),
+                row.source_system.clone(),
+                row.external_ref.clone(),
+            );
+            stored.insert(key, row);
+        }
+    }
     let mut out = Vec::with_capacity(rows.len());
     for (customer, new) in rows {
-        match fresh.remove(&(customer.as_str().to_string(), new.id.clone())) {
-            Some(interaction) => out.push(Appended::New(Box::new(interaction))),
-            None if read_duplicates => {
-                let row: InteractionRow = sqlx::query_as(concat!(
-                    select_interaction!(),
-                    "WHERE i.customer_id = $1 AND i.source_system = $2 AND i.external_ref = $3"
-                ))
-                .bind(customer.as_str())
-                .bind(&new.source_system)
-                .bind(&new.external_ref)
-                .fetch_one(&mut *conn)
-                .instrument(statement("SELECT", "interactions"))
-                .await?;
-                out.push(Appended::Duplicate(Box::new(row.try_into()?)));
-            }
-            None => out.push(Appended::Skipped),
+        if let Some(interaction) = fresh.remove(&(customer.as_str().to_string(), new.id.clone())) {
+            out.push(Appended::New(Box::new(interaction)));
+            continue;
+        }
+        let key = (
+            customer.as_str().to_string(),
+            new.source_system.clone(),
+            new.external_ref.clone(),
+        );
+        let Some(StoredRef {
+            id, fingerprint, ..
+        }) = stored.get(&key)
+        else {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "an interaction was neither written nor found under its external ref"
+            )));
+        };
+        if fingerprint
+            .as_ref()
+            .is_some_and(|f| *f != new.fingerprint())
+        {
+            out.push(Appended::Conflict(interaction_name(customer, id)));
+        } else if read_duplicates {
+            let interaction = get(conn, customer, id, false).await?.ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("a duplicate vanished while read back"))
+            })?;
+            out.push(Appended::Duplicate(Box::new(interaction)));
+        } else {
+            out.push(Appended::Skipped);
         }
     }
     Ok(out)
+}
+
+/// An interaction found under an (source system, external ref) a write
+/// collided with.
+#[derive(FromRow)]
+struct StoredRef {
+    customer_id: String,
+    source_system: String,
+    external_ref: String,
+    id: String,
+    fingerprint: Option<Vec<u8>>,
 }
 
 /// One interaction of a reachable, not erased customer.
@@ -547,7 +610,7 @@ pub async fn update_complaint(
 pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Result<(), Error> {
     sqlx::query(
         "UPDATE interactions SET summary = '', notes = '', outcome = '', complaint_resolution = '',
-                version = version + 1, update_time = now()
+                fingerprint = NULL, version = version + 1, update_time = now()
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())
@@ -668,6 +731,7 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
             Error::AlreadyExists {
                 resource: "a follow-up with this follow_up_id".into(),
                 reason: "FOLLOW_UP_ALREADY_EXISTS".into(),
+                existing: None,
             }
         }
         _ => e.into(),

@@ -293,16 +293,23 @@ pub async fn get(
         .transpose()
 }
 
-pub async fn insert(conn: &mut PgConnection, item: &NewItem) -> Result<KnowledgeItem, Error> {
+/// Inserts a new item. An id that is taken answers ALREADY_EXISTS only to a
+/// caller who may see the item there; anyone else is denied, so a create
+/// cannot probe for items out of sight (AIP-211).
+pub async fn insert(
+    conn: &mut PgConnection,
+    item: &NewItem,
+    access: &KnowledgeAccess,
+) -> Result<KnowledgeItem, Error> {
     let (title, body, tags, cjk) = search_document_parts(&item.content);
     let c = &item.content;
-    sqlx::query(concat!(
+    let inserted = sqlx::query(concat!(
         "INSERT INTO knowledge_items (id, title, body, nature, kind, subjects, carrier_type,
              carrier_id, author, scope_team, scope_branch, visibility, sensitivity, tags, sources,
              search_document)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, ",
         search_document!("$16", "$17", "$18", "$19"),
-        ")"
+        ") ON CONFLICT (id) DO NOTHING"
     ))
     .bind(&item.id)
     .bind(&c.title)
@@ -325,16 +332,18 @@ pub async fn insert(conn: &mut PgConnection, item: &NewItem) -> Result<Knowledge
     .bind(cjk)
     .execute(&mut *conn)
     .instrument(statement("INSERT", "knowledge_items"))
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("knowledge_items_pkey") => {
-            Error::AlreadyExists {
-                resource: crate::domain::knowledge::item_name(&item.id),
+    .await?;
+    if inserted.rows_affected() == 0 {
+        let name = crate::domain::knowledge::item_name(&item.id);
+        return Err(match get(conn, &item.id, access, false).await? {
+            Some(_) => Error::AlreadyExists {
+                resource: name.clone(),
                 reason: "KNOWLEDGE_ITEM_ALREADY_EXISTS".into(),
-            }
-        }
-        _ => e.into(),
-    })?;
+                existing: Some(name),
+            },
+            None => Error::denied(format!("create {name}")),
+        });
+    }
     record_event(conn, &item.id, Change::Created).await?;
     append_outbox(
         conn,
@@ -508,12 +517,12 @@ pub async fn share(
     id: &str,
     actor_branch: &str,
     actor_team: &str,
-) -> Result<KnowledgeItem, Error> {
-    sqlx::query(
+) -> Result<(KnowledgeItem, i64), Error> {
+    let share_id: i64 = sqlx::query_scalar(
         "INSERT INTO knowledge_shares (item_id, from_carrier_type, from_carrier_id,
              to_carrier_type, to_carrier_id, is_grant, visibility, purpose, expire_time,
              shared_by, actor_branch, actor_team)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(id)
     .bind(share.from.kind.as_str())
@@ -527,7 +536,7 @@ pub async fn share(
     .bind(&share.shared_by)
     .bind(actor_branch)
     .bind(actor_team)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .instrument(statement("INSERT", "knowledge_shares"))
     .await?;
     if let Some(visibility) = share.visibility {
@@ -562,7 +571,46 @@ pub async fn share(
         }),
     )
     .await?;
-    reread(conn, id).await
+    Ok((reread(conn, id).await?, share_id))
+}
+
+/// One recorded share of an item, by the id `share` returned.
+pub async fn get_share(conn: &mut PgConnection, item: &str, share_id: i64) -> Result<Share, Error> {
+    let json: sqlx::types::Json<ShareJson> = sqlx::query_scalar(
+        "SELECT jsonb_build_object(
+                'from_type', s.from_carrier_type, 'from_id', s.from_carrier_id,
+                'to_type', s.to_carrier_type, 'to_id', s.to_carrier_id,
+                'grant', s.is_grant, 'visibility', s.visibility,
+                'purpose', s.purpose, 'expire_time', s.expire_time,
+                'shared_by', s.shared_by, 'create_time', s.create_time)
+         FROM knowledge_shares s WHERE s.item_id = $1 AND s.id = $2",
+    )
+    .bind(item)
+    .bind(share_id)
+    .fetch_one(&mut *conn)
+    .instrument(statement("SELECT", "knowledge_shares"))
+    .await?;
+    share_from(item, json.0)
+}
+
+/// When `employee` last recorded absorbing `item` (into `tacit_item`).
+pub async fn internalization_time(
+    conn: &mut PgConnection,
+    item: &str,
+    employee: &str,
+    tacit_item: Option<&str>,
+) -> Result<DateTime<Utc>, Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT create_time FROM knowledge_internalizations
+         WHERE item_id = $1 AND employee = $2 AND tacit_item IS NOT DISTINCT FROM $3
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(item)
+    .bind(employee)
+    .bind(tacit_item)
+    .fetch_one(&mut *conn)
+    .instrument(statement("SELECT", "knowledge_internalizations"))
+    .await?)
 }
 
 pub async fn verify(
@@ -595,19 +643,68 @@ pub async fn verify(
     reread(conn, id).await
 }
 
+/// A KNOWLEDGE_SHARING withdrawal: items about the customer that the whole
+/// bank sees fall back to their branch, and grants of them to other branches
+/// end now.
+pub async fn withdraw_sharing(conn: &mut PgConnection, customer_id: &str) -> Result<(), Error> {
+    let narrowed: Vec<String> = sqlx::query_scalar(
+        "UPDATE knowledge_items SET visibility = 'BRANCH', version = version + 1,
+                update_time = now()
+         WHERE subjects @> ARRAY[$1] AND visibility = 'BANK'
+         RETURNING id",
+    )
+    .bind(customer_id)
+    .fetch_all(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    sqlx::query(
+        "UPDATE knowledge_shares s SET expire_time = now()
+         FROM knowledge_items k
+         WHERE s.item_id = k.id AND k.subjects @> ARRAY[$1] AND s.is_grant
+           AND s.to_carrier_type = 'BRANCH' AND s.to_carrier_id <> k.scope_branch
+           AND (s.expire_time IS NULL OR s.expire_time > now())",
+    )
+    .bind(customer_id)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_shares"))
+    .await?;
+    for id in &narrowed {
+        append_outbox(
+            conn,
+            "knowledge_item",
+            &crate::domain::knowledge::item_name(id),
+            "knowledge_item.narrowed",
+            serde_json::json!({ "visibility": "BRANCH", "cause": "consent_withdrawn" }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Erasure of a customer: items about them lose their text and the customer
 /// leaves their subjects; lineage and counts stay.
 pub async fn erase_subject(conn: &mut PgConnection, customer_id: &str) -> Result<(), Error> {
-    sqlx::query(
+    // Items about the customer, and items citing one of the customer's
+    // interactions without naming them as a subject: both may quote them.
+    let erased: Vec<String> = sqlx::query_scalar(
         "UPDATE knowledge_items SET title = '', body = '', tags = '{}',
                 subjects = array_remove(subjects, $1), search_document = ''::tsvector,
                 version = version + 1, update_time = now()
-         WHERE subjects @> ARRAY[$1]",
+         WHERE subjects @> ARRAY[$1]
+            OR EXISTS (SELECT 1 FROM unnest(sources) AS s(name)
+                       WHERE starts_with(s.name, 'customers/' || $1 || '/'))
+         RETURNING id",
     )
     .bind(customer_id)
-    .execute(conn)
+    .fetch_all(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_items"))
     .await?;
+    // Why an item was shared is free text about it, too.
+    sqlx::query("UPDATE knowledge_shares SET purpose = '' WHERE item_id = ANY($1)")
+        .bind(&erased)
+        .execute(conn)
+        .instrument(statement("UPDATE", "knowledge_shares"))
+        .await?;
     Ok(())
 }
 

@@ -51,6 +51,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Db {
     pool: PgPool,
     waiting: Arc<AtomicI64>,
+    /// How long an idempotency key answers retries (`api.idempotency_retention_secs`).
+    idempotency_retention: Duration,
 }
 
 /// Counts one waiting caller for as long as it lives, also when the wait is
@@ -93,7 +95,14 @@ impl Db {
         Ok(Db {
             pool,
             waiting: Arc::default(),
+            idempotency_retention: Duration::from_secs(24 * 3600),
         })
+    }
+
+    /// Sets how long idempotency keys answer retries before they expire.
+    pub fn with_idempotency_retention(mut self, retention: Duration) -> Db {
+        self.idempotency_retention = retention;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {

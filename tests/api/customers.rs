@@ -763,7 +763,7 @@ async fn consents_are_recorded_per_purpose() {
     let consent = |purpose: ConsentPurpose, granted: bool| pb::UpdateConsentRequest {
         name: created.name.clone(),
         purpose: purpose as i32,
-        granted,
+        granted: Some(granted),
         ..Default::default()
     };
     rm.update_consent(consent(ConsentPurpose::Marketing, true))

@@ -28,7 +28,7 @@ use tonic::{
     Request, Status,
     metadata::MetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
+    transport::{Channel, ClientTlsConfig},
 };
 
 pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
@@ -156,6 +156,20 @@ impl TestApp {
             .connect()
             .await
             .expect("connect to the test server")
+    }
+
+    /// A channel over TLS (`https://127.0.0.1:port`) with the client's
+    /// trust roots and optional certificate; the error, when the handshake
+    /// or the connection fails, is returned rather than unwrapped.
+    pub async fn tls_channel(
+        &self,
+        tls: ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("https://127.0.0.1:{}", self.port))
+            .unwrap()
+            .tls_config(tls)?
+            .connect()
+            .await
     }
 
     pub async fn customers(&self, caller: &Caller) -> CustomerClient {

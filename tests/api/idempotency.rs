@@ -73,8 +73,8 @@ async fn a_request_id_reused_for_another_payload_is_refused() {
         .into_inner();
     assert_ne!(other.name, first.name);
 
-    // A later replay still answers with the original response, even after
-    // the customer changed.
+    // A later replay answers with the customer as it is now (AIP-155): the
+    // key keeps no copy of the response.
     client
         .update_customer(pb::UpdateCustomerRequest {
             customer: Some(pb::Customer {
@@ -91,7 +91,8 @@ async fn a_request_id_reused_for_another_payload_is_refused() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(replay, first);
+    assert_eq!(replay.name, first.name);
+    assert_eq!(replay.display_name, "张伟 (changed)");
 }
 
 #[tokio::test]

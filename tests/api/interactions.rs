@@ -82,7 +82,10 @@ async fn log_then_get_an_interaction_recorded_by_the_caller() {
     assert_eq!(recorded_by.team, "T-WEALTH");
     assert_eq!(recorded_by.branch, "B01");
     assert_eq!(logged.satisfaction, Some(5));
-    assert_eq!(logged.source_system, "E-rm-B01");
+    assert_eq!(
+        logged.source_system, "staff:E-rm-B01",
+        "staff entries have their own source"
+    );
     assert!(logged.complaint.is_none());
 
     let got = rm
@@ -260,8 +263,7 @@ async fn fifty_concurrent_retries_log_one_interaction() {
 async fn an_external_ref_is_stored_once_per_source_system() {
     let app = TestApp::spawn().await;
     let customer = new_customer(&app, "张伟", "B01").await;
-    let mut core = app.interactions(&Caller::service()).await;
-    let transaction = |source: &str| pb::Interaction {
+    let transaction = pb::Interaction {
         channel: Channel::OnlineBanking as i32,
         kind: Kind::Transaction as i32,
         amount: Some(pb::Money {
@@ -270,26 +272,31 @@ async fn an_external_ref_is_stored_once_per_source_system() {
             nanos: 0,
         }),
         external_ref: "TXN-2026-000001".into(),
-        source_system: source.into(),
         ..Default::default()
     };
+    // Each calling system writes under its own name.
+    let mut core = app.interactions(&Caller::service()).await;
     let first = core
-        .log_interaction(log(&customer, transaction("CORE")))
+        .log_interaction(log(&customer, transaction.clone()))
         .await
         .unwrap()
         .into_inner();
     let again = core
-        .log_interaction(log(&customer, transaction("CORE")))
+        .log_interaction(log(&customer, transaction.clone()))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first, again);
-    let other = core
-        .log_interaction(log(&customer, transaction("CARDS")))
+    let mut cards = app
+        .interactions(&Caller::new("cards", None, &["service"]))
+        .await;
+    let other = cards
+        .log_interaction(log(&customer, transaction))
         .await
         .unwrap()
         .into_inner();
     assert_ne!(other.name, first.name);
+    assert_eq!(other.source_system, "cards");
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM interactions")
         .fetch_one(&app.db)
         .await

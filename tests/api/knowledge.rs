@@ -404,6 +404,18 @@ async fn seen_by(app: &TestApp, caller: &Caller, names: &[(String, String)]) -> 
 async fn every_read_path_agrees_with_the_visibility_rules() {
     let app = TestApp::spawn().await;
     let customer = new_customer(&app, "张伟", "B01").await;
+    // A bank-wide item about the customer needs their consent.
+    app.customers(&Caller::admin())
+        .await
+        .grant_consent(pb::GrantConsentRequest {
+            name: customer.clone(),
+            purpose: ConsentPurpose::KnowledgeSharing as i32,
+            channel: "BRANCH_FORM".into(),
+            policy_version: "2026.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let author = employee("E1", "B01", "T1");
     let mut k = app.knowledge(&author).await;
     let mut names = Vec::new();
@@ -600,7 +612,7 @@ async fn sharing_widens_or_grants_with_consent_and_expiry() {
         .update_consent(pb::UpdateConsentRequest {
             name: customer.clone(),
             purpose: ConsentPurpose::KnowledgeSharing as i32,
-            granted: true,
+            granted: Some(true),
             ..Default::default()
         })
         .await

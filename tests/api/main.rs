@@ -14,4 +14,6 @@ mod knowledge;
 mod pagination;
 mod server;
 mod telemetry;
+mod tls;
+mod trust;
 mod watch;

@@ -190,14 +190,24 @@ def check_deployment(label: str, docs: list[dict], values: dict) -> None:
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     check(f"[{label}] container ports grpc={GRPC_PORT} admin={ADMIN_PORT}",
           ports == {"grpc": GRPC_PORT, "admin": ADMIN_PORT}, str(ports))
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-        p = c.get(probe, {})
-        check(f"[{label}] {probe} is a native grpc probe on port {GRPC_PORT}",
-              p.get("grpc", {}).get("port") == GRPC_PORT and not ({"httpGet", "tcpSocket", "exec"} & p.keys()), str(p))
-    check(f"[{label}] readinessProbe checks the whole server (service \"\")",
-          c["readinessProbe"]["grpc"].get("service") == "", str(c["readinessProbe"]))
-    check(f"[{label}] livenessProbe checks the process, not the database (service \"liveness\")",
-          c["livenessProbe"]["grpc"].get("service") == "liveness", str(c["livenessProbe"]))
+    if tls_enabled(values):
+        # Native gRPC probes cannot speak TLS: the admin port's HTTP
+        # endpoints carry the same health.
+        for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+            p = c.get(probe, {})
+            check(f"[{label}] TLS on: {probe} is an HTTP GET of {path} on the admin port",
+                  p.get("httpGet") == {"path": path, "port": "admin"} and not ({"grpc", "tcpSocket", "exec"} & p.keys()),
+                  str(p))
+    else:
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            p = c.get(probe, {})
+            check(f"[{label}] {probe} is a native grpc probe on port {GRPC_PORT}",
+                  p.get("grpc", {}).get("port") == GRPC_PORT and not ({"httpGet", "tcpSocket", "exec"} & p.keys()), str(p))
+        check(f"[{label}] readinessProbe checks the whole server (service \"\")",
+              c["readinessProbe"]["grpc"].get("service") == "", str(c["readinessProbe"]))
+        check(f"[{label}] livenessProbe checks the process, not the database (service \"liveness\")",
+              c["livenessProbe"]["grpc"].get("service") == "liveness", str(c["livenessProbe"]))
+    check_tls(label, docs, values)
     grace = int(cfg["CK__SERVER__SHUTDOWN_GRACE_SECS"])
     pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     check(f"[{label}] terminationGracePeriodSeconds ({spec['terminationGracePeriodSeconds']}) > preStop sleep ({pre_stop}) + CK__SERVER__SHUTDOWN_GRACE_SECS ({grace})",
@@ -219,6 +229,51 @@ def check_deployment(label: str, docs: list[dict], values: dict) -> None:
     else:
         want = values.get("replicaCount", 2)
         check(f"[{label}] replicas = {want}", dep["spec"].get("replicas") == want, str(dep["spec"].get("replicas")))
+
+
+def tls_enabled(values: dict | None) -> bool:
+    return bool(((values or {}).get("server") or {}).get("tls", {}).get("enabled"))
+
+
+def check_tls(label: str, docs: list[dict], values: dict) -> None:
+    """[server.tls]: env keys, the projected Secret volume, server pods only."""
+    cfg = config_of(docs)
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    volume = next((v for v in spec.get("volumes", []) if v["name"] == "grpc-tls"), None)
+    mount = next((m for m in c.get("volumeMounts", []) if m["name"] == "grpc-tls"), None)
+    tls_keys = {k: v for k, v in cfg.items() if k.startswith("CK__SERVER__TLS__")}
+    if not tls_enabled(values):
+        check(f"[{label}] TLS off: no CK__SERVER__TLS__* settings and no TLS volume",
+              not tls_keys and volume is None and mount is None, f"{tls_keys} {volume} {mount}")
+        return
+    tls = values["server"]["tls"]
+    client_ca = tls.get("clientCa", {}).get("existingSecret", "")
+    directory = (mount or {}).get("mountPath", "?")
+    want = {
+        "CK__SERVER__TLS__CERT_FILE": f"{directory}/tls.crt",
+        "CK__SERVER__TLS__KEY_FILE": f"{directory}/tls.key",
+    }
+    if client_ca:
+        want["CK__SERVER__TLS__CLIENT_CA_FILE"] = f"{directory}/client-ca.crt"
+        want["CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL"] = str(bool(tls["clientCa"].get("optional"))).lower()
+    check(f"[{label}] TLS on: CK__SERVER__TLS__* name the mounted files", tls_keys == want, f"{tls_keys} != {want}")
+    check(f"[{label}] TLS on: the TLS directory is mounted read-only",
+          mount is not None and mount.get("readOnly") is True, str(mount))
+    sources = (volume or {}).get("projected", {}).get("sources", [])
+    files = {item["path"]: (src["secret"]["name"], item["key"]) for src in sources for item in src["secret"]["items"]}
+    want_files = {"tls.crt": (tls["existingSecret"], tls.get("certKey", "tls.crt")),
+                  "tls.key": (tls["existingSecret"], tls.get("keyKey", "tls.key"))}
+    if client_ca:
+        want_files["client-ca.crt"] = (client_ca, tls["clientCa"].get("key", "ca.crt"))
+    check(f"[{label}] TLS on: the files come from the existing Secrets", files == want_files, f"{files} != {want_files}")
+    check(f"[{label}] TLS on: key readable by the pod's group only (0440, fsGroup {UID})",
+          (volume or {}).get("projected", {}).get("defaultMode") == 0o440
+          and spec["securityContext"].get("fsGroup") == UID, str(volume))
+    for job in by_kind(docs, "Job"):
+        job_spec = job["spec"]["template"]["spec"]
+        check(f"[{label}] TLS on: the migration Job mounts no TLS key (migrate serves nothing)",
+              all(v["name"] != "grpc-tls" for v in job_spec.get("volumes", [])))
 
 
 def check_service(label: str, docs: list[dict]) -> None:
@@ -266,11 +321,13 @@ def check_network_policy(label: str, docs: list[dict]) -> None:
           np["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "server")
 
 
-def check_notes(label: str, rendered: dict[str, str]) -> None:
+def check_notes(label: str, rendered: dict[str, str], values: dict | None) -> None:
     notes = next((t for p, t in rendered.items() if p.endswith("NOTES.txt")), "")
+    grpcurl = "grpcurl -cacert ca.crt -servername " if tls_enabled(values) else "grpcurl -plaintext localhost:50051 list"
     check(f"[{label}] NOTES.txt has the port-forward and grpcurl examples",
           "port-forward" in notes
-          and "grpcurl -plaintext localhost:50051 list" in notes
+          and grpcurl in notes
+          and ("-plaintext" not in notes) == tls_enabled(values)
           and '-H "authorization: Bearer $TOKEN"' in notes
           and "bank.customerknowledge.v1.CustomerService/GetCustomer" in notes
           and '{"name":"customers/cif-000123"}' in notes)
@@ -295,7 +352,7 @@ def check_release(label: str, values: dict | None) -> list[dict] | None:
         check_job(label, docs)
     if by_kind(docs, "NetworkPolicy"):
         check_network_policy(label, docs)
-    check_notes(label, rendered)
+    check_notes(label, rendered, values)
     RENDERED[label] = docs
     return docs
 
@@ -443,6 +500,12 @@ def main() -> int:
         "single-replica-random-page-key": {"replicaCount": 1, "api": {"pageTokenSecret": {"existingSecret": ""}}},
         "no-migration-job": {"database": {"migrationJob": {"enabled": False}}, "networkPolicy": {"enabled": False},
                              "serviceAccount": {"create": False, "name": "existing-sa"}},
+        "tls": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls"}}},
+        "mutual-tls": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls", "certKey": "server.pem",
+                                          "keyKey": "server-key.pem",
+                                          "clientCa": {"existingSecret": "ck-client-ca", "key": "ca.pem"}}}},
+        "mutual-tls-optional": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls",
+                                                   "clientCa": {"existingSecret": "ck-grpc-tls", "optional": True}}}},
     }
     for name, vals in variants.items():
         docs = check_release(name, vals)
@@ -516,6 +579,14 @@ def main() -> int:
          True, "/api/pageTokenSecret/existingSecret"),
         ("terminationGracePeriodSeconds not above the drain time",
          {"terminationGracePeriodSeconds": 20}, False, "terminationGracePeriodSeconds"),
+        ("server.tls.enabled without a Secret",
+         {"server": {"tls": {"enabled": True}}}, True, "/server/tls/existingSecret"),
+        ("server.tls.clientCa while TLS is off (mutual TLS silently off)",
+         {"server": {"tls": {"clientCa": {"existingSecret": "ck-client-ca"}}}}, True, "/server/tls/enabled"),
+        ("server.tls.clientCa.optional without a client CA",
+         {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls", "clientCa": {"optional": True}}}},
+         True, "/server/tls/clientCa/existingSecret"),
+        ("unknown key server.tls.certFile", {"server": {"tls": {"certFile": "/x"}}}, True, "certFile"),
         ("autoscaling minReplicas > maxReplicas",
          {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}, False, "minReplicas"),
     ]

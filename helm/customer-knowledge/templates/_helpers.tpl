@@ -62,6 +62,19 @@ app.kubernetes.io/component: server
 {{/* Where the JWT public keys Secret is mounted. */}}
 {{- define "ck.jwtKeysDir" -}}/etc/customer-knowledge/jwt{{- end }}
 
+{{/* Where the gRPC TLS files are mounted (server pods only). */}}
+{{- define "ck.tlsDir" -}}/etc/customer-knowledge/tls{{- end }}
+
+{{/* grpcurl's connection flags for the NOTES: plaintext, TLS or mutual TLS. */}}
+{{- define "ck.grpcurlFlags" -}}
+{{- if .Values.server.tls.enabled -}}
+-cacert ca.crt -servername {{ include "ck.fullname" . }}.{{ .Release.Namespace }}.svc
+{{- if and .Values.server.tls.clientCa.existingSecret (not .Values.server.tls.clientCa.optional) }} -cert client.crt -key client.key{{ end }}
+{{- else -}}
+-plaintext
+{{- end }}
+{{- end }}
+
 {{/* True (non-empty) when more than one server pod can run at once. */}}
 {{- define "ck.multiReplica" -}}
 {{- if .Values.autoscaling.enabled }}
@@ -109,6 +122,14 @@ CK__AUTH__JWT__AUDIENCE: {{ .Values.auth.jwt.audience | quote }}
 CK__AUTH__JWT__LEEWAY_SECS: {{ .Values.auth.jwt.leewaySecs | int64 | quote }}
 {{- if .Values.auth.jwt.publicKeys.existingSecret }}
 CK__AUTH__JWT__PUBLIC_KEYS_FILE: {{ printf "%s/%s" (include "ck.jwtKeysDir" .) .Values.auth.jwt.publicKeys.key | quote }}
+{{- end }}
+{{- end }}
+{{- if .Values.server.tls.enabled }}
+CK__SERVER__TLS__CERT_FILE: {{ printf "%s/tls.crt" (include "ck.tlsDir" .) | quote }}
+CK__SERVER__TLS__KEY_FILE: {{ printf "%s/tls.key" (include "ck.tlsDir" .) | quote }}
+{{- if .Values.server.tls.clientCa.existingSecret }}
+CK__SERVER__TLS__CLIENT_CA_FILE: {{ printf "%s/client-ca.crt" (include "ck.tlsDir" .) | quote }}
+CK__SERVER__TLS__CLIENT_AUTH_OPTIONAL: {{ .Values.server.tls.clientCa.optional | quote }}
 {{- end }}
 {{- end }}
 CK__LOG__FORMAT: {{ .Values.log.format | quote }}
@@ -206,6 +227,44 @@ seccompProfile:
     items:
       - key: {{ .Values.auth.jwt.publicKeys.key | quote }}
         path: {{ .Values.auth.jwt.publicKeys.key | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gRPC certificate, key and client CA as one read-only directory, for the
+server pods only (`migrate` serves nothing). Projected so that the client CA
+may come from another Secret; 0440 with the pod's fsGroup lets the non-root
+user read the key and no one else.
+*/}}
+{{- define "ck.tlsVolume" -}}
+{{- $tls := .Values.server.tls }}
+{{- if $tls.enabled }}
+- name: grpc-tls
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ $tls.existingSecret | quote }}
+          items:
+            - key: {{ $tls.certKey | quote }}
+              path: tls.crt
+            - key: {{ $tls.keyKey | quote }}
+              path: tls.key
+      {{- if $tls.clientCa.existingSecret }}
+      - secret:
+          name: {{ $tls.clientCa.existingSecret | quote }}
+          items:
+            - key: {{ $tls.clientCa.key | quote }}
+              path: client-ca.crt
+      {{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ck.tlsVolumeMount" -}}
+{{- if .Values.server.tls.enabled }}
+- name: grpc-tls
+  mountPath: {{ include "ck.tlsDir" . }}
+  readOnly: true
 {{- end }}
 {{- end }}
 
