@@ -23,6 +23,9 @@ struct Claims {
     team: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// The end customer a calling system acts for (mobile banking backend).
+    #[serde(default)]
+    on_behalf_of: Option<String>,
 }
 
 /// Public keys by the algorithm they verify.
@@ -179,6 +182,7 @@ fn principal_from_claims(claims: Claims) -> Result<Principal, Error> {
         branch: claims.branch.filter(|b| !b.is_empty()),
         team: claims.team.filter(|t| !t.is_empty()),
         roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        on_behalf_of: claims.on_behalf_of.filter(|c| !c.is_empty()),
     })
 }
 
@@ -202,5 +206,6 @@ fn from_trusted_headers(metadata: &MetadataMap) -> Result<Principal, Error> {
         roles: header("x-roles")?
             .map(|r| r.split(',').map(|s| s.trim().to_string()).collect())
             .unwrap_or_default(),
+        on_behalf_of: header("x-on-behalf-of")?,
     })
 }

@@ -66,6 +66,15 @@ level = "info"
 otlp_endpoint = ""
 service_name = "customer-knowledge"
 sampling_ratio = 1.0
+
+[audit]
+enabled = true
+# Access events waiting for the background writer. A call takes a slot when
+# it arrives; with none free it is refused (UNAVAILABLE) rather than served
+# unaudited.
+queue_capacity = 10000
+# pseudonym_key: the secret (>= 32 bytes) of customer pseudonyms; see
+# Settings::audit_pseudonym_key for what happens when it is unset.
 "#;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +86,7 @@ pub struct Settings {
     pub interactions: InteractionSettings,
     pub log: LogSettings,
     pub telemetry: TelemetrySettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -362,6 +372,25 @@ impl TelemetrySettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// Record every call of the customer-facing services (DESIGN §4).
+    pub enabled: bool,
+    /// HMAC key of customer pseudonyms in access events. It must never
+    /// change: events are found by customer through it.
+    pub pseudonym_key: Option<SecretString>,
+    pub queue_capacity: usize,
+}
+
+/// Where the pseudonym key came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PseudonymKeySource {
+    Configured,
+    DerivedFromPageTokenSecret,
+    /// A published key for local development on a loopback address.
+    Development,
+}
+
 /// The standard OpenTelemetry variables that map onto `[telemetry]` keys.
 /// `CK__TELEMETRY__*` wins over them, as `CK__DATABASE__URL` wins over
 /// `DATABASE_URL`.
@@ -608,7 +637,62 @@ impl Settings {
                  separated by commas",
             );
         }
+        self.validate_audit()
+    }
+
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        if !(1..=1_000_000).contains(&self.audit.queue_capacity) {
+            return Err(ConfigError(
+                "audit.queue_capacity (CK__AUDIT__QUEUE_CAPACITY) must be between 1 and 1000000"
+                    .to_string(),
+            ));
+        }
+        if self.audit.enabled {
+            self.audit_pseudonym_key()?;
+        }
         Ok(())
+    }
+
+    /// The key of customer pseudonyms: `audit.pseudonym_key` (at least 32
+    /// bytes); else one derived from `api.page_token_secret` (so deployments
+    /// that share that secret across replicas already agree); else, only on a
+    /// loopback address (a developer's machine, tests), a fixed development
+    /// key. A non-loopback listener without either secret refuses to start:
+    /// pseudonyms made with a published key protect nobody.
+    pub fn audit_pseudonym_key(&self) -> Result<(Vec<u8>, PseudonymKeySource), ConfigError> {
+        use hmac::{Hmac, Mac};
+        if let Some(key) = &self.audit.pseudonym_key {
+            let key = key.expose_secret().as_bytes();
+            if key.len() < 32 {
+                return Err(ConfigError(
+                    "audit.pseudonym_key (CK__AUDIT__PSEUDONYM_KEY) must be at least 32 bytes"
+                        .to_string(),
+                ));
+            }
+            return Ok((key.to_vec(), PseudonymKeySource::Configured));
+        }
+        if let Some(secret) = &self.api.page_token_secret {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(b"customer-knowledge audit pseudonym key v1");
+            return Ok((
+                mac.finalize().into_bytes().to_vec(),
+                PseudonymKeySource::DerivedFromPageTokenSecret,
+            ));
+        }
+        if self.server.grpc_addr.ip().is_loopback() {
+            use sha2::Digest;
+            return Ok((
+                sha2::Sha256::digest(b"customer-knowledge development pseudonym key").to_vec(),
+                PseudonymKeySource::Development,
+            ));
+        }
+        Err(ConfigError(
+            "audit.pseudonym_key (CK__AUDIT__PSEUDONYM_KEY, at least 32 bytes) must be set when \
+             server.grpc_addr is not a loopback address and api.page_token_secret is unset \
+             (or set audit.enabled = false)"
+                .to_string(),
+        ))
     }
 
     fn validate_database(&self) -> Result<(), ConfigError> {
@@ -644,9 +728,23 @@ impl Settings {
         (self.shutdown_grace() / 5).min(Duration::from_secs(5))
     }
 
-    /// How long in-flight calls may drain before they are cut off.
+    /// The part of the grace period kept for writing the access events
+    /// still queued once the drain is over: half the telemetry flush budget,
+    /// none when auditing is off.
+    pub fn audit_flush_budget(&self) -> Duration {
+        if self.audit.enabled {
+            self.telemetry_flush_budget() / 2
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// How long in-flight calls may drain before they are cut off, so that
+    /// drain, audit flush and telemetry flush end within the grace period.
     pub fn drain_limit(&self) -> Duration {
-        self.shutdown_grace() - self.telemetry_flush_budget()
+        self.shutdown_grace()
+            .saturating_sub(self.telemetry_flush_budget())
+            .saturating_sub(self.audit_flush_budget())
     }
 }
 
@@ -665,6 +763,10 @@ mod tests {
             ),
             ("CK__AUTH__JWT__ISSUER", "https://idp"),
             ("CK__AUTH__JWT__AUDIENCE", "ck"),
+            (
+                "CK__AUDIT__PSEUDONYM_KEY",
+                "audit-pseudonym-key-of-32-bytes!",
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -699,8 +801,9 @@ mod tests {
         );
         assert_eq!(settings.telemetry.service_name, "customer-knowledge");
         assert_eq!(settings.telemetry.sampling_ratio, 1.0);
-        assert_eq!(settings.drain_limit(), Duration::from_secs(20));
+        assert_eq!(settings.drain_limit(), Duration::from_millis(17_500));
         assert_eq!(settings.telemetry_flush_budget(), Duration::from_secs(5));
+        assert_eq!(settings.audit_flush_budget(), Duration::from_millis(2_500));
     }
 
     #[test]
@@ -1012,6 +1115,41 @@ mod tests {
         )
         .and_then(|s| s.validate_database());
         assert!(migrate_only.is_ok());
+    }
+
+    #[test]
+    fn the_pseudonym_key_is_configured_derived_or_refused() {
+        let no_key = ("CK__AUDIT__PSEUDONYM_KEY", "");
+        let pod = ("CK__SERVER__GRPC_ADDR", "0.0.0.0:50051");
+        let settings = Settings::load_from(None, &env(&[no_key])).unwrap();
+        assert!(settings.audit.enabled);
+        assert_eq!(settings.audit.queue_capacity, 10000);
+        assert_eq!(
+            settings.audit_pseudonym_key().unwrap().1,
+            PseudonymKeySource::Development,
+            "loopback without secrets: the development key"
+        );
+        let key = "k".repeat(32);
+        let settings =
+            Settings::load_from(None, &env(&[("CK__AUDIT__PSEUDONYM_KEY", &key), pod])).unwrap();
+        assert_eq!(
+            settings.audit_pseudonym_key().unwrap(),
+            (key.as_bytes().to_vec(), PseudonymKeySource::Configured)
+        );
+        let secret = "p".repeat(32);
+        let derived = Settings::load_from(
+            None,
+            &env(&[no_key, pod, ("CK__API__PAGE_TOKEN_SECRET", &secret)]),
+        )
+        .unwrap();
+        let (derived_key, source) = derived.audit_pseudonym_key().unwrap();
+        assert_eq!(source, PseudonymKeySource::DerivedFromPageTokenSecret);
+        assert_ne!(derived_key, secret.into_bytes());
+        assert!(error(&[no_key, pod]).contains("CK__AUDIT__PSEUDONYM_KEY"));
+        let off = Settings::load_from(None, &env(&[no_key, pod, ("CK__AUDIT__ENABLED", "false")]));
+        assert!(off.is_ok(), "no key is needed with auditing off");
+        assert!(error(&[("CK__AUDIT__PSEUDONYM_KEY", "short")]).contains("32 bytes"));
+        assert!(error(&[("CK__AUDIT__QUEUE_CAPACITY", "0")]).contains("CK__AUDIT__QUEUE_CAPACITY"));
     }
 
     #[test]

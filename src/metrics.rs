@@ -4,8 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Canonical names of gRPC status codes, the values of the `code` label.
@@ -57,6 +57,11 @@ struct Inner {
     pool_max: IntGauge,
     pool_waiters: IntGauge,
     append_batch: Histogram,
+    audit_written: IntCounter,
+    audit_lost: IntCounter,
+    audit_refused: IntCounter,
+    audit_write_failures: IntCounter,
+    audit_queue: IntGauge,
 }
 
 impl Metrics {
@@ -131,6 +136,30 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let audit_written = counter(
+            "ck_audit_events_written_total",
+            "Access events committed to the audit chain",
+        );
+        let audit_lost = counter(
+            "ck_audit_events_lost_total",
+            "Access events that could not be queued, or were still unwritten when shutdown \
+             ran out of time",
+        );
+        let audit_refused = counter(
+            "ck_audit_calls_refused_total",
+            "Calls refused with UNAVAILABLE because the audit queue was full",
+        );
+        let audit_write_failures = counter(
+            "ck_audit_write_failures_total",
+            "Failed audit append transactions (each is retried)",
+        );
+        let audit_queue = IntGauge::new(
+            "ck_audit_queue_length",
+            "Access events waiting for the writer after its last append",
+        )
+        .expect("valid metric");
+
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -143,6 +172,11 @@ impl Metrics {
             Box::new(pool_max.clone()),
             Box::new(pool_waiters.clone()),
             Box::new(append_batch.clone()),
+            Box::new(audit_written.clone()),
+            Box::new(audit_lost.clone()),
+            Box::new(audit_refused.clone()),
+            Box::new(audit_write_failures.clone()),
+            Box::new(audit_queue.clone()),
         ] {
             registry
                 .register(collector)
@@ -160,6 +194,11 @@ impl Metrics {
             pool_max,
             pool_waiters,
             append_batch,
+            audit_written,
+            audit_lost,
+            audit_refused,
+            audit_write_failures,
+            audit_queue,
         }))
     }
 
@@ -168,6 +207,26 @@ impl Metrics {
     /// calls this once per committed batch.
     pub fn observe_append_batch(&self, interactions: usize) {
         self.0.append_batch.observe(interactions as f64);
+    }
+
+    /// `written` events committed; `queued` still wait.
+    pub(crate) fn audit_events_written(&self, written: u64, queued: usize) {
+        self.0.audit_written.inc_by(written);
+        self.0
+            .audit_queue
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn audit_events_lost(&self, lost: u64) {
+        self.0.audit_lost.inc_by(lost);
+    }
+
+    pub(crate) fn audit_call_refused(&self) {
+        self.0.audit_refused.inc();
+    }
+
+    pub(crate) fn audit_write_failed(&self) {
+        self.0.audit_write_failures.inc();
     }
 
     pub(crate) fn call_started(&self) {

@@ -1,5 +1,6 @@
 //! The application: listeners (gRPC and admin HTTP), services, health,
-//! reflection, per-call telemetry and the drain on shutdown.
+//! reflection, per-call telemetry and access audit, and the drain on
+//! shutdown.
 
 use std::{
     collections::HashSet,
@@ -21,19 +22,22 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     admin::{self, Readiness},
     api::{
+        audit::AuditApi,
         customer::CustomerApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
         page_token::PageTokens,
         unimplemented,
     },
+    audit::{AuditLog, AuditWriter},
     auth::Authenticator,
-    config::{Settings, TlsFiles},
-    domain::interaction::SourceSystems,
+    config::{DatabaseSettings, PseudonymKeySource, Settings, TlsFiles},
+    domain::{audit::Pseudonyms, interaction::SourceSystems},
     metrics::Metrics,
     pb::{
         self,
         v1::{
+            audit_service_server::AuditServiceServer,
             customer_service_server::CustomerServiceServer,
             interaction_service_server::InteractionServiceServer,
             knowledge_service_server::KnowledgeServiceServer,
@@ -122,6 +126,7 @@ pub struct Application {
     tls: Option<ServerTlsConfig>,
     tls_mode: &'static str,
     stopping: watch::Sender<bool>,
+    audit: Option<AuditWriter>,
 }
 
 impl Application {
@@ -145,9 +150,14 @@ impl Application {
             None => PageTokens::new(&rand::random::<[u8; 32]>()),
         };
 
+        let (pseudonyms, audit) = start_audit(&settings, &metrics)?;
+
         let max_bytes = settings.server.max_message_bytes;
         let authenticate = move |mut request: Request<()>| -> Result<Request<()>, Status> {
+            // The audit slot first, so that a refused login is recorded too.
+            crate::audit::admit(&request)?;
             let principal = authenticator.authenticate(request.metadata())?;
+            crate::audit::identify(&request, &principal);
             request.extensions_mut().insert(principal);
             Ok(request)
         };
@@ -172,12 +182,16 @@ impl Application {
             .max_encoding_message_size(max_bytes);
         let knowledge = KnowledgeServiceServer::new(KnowledgeApi::new(
             db.clone(),
-            page_tokens,
+            page_tokens.clone(),
             feed,
             stopping_rx,
         ))
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
+        let audit_service =
+            AuditServiceServer::new(AuditApi::new(db.clone(), page_tokens, pseudonyms))
+                .max_decoding_message_size(max_bytes)
+                .max_encoding_message_size(max_bytes);
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let health = Health {
@@ -209,7 +223,8 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(customers, authenticate.clone()))
             .add_service(InterceptedService::new(interactions, authenticate.clone()))
-            .add_service(InterceptedService::new(knowledge, authenticate));
+            .add_service(InterceptedService::new(knowledge, authenticate.clone()))
+            .add_service(InterceptedService::new(audit_service, authenticate));
         let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
             .routes()
@@ -251,12 +266,15 @@ impl Application {
                 )
             })?;
         let admin_port = admin_listener.local_addr()?.port();
-        let rpc_layer = RpcLayer::new(
+        let mut rpc_layer = RpcLayer::new(
             metrics.clone(),
             local_addr,
             Duration::from_secs(settings.server.request_timeout_secs),
             served_methods()?,
         );
+        if let Some(writer) = &audit {
+            rpc_layer = rpc_layer.with_audit(writer.log());
+        }
         Ok(Application {
             listener,
             port: local_addr.port(),
@@ -271,6 +289,7 @@ impl Application {
             tls,
             tls_mode,
             stopping,
+            audit,
         })
     }
 
@@ -312,6 +331,7 @@ impl Application {
             tls,
             tls_mode,
             stopping: stopping_tx,
+            audit,
         } = self;
         let stopping_rx = stopping_tx.subscribe();
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -374,6 +394,9 @@ impl Application {
         };
         monitor.abort();
         purge.abort();
+        if let Some(writer) = audit {
+            writer.flush(settings.audit_flush_budget()).await;
+        }
         // A scraper's open request may hold the admin server for a moment;
         // the grace period does not wait for it.
         let _ = admin_stop_tx.send(());
@@ -388,6 +411,51 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The pseudonyms of the audit (when a key is available) and, with auditing
+/// on, the queue and its writer on a connection of its own.
+fn start_audit(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> anyhow::Result<(Option<Pseudonyms>, Option<AuditWriter>)> {
+    let audit = &settings.audit;
+    let key = match settings.audit_pseudonym_key() {
+        Ok(key) => Some(key),
+        Err(_) if !audit.enabled => None,
+        Err(e) => return Err(e.into()),
+    };
+    let pseudonyms = key.map(|(key, source)| {
+        match source {
+            PseudonymKeySource::Configured => {}
+            PseudonymKeySource::DerivedFromPageTokenSecret => tracing::warn!(
+                "audit.pseudonym_key is unset: customer pseudonyms are derived from \
+                 api.page_token_secret, which must then never change; set \
+                 CK__AUDIT__PSEUDONYM_KEY"
+            ),
+            PseudonymKeySource::Development => tracing::warn!(
+                "audit.pseudonym_key is unset: customer pseudonyms use the published \
+                 development key (allowed on a loopback address only)"
+            ),
+        }
+        Pseudonyms::new(&key)
+    });
+    let writer = match (&pseudonyms, audit.enabled) {
+        (Some(pseudonyms), true) => {
+            let db = Db::connect_lazy(&DatabaseSettings {
+                max_connections: 1,
+                ..settings.database.clone()
+            })?;
+            Some(AuditLog::start(
+                db,
+                pseudonyms.clone(),
+                audit.queue_capacity,
+                metrics.clone(),
+            ))
+        }
+        _ => None,
+    };
+    Ok((pseudonyms, writer))
 }
 
 /// Keeps health in step with Postgres: NOT_SERVING while it is unreachable.

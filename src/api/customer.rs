@@ -522,6 +522,7 @@ impl CustomerService for CustomerApi {
         &self,
         request: Request<pb::CreateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
@@ -577,6 +578,7 @@ impl CustomerService for CustomerApi {
                     },
                 )
                 .await
+                .inspect(|created| audit.customer(&created.name))
         })
         .await
     }
@@ -587,6 +589,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::GetCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let id = parse_name("name", &request.get_ref().name)?;
@@ -612,7 +615,10 @@ impl CustomerService for CustomerApi {
                 .lookup_customer(&external.system, &external.value, scope.branch())
                 .await?
             {
-                Found::Customer(customer) => Ok(customer_to_proto(&customer, &caller)),
+                Found::Customer(customer) => {
+                    crate::audit::note_customer(&request, customer.id.as_str());
+                    Ok(customer_to_proto(&customer, &caller))
+                }
                 _ if scope == BranchScope::All => Err(Error::not_found(format!(
                     "a customer with this {} id",
                     external.system
@@ -631,6 +637,10 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
+            crate::audit::note_customers(
+                &request,
+                request.get_ref().customer.iter().map(|c| c.name.as_str()),
+            );
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -710,6 +720,7 @@ impl CustomerService for CustomerApi {
                 .next_page(&mut page, limit, &context, |last| {
                     last.id.as_str().to_string()
                 });
+            crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::ListCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
                 next_page_token,
@@ -751,6 +762,7 @@ impl CustomerService for CustomerApi {
             let next_page_token = self
                 .page_tokens
                 .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
+            crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::SearchCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
                 next_page_token,
@@ -765,6 +777,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::DeleteCustomerRequest>,
     ) -> Result<Response<()>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -806,6 +819,7 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UpdateConsentRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -967,6 +981,10 @@ impl CustomerService for CustomerApi {
         request: Request<pb::LinkCustomersRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
+            crate::audit::note_customers(
+                &request,
+                [&request.get_ref().name, &request.get_ref().linked_customer].map(String::as_str),
+            );
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();

@@ -818,6 +818,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::LogInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -884,6 +885,10 @@ impl InteractionService for InteractionApi {
         request: Request<pb::BatchLogInteractionsRequest>,
     ) -> Result<Response<pb::BatchLogInteractionsResponse>, Status> {
         respond(async {
+            crate::audit::note_customers(
+                &request,
+                request.get_ref().requests.iter().map(|r| r.parent.as_str()),
+            );
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -958,6 +963,7 @@ impl InteractionService for InteractionApi {
         &self,
         request: Request<Streaming<pb::ImportInteractionsRequest>>,
     ) -> Result<Response<pb::ImportInteractionsResponse>, Status> {
+        let audit = crate::audit::note(&request);
         let caller = principal(&request).map_err(Status::from)?;
         if !(caller.has(Role::Service) || caller.has(Role::Admin)) {
             return Err(
@@ -979,6 +985,7 @@ impl InteractionService for InteractionApi {
                 .into());
             }
             for row in message.rows {
+                audit.customer(&row.parent);
                 let mut violations = Violations::default();
                 let customer = CustomerId::from_name(&row.parent)
                     .inspect_err(|e| violations.add("parent", e.clone()))
@@ -1050,6 +1057,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::GetInteractionRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let name = &request.get_ref().name;
@@ -1070,6 +1078,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListInteractionsRequest>,
     ) -> Result<Response<pb::ListInteractionsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -1109,6 +1118,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::UpdateComplaintRequest>,
     ) -> Result<Response<pb::Interaction>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1213,6 +1223,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListComplaintsRequest>,
     ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -1246,6 +1257,7 @@ impl InteractionService for InteractionApi {
                         .unwrap_or_default();
                     due_cursor_text(due, &last.customer, &last.fields.id)
                 });
+            crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
                 next_page_token,
@@ -1260,6 +1272,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ScheduleFollowUpRequest>,
     ) -> Result<Response<pb::FollowUp>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1372,6 +1385,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::CompleteFollowUpRequest>,
     ) -> Result<Response<pb::CompleteFollowUpResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
             let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
@@ -1462,6 +1476,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListFollowUpsRequest>,
     ) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
         respond(async {
+            crate::audit::note_customer(&request, &request.get_ref().parent);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
@@ -1489,6 +1504,7 @@ impl InteractionService for InteractionApi {
                 .next_page(&mut page, limit, &context, |last| {
                     due_cursor_text(last.due_time, &last.customer, &last.id)
                 });
+            crate::audit::note_customers(&request, page.iter().map(|f| f.customer.as_str()));
             Ok(pb::ListFollowUpsResponse {
                 follow_ups: page.iter().map(follow_up_to).collect(),
                 next_page_token,
@@ -1505,6 +1521,7 @@ impl InteractionService for InteractionApi {
         request: Request<pb::WatchInteractionsRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let subscription = async {
+            crate::audit::note_customer(&request, &request.get_ref().customer);
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();

@@ -651,6 +651,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::CreateKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -711,6 +712,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeItem")]
@@ -726,6 +728,7 @@ impl KnowledgeService for KnowledgeApi {
             Ok(item_pb(&found(item, &access, &id)?))
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "UpdateKnowledgeItem")]
@@ -733,6 +736,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::UpdateKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -838,6 +842,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ListKnowledgeItems")]
@@ -866,6 +871,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "SearchKnowledgeItems")]
@@ -908,6 +914,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ExternalizeKnowledge")]
@@ -915,6 +922,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::ExternalizeKnowledgeRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -998,6 +1006,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "CombineKnowledge")]
@@ -1005,6 +1014,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::CombineKnowledgeRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1082,6 +1092,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "InternalizeKnowledge")]
@@ -1089,6 +1100,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::InternalizeKnowledgeRequest>,
     ) -> Result<Response<pb::InternalizeKnowledgeResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1217,6 +1229,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "SocializeKnowledge")]
@@ -1224,6 +1237,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::SocializeKnowledgeRequest>,
     ) -> Result<Response<pb::SocializeKnowledgeResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1329,6 +1343,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "ShareKnowledgeItem")]
@@ -1336,6 +1351,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::ShareKnowledgeItemRequest>,
     ) -> Result<Response<pb::ShareKnowledgeItemResponse>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = writer(&caller)?;
@@ -1501,6 +1517,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "VerifyKnowledgeItem")]
@@ -1508,6 +1525,7 @@ impl KnowledgeService for KnowledgeApi {
         &self,
         request: Request<pb::VerifyKnowledgeItemRequest>,
     ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
             let access = KnowledgeAccess::of(&caller)?;
@@ -1558,6 +1576,7 @@ impl KnowledgeService for KnowledgeApi {
                 .await
         })
         .await
+        .inspect(|response| audit.customers_in(response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeLineage")]
@@ -1640,6 +1659,7 @@ impl KnowledgeService for KnowledgeApi {
             })
         })
         .await
+        .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
     }
 
     #[tracing::instrument(skip_all, name = "GetKnowledgeFlow")]
@@ -1763,6 +1783,7 @@ impl KnowledgeService for KnowledgeApi {
         request: Request<pb::WatchKnowledgeRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let subscription = async {
+            crate::audit::note_customers_in(&request, request.get_ref());
             let caller = principal(&request)?;
             let access = KnowledgeAccess::of(&caller)?;
             let scope = caller.customer_read_scope()?;

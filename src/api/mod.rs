@@ -1,5 +1,6 @@
 //! gRPC services: validate requests, convert proto ⇄ domain, map errors.
 
+pub mod audit;
 pub mod customer;
 pub mod interaction;
 pub mod knowledge;

@@ -304,6 +304,7 @@ mod tests {
             branch: Some("B01".into()),
             team: Some("T1".into()),
             roles: roles.to_vec(),
+            on_behalf_of: None,
         };
         assert!(
             KnowledgeAccess::of(&caller(&[Role::Compliance]))

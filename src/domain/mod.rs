@@ -22,6 +22,7 @@ macro_rules! string_enum {
     };
 }
 
+pub mod audit;
 pub mod customer;
 pub mod filter;
 pub mod interaction;

@@ -25,6 +25,18 @@ impl Role {
             _ => return None,
         })
     }
+
+    /// The claim spelling, as recorded in access events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::RelationshipManager => "relationship_manager",
+            Role::Teller => "teller",
+            Role::Analyst => "analyst",
+            Role::Compliance => "compliance",
+            Role::Admin => "admin",
+            Role::Service => "service",
+        }
+    }
 }
 
 /// An authenticated caller: an employee or a system.
@@ -35,6 +47,10 @@ pub struct Principal {
     pub branch: Option<String>,
     pub team: Option<String>,
     pub roles: Vec<Role>,
+    /// The end customer a calling system acts for (the verified
+    /// `on_behalf_of` claim of the mobile banking backend); recorded in the
+    /// access audit as a pseudonym.
+    pub on_behalf_of: Option<String>,
 }
 
 /// Which customers a caller reaches: every one, or those of one home branch.
@@ -101,6 +117,18 @@ impl Principal {
         }
     }
 
+    /// Whether the caller may read the access audit (DESIGN §3: compliance
+    /// and admin).
+    pub fn reads_audit(&self) -> bool {
+        self.has_any(&[Role::Compliance, Role::Admin])
+    }
+
+    /// The calling system, recorded with every access: a `service` caller's
+    /// `sub`; employees call through no system of their own.
+    pub fn calling_system(&self) -> Option<&str> {
+        self.has(Role::Service).then_some(self.subject.as_str())
+    }
+
     /// Whether the caller sees PII of a customer of `home_branch` unmasked:
     /// analysts see it masked unless another role of theirs shows it.
     pub fn sees_pii_of(&self, home_branch: &str) -> bool {
@@ -120,6 +148,7 @@ mod tests {
             branch: branch.map(String::from),
             team: None,
             roles: roles.to_vec(),
+            on_behalf_of: None,
         }
     }
 

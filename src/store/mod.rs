@@ -1,6 +1,7 @@
 //! Postgres: the pool, migrations, transactions with idempotency, and one
 //! repository module per aggregate.
 
+pub mod audit;
 pub mod customers;
 pub mod feed;
 pub mod idempotency;

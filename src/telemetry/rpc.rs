@@ -1,6 +1,7 @@
 //! The per-call tower layer around the gRPC router: one SERVER span per call
 //! that continues the caller's W3C trace context, call metrics by method and
-//! status code, an access log line, and the `x-trace-id` response header.
+//! status code, an access log line, the `x-trace-id` response header, and
+//! (for the customer-facing services) the call's access event.
 
 use std::{
     collections::HashSet,
@@ -24,7 +25,10 @@ use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty, instrument::Instrumented};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::metrics::{Metrics, code_name};
+use crate::{
+    audit::{AuditLog, AuditedCall},
+    metrics::{Metrics, code_name},
+};
 
 /// The response header that carries the call's trace id (32 hex digits), so
 /// an operator can look the call up from `grpcurl -v`.
@@ -56,6 +60,8 @@ struct Shared {
     /// `unknown` in metrics, so a client cannot grow their cardinality.
     methods: HashSet<String>,
     propagator: TraceContextPropagator,
+    /// Records access events when auditing is on.
+    audit: Option<AuditLog>,
 }
 
 impl RpcLayer {
@@ -72,8 +78,17 @@ impl RpcLayer {
                 timeout,
                 methods,
                 propagator: TraceContextPropagator::new(),
+                audit: None,
             }),
         }
+    }
+
+    /// Records an access event for every call of the audited services.
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("with_audit is called while building, before the layer is cloned")
+            .audit = Some(audit);
+        self
     }
 }
 
@@ -119,7 +134,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = self.shared.clone();
         let path = request.uri().path();
         let (service, method) = path
@@ -166,6 +181,17 @@ where
             (Span::none(), None)
         };
 
+        // Only methods the server serves: a made-up path under an audited
+        // service is answered UNIMPLEMENTED without touching any data.
+        let audit = shared
+            .audit
+            .as_ref()
+            .filter(|_| shared.methods.contains(path) && AuditLog::audits(path))
+            .map(|log| log.begin(path, request.headers(), trace_id.as_deref()));
+        if let Some(audit) = &audit {
+            request.extensions_mut().insert(audit.note());
+        }
+
         shared.metrics.call_started();
         let call = Call {
             shared: shared.clone(),
@@ -175,6 +201,7 @@ where
             started: Instant::now(),
             deadline,
             finished: false,
+            audit,
         };
         RpcFuture {
             inner: self.inner.call(request).instrument(span),
@@ -239,6 +266,7 @@ struct Call {
     started: Instant,
     deadline: Duration,
     finished: bool,
+    audit: Option<AuditedCall>,
 }
 
 impl Call {
@@ -251,6 +279,9 @@ impl Call {
         self.shared
             .metrics
             .call_finished(&self.service, &self.method, code, took);
+        if let Some(audit) = self.audit.take() {
+            audit.finish(code);
+        }
         let span = std::mem::replace(&mut self.span, Span::none());
         if span.is_none() {
             return;

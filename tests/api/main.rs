@@ -2,6 +2,7 @@
 //! tonic clients. One binary, so the crate links once.
 
 mod admin;
+mod audit;
 mod auth;
 mod customers;
 mod grpcurl;
