@@ -24,4 +24,7 @@ fi
 export CK__AUTH__MODE="${CK__AUTH__MODE:-trusted_headers}"
 export CK__LOG__FORMAT="${CK__LOG__FORMAT:-pretty}"
 
-exec cargo run --release --locked --bin customer-knowledge -- "$@"
+# The README's core-banking examples call as a calling system; one without
+# configured methods may call nothing (see [auth.systems] in the README).
+exec env "CK__AUTH__SYSTEMS__CORE-BANKING__METHODS=*" \
+  cargo run --release --locked --bin customer-knowledge -- "$@"

@@ -291,7 +291,71 @@ pub struct AuthSettings {
     /// validates the JWT is then the only way in).
     pub trusted_headers_allow_non_loopback: bool,
     pub jwt: JwtSettings,
+    /// Calling systems by their `sub`: the methods each may call.
+    #[serde(default)]
+    pub systems: std::collections::HashMap<String, SystemSettings>,
 }
+
+/// `[auth.systems.<sub>]`: what one calling system (a `service` principal)
+/// may do. A system without an entry may call nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SystemSettings {
+    /// `*`, `Service/*` or `Service/Method`; in the environment a
+    /// comma-separated list (`CK__AUTH__SYSTEMS__CORE-BANKING__METHODS`).
+    #[serde(default, deserialize_with = "list_or_commas")]
+    pub methods: Vec<String>,
+    /// The system acts for one end customer per call (`on_behalf_of`).
+    #[serde(default)]
+    pub acts_for_customers: bool,
+}
+
+/// A list, or one string of comma-separated items (as environment
+/// variables give it).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(de)? {
+        Either::List(items) => items,
+        Either::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    })
+}
+
+impl AuthSettings {
+    /// The calling-system policies, for the authorization check.
+    pub fn systems(&self) -> crate::domain::systems::Systems {
+        crate::domain::systems::Systems::new(
+            self.systems
+                .iter()
+                .map(|(sub, s)| {
+                    (
+                        sub.clone(),
+                        crate::domain::systems::SystemPolicy {
+                            methods: s.methods.clone(),
+                            acts_for_customers: s.acts_for_customers,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The short names of the contract's services, for `auth.systems` patterns.
+const CONTRACT_SERVICES: &[&str] = &[
+    "CustomerService",
+    "InteractionService",
+    "KnowledgeService",
+    "InsightService",
+    "AuditService",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct JwtSettings {
@@ -594,6 +658,12 @@ impl Settings {
                          (CK__AUTH__TRUSTED_HEADERS_ALLOW_NON_LOOPBACK) is true",
                     );
                 }
+            }
+        }
+        for (sub, system) in &self.auth.systems {
+            for pattern in &system.methods {
+                crate::domain::systems::check_pattern(pattern, CONTRACT_SERVICES)
+                    .map_err(|why| ConfigError(format!("auth.systems.{sub}.methods: {why}")))?;
             }
         }
         if let Some(secret) = &self.api.page_token_secret

@@ -44,7 +44,7 @@ use crate::{
         },
     },
     store::{Db, feed::ChangeFeed},
-    telemetry::rpc::RpcLayer,
+    telemetry::rpc::{CalledMethod, RpcLayer},
 };
 
 /// Every service of the contract, for per-service health.
@@ -153,11 +153,18 @@ impl Application {
         let (pseudonyms, audit) = start_audit(&settings, &metrics)?;
 
         let max_bytes = settings.server.max_message_bytes;
+        let systems = settings.auth.systems();
         let authenticate = move |mut request: Request<()>| -> Result<Request<()>, Status> {
             // The audit slot first, so that a refused login is recorded too.
             crate::audit::admit(&request)?;
             let principal = authenticator.authenticate(request.metadata())?;
             crate::audit::identify(&request, &principal);
+            let method = request
+                .extensions()
+                .get::<CalledMethod>()
+                .map(|m| m.0.clone())
+                .unwrap_or_default();
+            systems.permit(&principal, &method)?;
             request.extensions_mut().insert(principal);
             Ok(request)
         };

@@ -19,6 +19,7 @@ use crate::{
         mask,
         principal::{BranchScope, Principal},
         search,
+        systems::{acting_for, check_acting_for},
     },
     error::{Error, Violations},
     pb::v1::{self as pb, customer_service_server::CustomerService},
@@ -161,6 +162,20 @@ impl CustomerApi {
                 },
             )
             .await
+    }
+}
+
+/// What a customer sees of their own profile through a system acting for
+/// them: no staff tags, value tier or scores, no relationship manager and no
+/// other customers (links).
+fn self_service_view(customer: pb::Customer) -> pb::Customer {
+    pb::Customer {
+        relationship_manager: String::new(),
+        tags: Vec::new(),
+        tier: 0,
+        rfm: None,
+        links: Vec::new(),
+        ..customer
     }
 }
 
@@ -593,8 +608,14 @@ impl CustomerService for CustomerApi {
             let caller = principal(&request)?;
             let scope = caller.customer_read_scope()?;
             let id = parse_name("name", &request.get_ref().name)?;
+            check_acting_for(&caller, id.as_str())?;
             let found = self.db.get_customer(&id, scope.branch()).await?;
-            Ok(customer_to_proto(&resolve(found, &scope, &id)?, &caller))
+            let customer = customer_to_proto(&resolve(found, &scope, &id)?, &caller);
+            Ok(if acting_for(&caller).is_some() {
+                self_service_view(customer)
+            } else {
+                customer
+            })
         })
         .await
     }

@@ -24,6 +24,7 @@ use crate::{
             SourceSystems, staff_source,
         },
         principal::{BranchScope, Principal, Role},
+        systems::{acting_for, check_acting_for},
     },
     error::{Error, Violations},
     metrics::Metrics,
@@ -508,6 +509,23 @@ async fn unreachable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> 
 }
 
 /// A reachable customer for reads, or the error to return.
+/// An interaction as the caller may see it: a system acting for the end
+/// customer gets no internal notes, outcome, campaign, sentiment (a risk
+/// signal) or staff identities.
+fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
+    if acting_for(caller).is_none() {
+        return interaction;
+    }
+    pb::Interaction {
+        notes: String::new(),
+        outcome: String::new(),
+        campaign: String::new(),
+        sentiment: 0,
+        recorded_by: None,
+        ..interaction
+    }
+}
+
 /// A write under an external reference that holds another interaction.
 fn external_ref_conflict(existing: String) -> Error {
     Error::AlreadyExists {
@@ -1063,9 +1081,10 @@ impl InteractionService for InteractionApi {
             let name = &request.get_ref().name;
             let (customer, id) = rules::parse_child_name(name, "interactions")
                 .map_err(|e| Error::invalid("name", e))?;
+            check_acting_for(&caller, customer.as_str())?;
             readable_customer(&self.db, &customer, &scope).await?;
             match self.db.get_interaction(&customer, &id).await? {
-                Some(interaction) => Ok(interaction_to(&interaction)),
+                Some(interaction) => Ok(for_caller(interaction_to(&interaction), &caller)),
                 None => Err(Error::not_found(name.clone())),
             }
         })
@@ -1094,6 +1113,7 @@ impl InteractionService for InteractionApi {
                 let [micros, id] = split_cursor::<2>(&cursor)?;
                 query.after = Some((time_from_micros(&micros)?, id));
             }
+            check_acting_for(&caller, customer.as_str())?;
             readable_customer(&self.db, &customer, &scope).await?;
             let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
             let next_page_token = self
@@ -1105,7 +1125,10 @@ impl InteractionService for InteractionApi {
                     ])
                 });
             Ok(pb::ListInteractionsResponse {
-                interactions: page.iter().map(interaction_to).collect(),
+                interactions: page
+                    .iter()
+                    .map(|i| for_caller(interaction_to(i), &caller))
+                    .collect(),
                 next_page_token,
             })
         })

@@ -30,3 +30,4 @@ pub mod knowledge;
 pub mod mask;
 pub mod principal;
 pub mod search;
+pub mod systems;

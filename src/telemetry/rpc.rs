@@ -42,6 +42,11 @@ const DEADLINE_EXCEEDED: i32 = 4;
 /// counted but neither traced nor access-logged.
 const UNTRACED_SERVICE: &str = "grpc.health.v1.Health";
 
+/// The gRPC path of the call (`/package.Service/Method`), in the request's
+/// extensions for everything behind the layer.
+#[derive(Debug, Clone)]
+pub struct CalledMethod(pub Arc<str>);
+
 /// Wraps the router; see the module documentation.
 #[derive(Clone)]
 pub struct RpcLayer {
@@ -191,6 +196,10 @@ where
         if let Some(audit) = &audit {
             request.extensions_mut().insert(audit.note());
         }
+        // The method, for the per-method permissions of calling systems
+        // (tonic's interceptors do not see the path).
+        let called = CalledMethod(Arc::from(request.uri().path()));
+        request.extensions_mut().insert(called);
 
         shared.metrics.call_started();
         let call = Call {

@@ -95,6 +95,10 @@ pub fn test_env(database_url: &str) -> HashMap<String, String> {
         ("CK__AUTH__JWT__ISSUER", ISSUER),
         ("CK__AUTH__JWT__AUDIENCE", AUDIENCE),
         ("CK__LOG__FORMAT", "pretty"),
+        // Calling systems the tests use; a system without an entry may call
+        // nothing.
+        ("CK__AUTH__SYSTEMS__CORE-BANKING__METHODS", "*"),
+        ("CK__AUTH__SYSTEMS__CARDS__METHODS", "InteractionService/*"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

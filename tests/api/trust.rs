@@ -682,7 +682,9 @@ async fn only_the_named_system_writes_under_its_external_refs() {
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
-        "[interactions.source_systems]\ncore-banking = [\"T24\"]\n",
+        "[interactions.source_systems]\ncore-banking = [\"T24\"]\n\
+         [auth.systems.core-banking]\nmethods = [\"*\"]\n\
+         [auth.systems.cards]\nmethods = [\"InteractionService/*\"]\n",
     )
     .unwrap();
     let app = TestApp::spawn_with(|env| {
@@ -722,7 +724,7 @@ async fn only_the_named_system_writes_under_its_external_refs() {
     );
     // Nor can another system.
     let status = app
-        .interactions(&Caller::new("mobile-backend", None, &["service"]))
+        .interactions(&Caller::new("cards", None, &["service"]))
         .await
         .log_interaction(transaction("TX-1", "core-banking", 1))
         .await
@@ -972,4 +974,150 @@ async fn idempotency_keys_expire_after_their_retention_and_are_purged() {
         .await
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for_its_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[auth.systems.core-banking]\n\
+         methods = [\"CustomerService/LookupCustomer\", \"CustomerService/GetCustomer\", \"InteractionService/LogInteraction\"]\n\
+         [auth.systems.mobile-backend]\n\
+         methods = [\"CustomerService/GetCustomer\", \"InteractionService/ListInteractions\", \"CustomerService/ListCustomers\"]\n\
+         acts_for_customers = true\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|env| {
+        env.remove("CK__AUTH__SYSTEMS__CORE-BANKING__METHODS");
+        env.insert("CK_CONFIG".into(), config.display().to_string());
+    })
+    .await;
+    let alice = new_customer(&app, "Alice Self", "B01").await;
+    let bob = new_customer(&app, "Bob Other", "B02").await;
+    app.customers(&Caller::admin())
+        .await
+        .link_customers(pb::LinkCustomersRequest {
+            name: alice.clone(),
+            linked_customer: bob.clone(),
+            relationship: pb::customer_link::Relationship::Spouse as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    app.interactions(&rm("E2013", "B01"))
+        .await
+        .log_interaction(log_request(&alice, "internal: upsell premium card", ""))
+        .await
+        .unwrap();
+
+    // Core banking: what is configured, nothing else.
+    let core = Caller::service();
+    app.customers(&core)
+        .await
+        .get_customer(pb::GetCustomerRequest {
+            name: alice.clone(),
+        })
+        .await
+        .expect("a configured method");
+    let status = app
+        .customers(&core)
+        .await
+        .delete_customer(pb::DeleteCustomerRequest {
+            name: alice.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // A system nobody configured calls nothing.
+    let status = app
+        .customers(&Caller::new("unknown-system", None, &["service"]))
+        .await
+        .get_customer(pb::GetCustomerRequest {
+            name: alice.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // The mobile backend acts for Alice: her profile and timeline, trimmed.
+    let mobile = |customer: Option<&str>| {
+        let mut claims = Caller::new("mobile-backend", None, &["service"]).claims();
+        if let Some(customer) = customer {
+            claims["on_behalf_of"] = serde_json::json!(customer);
+        }
+        Bearer::token(&sign(&claims))
+    };
+    let channel = app.channel().await;
+    let mut as_alice = pb::customer_service_client::CustomerServiceClient::with_interceptor(
+        channel.clone(),
+        mobile(Some(&alice)),
+    );
+    let own = as_alice
+        .get_customer(pb::GetCustomerRequest {
+            name: alice.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.display_name, "Alice Self");
+    assert!(
+        own.links.is_empty(),
+        "no other customers through her profile"
+    );
+    let status = as_alice
+        .get_customer(pb::GetCustomerRequest { name: bob.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(!status_text(&status).contains("Bob Other"));
+    // Configured, but not a self-service method: still refused.
+    let status = as_alice
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let timeline = pb::interaction_service_client::InteractionServiceClient::with_interceptor(
+        channel.clone(),
+        mobile(Some(&alice)),
+    )
+    .list_interactions(pb::ListInteractionsRequest {
+        parent: alice.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(timeline.interactions.len(), 1);
+    assert!(
+        timeline.interactions[0].notes.is_empty(),
+        "no internal notes"
+    );
+    assert!(timeline.interactions[0].recorded_by.is_none());
+    // Without the customer it acts for, the mobile backend reaches nothing.
+    let status = pb::customer_service_client::CustomerServiceClient::with_interceptor(
+        channel.clone(),
+        mobile(None),
+    )
+    .get_customer(pb::GetCustomerRequest {
+        name: alice.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // Staff cannot claim to act for a customer.
+    let mut claims = rm("E2013", "B01").claims();
+    claims["on_behalf_of"] = serde_json::json!(alice);
+    let status = pb::customer_service_client::CustomerServiceClient::with_interceptor(
+        channel,
+        Bearer::token(&sign(&claims)),
+    )
+    .get_customer(pb::GetCustomerRequest {
+        name: alice.clone(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
 }

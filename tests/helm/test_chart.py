@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -39,6 +40,7 @@ KUBE_VERSIONS = [KUBE_MIN, kubernetes_validate.utils.latest_version()]
 CRD_GROUPS = ("monitoring.coreos.com",)
 UID = 65532
 GRPC_PORT = 50051
+SYSTEMS_DIR = "/etc/customer-knowledge/systems"
 ADMIN_PORT = 9464
 
 passed = 0
@@ -176,8 +178,16 @@ def check_restricted(label: str, docs: list[dict], expect_job: bool) -> None:
             check(f"[{label}] {cname}: image set", bool(c.get("image")))
 
 
+def settings_map(docs: list[dict]) -> dict:
+    """The settings ConfigMap (the environment), not the calling-systems file."""
+    maps = [d for d in by_kind(docs, "ConfigMap") if not d["metadata"]["name"].endswith("-systems")]
+    if len(maps) != 1:
+        raise AssertionError(f"expected exactly one settings ConfigMap, found {len(maps)}")
+    return maps[0]
+
+
 def config_of(docs: list[dict]) -> dict[str, str]:
-    return one(docs, "ConfigMap")["data"]
+    return settings_map(docs)["data"]
 
 
 def check_deployment(label: str, docs: list[dict], values: dict) -> None:
@@ -213,7 +223,7 @@ def check_deployment(label: str, docs: list[dict], values: dict) -> None:
     check(f"[{label}] terminationGracePeriodSeconds ({spec['terminationGracePeriodSeconds']}) > preStop sleep ({pre_stop}) + CK__SERVER__SHUTDOWN_GRACE_SECS ({grace})",
           spec["terminationGracePeriodSeconds"] > grace + pre_stop)
     check(f"[{label}] env from the chart's ConfigMap",
-          c.get("envFrom") == [{"configMapRef": {"name": one(docs, "ConfigMap")["metadata"]["name"]}}], str(c.get("envFrom")))
+          c.get("envFrom") == [{"configMapRef": {"name": settings_map(docs)["metadata"]["name"]}}], str(c.get("envFrom")))
     checksum = dep["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/config", "")
     check(f"[{label}] pod template carries checksum/config", bool(re.fullmatch(r"[0-9a-f]{64}", checksum)), checksum)
     check(f"[{label}] resources requests set", bool(c.get("resources", {}).get("requests")))
@@ -375,7 +385,8 @@ def service_binary() -> Path | None:
 
 def container_env(docs: list[dict], container: dict) -> dict[str, str]:
     """The environment a container would get, with stand-ins for Secret and
-    downward-API values. The database is unreachable on purpose."""
+    downward-API values, and files of mounted ConfigMaps written to a temporary
+    folder. The database is unreachable on purpose."""
     stand_ins = {
         "DATABASE_URL": "postgres://ck@127.0.0.1:1/ck",
         "CK__AUTH__JWT__HS256_SECRET": "h" * 40,
@@ -393,6 +404,12 @@ def container_env(docs: list[dict], container: dict) -> dict[str, str]:
             env[e["name"]] = stand_ins.get(e["name"], "stand-in")
         else:
             env[e["name"]] = "stand-in"
+    if env.get("CK_CONFIG", "").startswith(SYSTEMS_DIR + "/"):
+        data = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-systems"))["data"]
+        folder = Path(tempfile.mkdtemp(prefix="ck-chart-"))
+        for name, text in data.items():
+            (folder / name).write_text(text)
+        env["CK_CONFIG"] = str(folder / Path(env["CK_CONFIG"]).name)
     return env
 
 
@@ -506,6 +523,9 @@ def main() -> int:
                                           "clientCa": {"existingSecret": "ck-client-ca", "key": "ca.pem"}}}},
         "mutual-tls-optional": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls",
                                                    "clientCa": {"existingSecret": "ck-grpc-tls", "optional": True}}}},
+        "calling-systems": {"auth": {"systems": {
+            "core-banking": {"methods": ["CustomerService/LookupCustomer", "InteractionService/*"]},
+            "mobile-backend": {"methods": ["CustomerService/GetCustomer"], "actsForCustomers": True}}}},
     }
     for name, vals in variants.items():
         docs = check_release(name, vals)
@@ -525,6 +545,20 @@ def main() -> int:
             check("[hs256-only] CK__AUTH__JWT__HS256_SECRET from the Secret, no public keys file",
                   env.get("CK__AUTH__JWT__HS256_SECRET", {}).get("valueFrom", {}).get("secretKeyRef") == {"name": "ck-jwt", "key": "secret"}
                   and "CK__AUTH__JWT__PUBLIC_KEYS_FILE" not in cfg)
+        if name == "calling-systems":
+            systems = next((d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-systems")), None)
+            toml = (systems or {}).get("data", {}).get("systems.toml", "")
+            spec = one(docs, "Deployment")["spec"]["template"]["spec"]
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            check("[calling-systems] the systems file lists each system's methods",
+                  '[auth.systems."core-banking"]' in toml
+                  and 'methods = ["CustomerService/LookupCustomer", "InteractionService/*"]' in toml
+                  and "acts_for_customers = true" in toml, toml)
+            check("[calling-systems] server pods read it through CK_CONFIG from a read-only mount",
+                  env.get("CK_CONFIG") == SYSTEMS_DIR + "/systems.toml"
+                  and any(m["name"] == "systems-config" and m["mountPath"] == SYSTEMS_DIR and m.get("readOnly")
+                          for m in c["volumeMounts"])
+                  and any(v["name"] == "systems-config" for v in spec["volumes"]))
         if name == "single-replica-random-page-key":
             check("[single-replica-random-page-key] no PDB for a single replica", not by_kind(docs, "PodDisruptionBudget"))
         if name == "no-migration-job":
@@ -572,6 +606,10 @@ def main() -> int:
         ("jwt without public keys or HS256 secret",
          {"auth": {"jwt": {"publicKeys": {"existingSecret": ""}}}}, True, "existingSecret"),
         ("jwt without issuer", {"auth": {"jwt": {"issuer": ""}}}, True, "/auth/jwt/issuer"),
+        ("a calling system with a malformed method",
+         {"auth": {"systems": {"core-banking": {"methods": ["GetCustomer"]}}}}, True, "/auth/systems/core-banking/methods/0"),
+        ("a calling system without methods",
+         {"auth": {"systems": {"core-banking": {"actsForCustomers": True}}}}, True, "methods"),
         ("several replicas without a shared page token key",
          {"api": {"pageTokenSecret": {"existingSecret": ""}}}, True, "/api/pageTokenSecret/existingSecret"),
         ("autoscaling without a shared page token key",
