@@ -154,6 +154,8 @@ impl Application {
 
         let max_bytes = settings.server.max_message_bytes;
         let systems = settings.auth.systems();
+        // Methods of the contract not built yet authenticate too (fallback below).
+        let fallback_authenticator = authenticator.clone();
         let authenticate = move |mut request: Request<()>| -> Result<Request<()>, Status> {
             // The audit slot first, so that a refused login is recorded too.
             crate::audit::admit(&request)?;
@@ -236,7 +238,9 @@ impl Application {
         let router = builder
             .routes()
             .into_axum_router()
-            .fallback(move |request| unimplemented::answer(methods.clone(), request));
+            .fallback(move |request| {
+                unimplemented::answer(methods.clone(), fallback_authenticator.clone(), request)
+            });
 
         // Checked at config load; read again here so that what is served is
         // what is on disk now. The trial builds the rustls acceptor, so a

@@ -1,11 +1,16 @@
 //! Answers for gRPC methods no service handles: a contract method that a
-//! later release implements gets UNIMPLEMENTED naming it; anything else gets
-//! UNIMPLEMENTED saying the method is unknown.
+//! later release implements authenticates the caller like every implemented
+//! method (UNAUTHENTICATED without valid credentials, DESIGN §3), then gets
+//! UNIMPLEMENTED naming it; anything else gets UNIMPLEMENTED saying the
+//! method is unknown.
 
 use std::{collections::HashSet, sync::Arc};
 
 use axum::{body::Body, http::Request, response::Response};
 use prost::Message;
+use tonic::metadata::MetadataMap;
+
+use crate::auth::Authenticator;
 
 /// `/package.Service/Method` paths of every method in a descriptor set.
 pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
@@ -27,9 +32,17 @@ pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>
 }
 
 /// The fallback route of the gRPC router.
-pub async fn answer(methods: Arc<HashSet<String>>, request: Request<Body>) -> Response {
+pub async fn answer(
+    methods: Arc<HashSet<String>>,
+    authenticator: Authenticator,
+    request: Request<Body>,
+) -> Response {
     let path = request.uri().path();
     let message = if methods.contains(path) {
+        let metadata = MetadataMap::from_headers(request.headers().clone());
+        if let Err(e) = authenticator.authenticate(&metadata) {
+            return tonic::Status::from(e).into_http::<Body>();
+        }
         let method = path.trim_start_matches('/').replace('/', ".");
         format!("{method} is part of the contract but not implemented yet")
     } else {

@@ -1,5 +1,5 @@
-//! The server around the services: health, reflection, UNIMPLEMENTED for
-//! methods of later releases, trusted headers, and the graceful drain.
+//! The server around the services: health, reflection, UNIMPLEMENTED (after
+//! authentication) for methods of later releases, trusted headers, and the graceful drain.
 
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use crate::helpers::{Caller, TestApp};
+use crate::helpers::{Bearer, Caller, TestApp};
 
 const SERVICES: [&str; 5] = [
     "bank.customerknowledge.v1.CustomerService",
@@ -133,13 +133,19 @@ async fn reflection_v1_lists_every_service() {
 #[tokio::test]
 async fn methods_of_later_releases_answer_unimplemented_by_name() {
     let app = TestApp::spawn().await;
-    let mut insight = InsightServiceClient::new(app.channel().await);
-    let status = insight
-        .get_customer360(pb::GetCustomer360Request {
-            name: "customers/x".into(),
-        })
+    let request = || pb::GetCustomer360Request {
+        name: "customers/x".into(),
+    };
+    // Without credentials the answer is UNAUTHENTICATED, as for every built
+    // method: an unbuilt one must not tell strangers what is missing.
+    let status = InsightServiceClient::new(app.channel().await)
+        .get_customer360(request())
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut insight =
+        InsightServiceClient::with_interceptor(app.channel().await, Bearer::of(&Caller::admin()));
+    let status = insight.get_customer360(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
         status
