@@ -1528,7 +1528,7 @@ impl KnowledgeService for KnowledgeApi {
         let audit = crate::audit::note(&request);
         respond(async {
             let caller = principal(&request)?;
-            let access = KnowledgeAccess::of(&caller)?;
+            let access = writer(&caller)?;
             let req = request.into_inner();
             let id = parse_item("name", &req.name)?;
             let interval = req
