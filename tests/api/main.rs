@@ -11,6 +11,7 @@ mod idempotency;
 mod import;
 mod interactions;
 mod knowledge;
+mod matrix;
 mod pagination;
 mod server;
 mod telemetry;
