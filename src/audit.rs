@@ -57,6 +57,8 @@ pub const PURPOSE_HEADER: &str = "x-purpose";
 
 /// Events per transaction, well below Postgres' 65,535 bind parameters.
 const MAX_BATCH: usize = 500;
+/// How long the writer waits for more events after the first of a batch.
+const LINGER: Duration = Duration::from_millis(10);
 
 /// A call's event before the writer pseudonymizes and chains it.
 #[derive(Debug)]
@@ -498,6 +500,23 @@ async fn write_events(
             received = receiver.recv_many(&mut batch, MAX_BATCH) => {
                 if received == 0 {
                     return;
+                }
+            }
+        }
+        // Linger briefly for more: one commit (and one WAL flush) then
+        // carries many calls' events instead of a handful.
+        if !closing && batch.len() < MAX_BATCH {
+            let linger = tokio::time::sleep(LINGER);
+            tokio::pin!(linger);
+            loop {
+                let room = MAX_BATCH - batch.len();
+                tokio::select! {
+                    _ = &mut linger => break,
+                    received = receiver.recv_many(&mut batch, room) => {
+                        if received == 0 || batch.len() >= MAX_BATCH {
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! writer), listing them, and reading the chain back for verification.
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, QueryBuilder, Row, postgres::PgRow};
+use sqlx::{Row, postgres::PgRow};
 use tracing::Instrument;
 
 use super::{Db, statement};
@@ -79,24 +79,43 @@ pub async fn append(db: &Db, events: &mut [AccessEvent]) -> Result<(), Error> {
         previous = event.chain_hash(&previous);
         hashes.push(previous);
     }
-    let mut insert: QueryBuilder<Postgres> =
-        QueryBuilder::new(format!("INSERT INTO access_events ({COLUMNS}) "));
-    insert.push_values(events.iter().zip(&hashes), |mut row, (e, hash)| {
-        row.push_bind(e.sequence)
-            .push_bind(e.event_time())
-            .push_bind(&e.principal)
-            .push_bind(&e.roles)
-            .push_bind(&e.calling_system)
-            .push_bind(&e.on_behalf_of)
-            .push_bind(&e.method)
-            .push_bind(e.action.as_str())
-            .push_bind(&e.outcome)
-            .push_bind(&e.customers)
-            .push_bind(&e.purpose)
-            .push_bind(&e.trace_id)
-            .push_bind(hash.as_slice());
-    });
-    insert.build().execute(&mut *tx).await?;
+    // One statement text whatever the batch size (arrays, not a VALUES
+    // list per row), so Postgres plans it once per connection; the array
+    // columns travel as JSON arrays because UNNEST would flatten them.
+    macro_rules! column {
+        ($f:expr) => {
+            events.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    sqlx::query(
+        "INSERT INTO access_events (sequence, event_time, principal, roles, calling_system,
+                                    on_behalf_of, method, action, outcome, customers, purpose,
+                                    trace_id, hash)
+         SELECT sequence, event_time, principal,
+                ARRAY(SELECT jsonb_array_elements_text(roles)), calling_system, on_behalf_of,
+                method, action, outcome, ARRAY(SELECT jsonb_array_elements_text(customers)),
+                purpose, trace_id, hash
+         FROM UNNEST($1::int8[], $2::timestamptz[], $3::text[], $4::jsonb[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[],
+                     $12::text[], $13::bytea[])
+           AS t(sequence, event_time, principal, roles, calling_system, on_behalf_of, method,
+                action, outcome, customers, purpose, trace_id, hash)",
+    )
+    .bind(column!(|e| e.sequence))
+    .bind(column!(|e| e.event_time()))
+    .bind(column!(|e| e.principal.as_str()))
+    .bind(column!(|e| sqlx::types::Json(&e.roles)))
+    .bind(column!(|e| e.calling_system.as_str()))
+    .bind(column!(|e| e.on_behalf_of.as_str()))
+    .bind(column!(|e| e.method.as_str()))
+    .bind(column!(|e| e.action.as_str()))
+    .bind(column!(|e| e.outcome.as_str()))
+    .bind(column!(|e| sqlx::types::Json(&e.customers)))
+    .bind(column!(|e| e.purpose.as_str()))
+    .bind(column!(|e| e.trace_id.as_str()))
+    .bind(hashes.iter().map(|h| h.as_slice()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
