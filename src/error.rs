@@ -47,6 +47,9 @@ pub enum Error {
     Unavailable(#[source] anyhow::Error),
     #[error("the operation ran out of time")]
     DeadlineExceeded,
+    /// A concurrent transaction won (serialization failure, deadlock).
+    #[error("aborted by a concurrent change")]
+    Aborted,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -103,6 +106,22 @@ impl From<sqlx::Error> for Error {
                 // query_canceled: the statement timeout fired.
                 Error::DeadlineExceeded
             }
+            sqlx::Error::Database(db) => match db.code().as_deref().unwrap_or_default() {
+                // The server is shutting down or restarting (57P01-57P03), or
+                // the connection failed (class 08): a retry may succeed.
+                code if code.starts_with("57P") || code.starts_with("08") => {
+                    Error::Unavailable(err.into())
+                }
+                // Serialization failure or deadlock: the caller retries the call.
+                "40001" | "40P01" => Error::Aborted,
+                // Data exceptions (a NUL byte, a value out of range) come from
+                // what the caller sent.
+                code if code.starts_with("22") => Error::invalid(
+                    "request",
+                    "holds a value the database cannot store (a NUL character, or a number or time out of range)",
+                ),
+                _ => Error::Internal(err.into()),
+            },
             _ => Error::Internal(err.into()),
         }
     }

@@ -1534,7 +1534,18 @@ impl KnowledgeService for KnowledgeApi {
             let interval = req
                 .review_interval
                 .as_ref()
-                .map(|d| Duration::seconds(d.seconds) + Duration::nanoseconds(i64::from(d.nanos)));
+                .map(|d| {
+                    // Checked: a caller may send any i64 of seconds.
+                    Duration::try_seconds(d.seconds)
+                        .and_then(|s| s.checked_add(&Duration::nanoseconds(i64::from(d.nanos))))
+                        .ok_or_else(|| {
+                            Error::invalid(
+                                "review_interval",
+                                "is not a duration the service can hold",
+                            )
+                        })
+                })
+                .transpose()?;
             let interval = rules::review_interval(interval)
                 .map_err(|e| Error::invalid("review_interval", e))?;
             let key = idempotency_key(

@@ -54,7 +54,16 @@ pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// A request's timestamp, or None when it is outside what a
+/// `google.protobuf.Timestamp` may hold (years 1 to 9999, nanos below 1e9),
+/// which is also inside what Postgres stores.
 pub(crate) fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
+    {
+        return None;
+    }
     DateTime::from_timestamp(ts.seconds, u32::try_from(ts.nanos).ok()?)
 }
 

@@ -103,6 +103,12 @@ impl From<Error> for Status {
                 "the operation did not finish in time".into(),
                 plain(),
             ),
+            Error::Aborted => status(
+                Code::Aborted,
+                "CONCURRENT_CHANGE",
+                "a concurrent change got in the way; retry the call".into(),
+                plain(),
+            ),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 status(

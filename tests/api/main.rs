@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod bad_input;
 mod customers;
 mod grpcurl;
 mod helpers;
