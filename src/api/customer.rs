@@ -142,20 +142,20 @@ impl CustomerApi {
     async fn record_consent(
         &self,
         caller: &Principal,
+        scope: &BranchScope,
         id: &CustomerId,
         change: &ConsentChange,
         etag: &str,
         key: Option<crate::store::idempotency::IdempotencyKey>,
     ) -> Result<pb::Customer, Error> {
-        let scope = caller.customer_write_scope()?;
         self.db
             .write(
                 key.as_ref(),
                 customer_names,
-                async |tx, names| current_customer(tx, &names[0], &scope, caller).await,
+                async |tx, names| current_customer(tx, &names[0], scope, caller).await,
                 async |tx| {
                     let found = customers::get(tx, id, scope.branch(), true).await?;
-                    let current = resolve(found, &scope, id)?;
+                    let current = resolve(found, scope, id)?;
                     check_etag(etag, &current)?;
                     let updated = customers::set_consent(tx, id, change, &caller.subject).await?;
                     Ok(customer_to_proto(&updated, caller))
@@ -842,7 +842,7 @@ impl CustomerService for CustomerApi {
         respond(async {
             crate::audit::note_customer(&request, &request.get_ref().name);
             let caller = principal(&request)?;
-            caller.customer_write_scope()?;
+            let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
             let mut violations = Violations::default();
             if req.granted.is_none() {
@@ -875,7 +875,7 @@ impl CustomerService for CustomerApi {
                     ..req.clone()
                 },
             )?;
-            self.record_consent(&caller, &id, &change, &req.etag, key)
+            self.record_consent(&caller, &scope, &id, &change, &req.etag, key)
                 .await
         })
         .await
@@ -888,7 +888,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
             let caller = principal(&request)?;
-            caller.customer_write_scope()?;
+            let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
             let stated = ConsentStatement {
                 name: &req.name,
@@ -909,7 +909,7 @@ impl CustomerService for CustomerApi {
                     ..req.clone()
                 },
             )?;
-            self.record_consent(&caller, &id, &change, &req.etag, key)
+            self.record_consent(&caller, &scope, &id, &change, &req.etag, key)
                 .await
         })
         .await
@@ -922,7 +922,7 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::Customer>, Status> {
         respond(async {
             let caller = principal(&request)?;
-            caller.customer_write_scope()?;
+            let scope = caller.customer_write_scope()?;
             let req = request.into_inner();
             let stated = ConsentStatement {
                 name: &req.name,
@@ -943,7 +943,7 @@ impl CustomerService for CustomerApi {
                     ..req.clone()
                 },
             )?;
-            self.record_consent(&caller, &id, &change, &req.etag, key)
+            self.record_consent(&caller, &scope, &id, &change, &req.etag, key)
                 .await
         })
         .await

@@ -530,6 +530,23 @@ impl KnowledgeApi {
         Ok(())
     }
 
+    /// Inserts an item the caller writes from scratch (create, externalize,
+    /// combine) after the checks every such item passes: the caller reads
+    /// its subjects and cited interactions, and the visibility rule holds.
+    async fn insert_new(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        caller: &Principal,
+        access: &KnowledgeAccess,
+        item: &NewItem,
+        interaction_sources: &[(String, String)],
+    ) -> Result<KnowledgeItem, Error> {
+        self.check_references(tx, caller, &item.content, interaction_sources)
+            .await?;
+        check_visibility(tx, caller, item).await?;
+        store::insert(tx, item, access).await
+    }
+
     /// Loads source items the caller sees, in request order.
     async fn load_sources(
         &self,
@@ -703,10 +720,10 @@ impl KnowledgeService for KnowledgeApi {
                         ))
                     },
                     async |tx| {
-                        self.check_references(tx, &caller, &item.content, &sources)
+                        let created = self
+                            .insert_new(tx, &caller, &access, &item, &sources)
                             .await?;
-                        check_visibility(tx, &caller, &item).await?;
-                        Ok(item_pb(&store::insert(tx, &item, &access).await?))
+                        Ok(item_pb(&created))
                     },
                 )
                 .await
@@ -979,10 +996,8 @@ impl KnowledgeService for KnowledgeApi {
                         if !subjects_given {
                             item.content.subjects = union_subjects(&sources, &interaction_sources);
                         }
-                        self.check_references(tx, &caller, &item.content, &interaction_sources)
+                        self.insert_new(tx, &caller, &access, &item, &interaction_sources)
                             .await?;
-                        check_visibility(tx, &caller, &item).await?;
-                        store::insert(tx, &item, &access).await?;
                         store::record_conversion(
                             tx,
                             &converted(
@@ -1070,10 +1085,7 @@ impl KnowledgeService for KnowledgeApi {
                         if !subjects_given {
                             item.content.subjects = union_subjects(&sources, &[]);
                         }
-                        self.check_references(tx, &caller, &item.content, &[])
-                            .await?;
-                        check_visibility(tx, &caller, &item).await?;
-                        store::insert(tx, &item, &access).await?;
+                        self.insert_new(tx, &caller, &access, &item, &[]).await?;
                         store::record_conversion(
                             tx,
                             &converted(
