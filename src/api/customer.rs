@@ -25,7 +25,7 @@ use crate::{
     pb::v1::{self as pb, customer_service_server::CustomerService},
     store::{
         Db,
-        customers::{self, Found},
+        customers::{self, Found, Lock},
     },
 };
 
@@ -60,6 +60,18 @@ pub(crate) fn resolve(
     }
 }
 
+/// The customer a write hangs off (an interaction, a follow-up, a complaint
+/// change), share-locked until the transaction ends so that an erasure
+/// cannot commit in between; NOT_FOUND when one committed first.
+pub(crate) async fn lock_reachable_customer(
+    tx: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Result<Customer, Error> {
+    let found = customers::get(tx, id, scope.branch(), Lock::Share).await?;
+    resolve(found, scope, id)
+}
+
 pub(crate) fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {
     CustomerId::from_name(name).map_err(|e| Error::invalid(field, e))
 }
@@ -74,7 +86,7 @@ async fn current_customer(
 ) -> Result<pb::Customer, Error> {
     let id = CustomerId::from_name(name)
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-    let found = customers::get(tx, &id, scope.branch(), false).await?;
+    let found = customers::get(tx, &id, scope.branch(), Lock::None).await?;
     Ok(customer_to_proto(&resolve(found, scope, &id)?, caller))
 }
 
@@ -154,7 +166,7 @@ impl CustomerApi {
                 customer_names,
                 async |tx, names| current_customer(tx, &names[0], scope, caller).await,
                 async |tx| {
-                    let found = customers::get(tx, id, scope.branch(), true).await?;
+                    let found = customers::get(tx, id, scope.branch(), Lock::Update).await?;
                     let current = resolve(found, scope, id)?;
                     check_etag(etag, &current)?;
                     let updated = customers::set_consent(tx, id, change, &caller.subject).await?;
@@ -693,7 +705,7 @@ impl CustomerService for CustomerApi {
                     customer_names,
                     async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
                     async |tx| {
-                        let found = customers::get(tx, &id, scope.branch(), true).await?;
+                        let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
                         let current = resolve(found, &scope, &id)?;
                         check_etag(&etag, &current)?;
                         let mut profile = current.profile.clone();
@@ -818,12 +830,12 @@ impl CustomerService for CustomerApi {
                     |_: &()| Vec::new(),
                     // A replay answers OK only while the caller may still
                     // reach the (now erased) customer.
-                    async |tx, _| match customers::get(tx, &id, scope.branch(), false).await? {
+                    async |tx, _| match customers::get(tx, &id, scope.branch(), Lock::None).await? {
                         Found::Erased => Ok(()),
                         other => resolve(other, &scope, &id).map(|_| ()),
                     },
                     async |tx| {
-                        let found = customers::get(tx, &id, scope.branch(), true).await?;
+                        let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
                         let current = resolve(found, &scope, &id)?;
                         check_etag(&req.etag, &current)?;
                         customers::erase(tx, &id).await
@@ -969,7 +981,7 @@ impl CustomerService for CustomerApi {
             };
             let mut conn = self.db.acquire().await?;
             resolve(
-                customers::get(&mut conn, &id, scope.branch(), false).await?,
+                customers::get(&mut conn, &id, scope.branch(), Lock::None).await?,
                 &scope,
                 &id,
             )?;
@@ -1057,7 +1069,8 @@ impl CustomerService for CustomerApi {
                             (&linked, &id)
                         };
                         for customer in [first, second] {
-                            let found = customers::get(tx, customer, scope.branch(), true).await?;
+                            let found =
+                                customers::get(tx, customer, scope.branch(), Lock::Update).await?;
                             resolve(found, &scope, customer)?;
                         }
                         let updated = customers::link(tx, &id, &linked, relationship).await?;

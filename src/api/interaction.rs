@@ -3,14 +3,17 @@
 
 use std::{pin::Pin, sync::Arc};
 
+use tokio::time::Instant;
+
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    customer::{parse_name, resolve},
-    from_timestamp, idempotency_key,
+    Streams,
+    customer::{lock_reachable_customer, parse_name, resolve},
+    draining_status, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -30,7 +33,8 @@ use crate::{
     metrics::Metrics,
     pb::v1::{self as pb, interaction_service_server::InteractionService},
     store::{
-        Db, customers,
+        Db,
+        customers::{self, Lock},
         feed::{ChangeFeed, FEED_PAGE},
         interactions::{
             self as store, Appended, ComplaintQuery, DueCursor, FeedCursor, FeedItem, FollowUp,
@@ -46,7 +50,7 @@ pub struct InteractionApi {
     sources: SourceSystems,
     import_batch_size: usize,
     feed: ChangeFeed,
-    stopping: watch::Receiver<bool>,
+    streams: Streams,
     metrics: Metrics,
 }
 
@@ -58,7 +62,7 @@ pub struct InteractionApiParts {
     pub sources: SourceSystems,
     pub import_batch_size: usize,
     pub feed: ChangeFeed,
-    pub stopping: watch::Receiver<bool>,
+    pub streams: Streams,
     pub metrics: Metrics,
 }
 
@@ -71,7 +75,7 @@ impl InteractionApi {
             sources,
             import_batch_size,
             feed,
-            stopping,
+            streams,
             metrics,
         } = parts;
         InteractionApi {
@@ -81,7 +85,7 @@ impl InteractionApi {
             sources,
             import_batch_size,
             feed,
-            stopping,
+            streams,
             metrics,
         }
     }
@@ -497,9 +501,15 @@ fn read_interaction(
 }
 
 /// The error for a customer a write could not reach: told apart precisely
-/// only on this error path.
-async fn unreachable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> Error {
-    match db.get_customer(id, scope.branch()).await {
+/// only on this error path, on the write's own connection (a second one,
+/// taken while the transaction holds the first, could wait on a drained pool
+/// forever).
+async fn unreachable_customer(
+    conn: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Error {
+    match customers::get(conn, id, scope.branch(), Lock::None).await {
         Ok(found) => match resolve(found, scope, id) {
             Err(e) => e,
             Ok(_) => Error::Internal(anyhow::anyhow!("customer became reachable mid-call")),
@@ -546,7 +556,7 @@ async fn current_interactions(
     for name in names {
         let (customer, id) = rules::parse_child_name(name, "interactions")
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-        let found = customers::get(tx, &customer, scope.branch(), false).await?;
+        let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
         resolve(found, scope, &customer)?;
         let interaction = store::get(tx, &customer, &id, false)
             .await?
@@ -564,7 +574,7 @@ async fn current_follow_up(
 ) -> Result<FollowUp, Error> {
     let (customer, id) = rules::parse_child_name(name, "followUps")
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-    let found = customers::get(tx, &customer, scope.branch(), false).await?;
+    let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
     resolve(found, scope, &customer)?;
     store::get_follow_up(tx, &customer, &id)
         .await?
@@ -733,6 +743,20 @@ const STREAM: &str = "v1";
 type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchInteractionsResponse, Status>> + Send>>;
 
+/// How an import stream that went silent ends: its completed batches stay
+/// committed, and re-sending the stream adds no row twice.
+fn idle_stream(idle: std::time::Duration) -> Status {
+    super::status::layer_status(
+        tonic::Code::DeadlineExceeded,
+        "STREAM_IDLE",
+        &format!(
+            "no message for {} s (api.stream_idle_timeout_secs); the batches completed so far are committed",
+            idle.as_secs()
+        ),
+        None,
+    )
+}
+
 impl InteractionApi {
     /// Appends interactions for customers the caller may write, in one
     /// transaction; a customer out of reach fails the whole call.
@@ -748,7 +772,7 @@ impl InteractionApi {
         let reachable = store::lock_customers(conn, &ids, scope.branch()).await?;
         if let Some(missing) = ids.iter().find(|id| !reachable.iter().any(|r| r == *id)) {
             let id = CustomerId::parse(missing).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
-            return Err(unreachable_customer(&self.db, &id, scope).await);
+            return Err(unreachable_customer(conn, &id, scope).await);
         }
         self.metrics.observe_append_batch(rows.len());
         store::append(conn, rows, true)
@@ -994,7 +1018,11 @@ impl InteractionService for InteractionApi {
         let mut rejections = Vec::new();
         let (mut accepted, mut duplicates, mut rejected) = (0i64, 0i64, 0i64);
         let mut index = 0i64;
-        while let Some(message) = stream.message().await? {
+        let idle = self.streams.idle_timeout;
+        while let Some(message) = tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| idle_stream(idle))??
+        {
             if message.rows.len() > MAX_IMPORT_ROWS_PER_MESSAGE {
                 return Err(Error::invalid(
                     "rows",
@@ -1183,8 +1211,7 @@ impl InteractionService for InteractionApi {
                         Ok(interaction_to(&current_interactions(tx, &names, &scope).await?.remove(0)))
                     },
                     async |tx| {
-                    let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                    resolve(found, &scope, &customer)?;
+                    lock_reachable_customer(tx, &customer, &scope).await?;
                     let current = store::get(tx, &customer, &id, true)
                         .await?
                         .ok_or_else(|| Error::not_found(req.name.clone()))?;
@@ -1370,8 +1397,7 @@ impl InteractionService for InteractionApi {
                         ))
                     },
                     async |tx| {
-                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                        let owner = resolve(found, &scope, &customer)?;
+                        let owner = lock_reachable_customer(tx, &customer, &scope).await?;
                         let now = Utc::now();
                         let task = FollowUp {
                             customer: customer.clone(),
@@ -1420,9 +1446,11 @@ impl InteractionService for InteractionApi {
             if req.interaction.is_none() {
                 violations.add("interaction", "is required");
             }
-            match kind_from(input.kind) {
-                None | Some(Kind::FollowUp) => input.kind = pb::interaction::Kind::FollowUp as i32,
-                Some(_) => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
+            match (input.kind, kind_from(input.kind)) {
+                (0, _) | (_, Some(Kind::FollowUp)) => {
+                    input.kind = pb::interaction::Kind::FollowUp as i32
+                }
+                _ => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
             }
             let new = read_interaction(
                 &input,
@@ -1461,8 +1489,7 @@ impl InteractionService for InteractionApi {
                     },
                     async |tx| {
                         let rows = [(customer.clone(), new)];
-                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                        resolve(found, &scope, &customer)?;
+                        lock_reachable_customer(tx, &customer, &scope).await?;
                         let task = store::get_follow_up(tx, &customer, &id)
                             .await?
                             .ok_or_else(|| Error::not_found(req.name.clone()))?;
@@ -1587,11 +1614,12 @@ impl InteractionService for InteractionApi {
                 filter,
                 scope,
                 last: start,
+                last_sent: Instant::now(),
             },
             live,
             catch_up,
             tx,
-            self.stopping.clone(),
+            self.streams.clone(),
         ));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as WatchStream
@@ -1634,6 +1662,8 @@ struct Watcher {
     filter: WatchFilter,
     scope: BranchScope,
     last: FeedCursor,
+    /// When the stream last carried a message, for heartbeats.
+    last_sent: Instant,
 }
 
 impl Watcher {
@@ -1657,9 +1687,31 @@ impl Watcher {
             return true;
         }
         self.last = item.cursor;
+        self.last_sent = Instant::now();
         tx.send(Ok(pb::WatchInteractionsResponse {
             interaction: Some(interaction_to(&item.interaction)),
             resume_token: resume_token(STREAM, item.cursor),
+            heartbeat: false,
+        }))
+        .await
+        .is_ok()
+    }
+
+    /// A heartbeat with the current position, when nothing was sent for
+    /// `quiet`; false when the client has gone.
+    async fn beat(
+        &mut self,
+        quiet: std::time::Duration,
+        tx: &mpsc::Sender<Result<pb::WatchInteractionsResponse, Status>>,
+    ) -> bool {
+        if self.last_sent.elapsed() < quiet {
+            return true;
+        }
+        self.last_sent = Instant::now();
+        tx.send(Ok(pb::WatchInteractionsResponse {
+            interaction: None,
+            resume_token: resume_token(STREAM, self.last),
+            heartbeat: true,
         }))
         .await
         .is_ok()
@@ -1695,16 +1747,20 @@ impl Watcher {
 
 /// Feeds one watcher: first what it missed (when resuming), then the live
 /// feed; a watcher that falls behind the in-memory feed catches up from
-/// Postgres, so it never misses a row. Ends when the client goes away or
-/// the server shuts down.
+/// Postgres, so it never misses a row. A quiet stream gets heartbeats. Ends
+/// when the client goes away, or with UNAVAILABLE when the server drains.
 async fn deliver(
     db: Db,
     mut watcher: Watcher,
     mut live: broadcast::Receiver<Arc<FeedItem>>,
     catch_up: bool,
     tx: mpsc::Sender<Result<pb::WatchInteractionsResponse, Status>>,
-    mut stopping: watch::Receiver<bool>,
+    streams: Streams,
 ) {
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + streams.heartbeat,
+        streams.heartbeat,
+    );
     let fail = |e: Error| Err(Status::from(e));
     if catch_up {
         match watcher.catch_up(&db, &tx).await {
@@ -1734,9 +1790,21 @@ async fn deliver(
                         }
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                // The feed closes only when the server drains.
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx.send(Err(draining_status())).await;
+                    return;
+                }
             },
-            _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+            _ = heartbeat.tick() => {
+                if !watcher.beat(streams.heartbeat, &tx).await {
+                    return;
+                }
+            }
+            _ = streams.draining() => {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            }
             _ = tx.closed() => return,
         }
     }

@@ -10,8 +10,9 @@ use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
+    Streams,
     customer::parse_name,
-    from_timestamp, idempotency_key,
+    draining_status, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -42,21 +43,16 @@ pub struct KnowledgeApi {
     db: Db,
     page_tokens: PageTokens,
     feed: ChangeFeed,
-    stopping: watch::Receiver<bool>,
+    streams: Streams,
 }
 
 impl KnowledgeApi {
-    pub fn new(
-        db: Db,
-        page_tokens: PageTokens,
-        feed: ChangeFeed,
-        stopping: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(db: Db, page_tokens: PageTokens, feed: ChangeFeed, streams: Streams) -> Self {
         KnowledgeApi {
             db,
             page_tokens,
             feed,
-            stopping,
+            streams,
         }
     }
 }
@@ -291,6 +287,13 @@ fn read_interaction_sources(
     violations: &mut Violations,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if names.len() > rules::MAX_INTERACTION_SOURCES {
+        violations.add(
+            field,
+            format!("must name at most {}", rules::MAX_INTERACTION_SOURCES),
+        );
+        return out;
+    }
     for (i, name) in names.iter().enumerate() {
         match parse_child_name(name, "interactions") {
             Ok((customer, id)) => out.push((customer.as_str().to_string(), id)),
@@ -310,6 +313,15 @@ fn read_carrier(
     violations: &mut Violations,
 ) -> Carrier {
     let stated = input.and_then(|c| carrier_from(c.r#type));
+    if let Some(c) = input
+        && c.r#type != 0
+        && stated.is_none()
+    {
+        violations.add(
+            "knowledge_item.carrier.type",
+            "is not a carrier type: EMPLOYEE, TEAM, BRANCH, BANK or CUSTOMER",
+        );
+    }
     let id = input.map(|c| c.id.clone()).unwrap_or_default();
     let kind = match (nature, stated) {
         (_, None) => CarrierType::Employee,
@@ -1835,7 +1847,7 @@ impl KnowledgeService for KnowledgeApi {
             start,
             wakeups,
             tx,
-            self.stopping.clone(),
+            self.streams.clone(),
         ));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as WatchStream
@@ -1924,8 +1936,9 @@ async fn deliver(
     mut cursor: (i64, i64),
     mut wakeups: watch::Receiver<u64>,
     tx: mpsc::Sender<Result<pb::WatchKnowledgeResponse, Status>>,
-    mut stopping: watch::Receiver<bool>,
+    streams: Streams,
 ) {
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         loop {
             let events: Vec<KnowledgeEvent> = match db
@@ -1950,15 +1963,35 @@ async fn deliver(
                 if tx.send(Ok(message)).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
             if !full {
                 break;
             }
         }
+        if last_sent.elapsed() >= streams.heartbeat {
+            let heartbeat = pb::WatchKnowledgeResponse {
+                change: pb::watch_knowledge_response::Change::Heartbeat as i32,
+                knowledge_item: None,
+                change_time: None,
+                resume_token: resume_token(STREAM, cursor),
+            };
+            if tx.send(Ok(heartbeat)).await.is_err() {
+                return;
+            }
+            last_sent = tokio::time::Instant::now();
+        }
         tokio::select! {
-            changed = wakeups.changed() => if changed.is_err() { return; },
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+            // The feed closes only when the server drains.
+            changed = wakeups.changed() => if changed.is_err() {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1).min(streams.heartbeat)) => {}
+            _ = streams.draining() => {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            }
             _ = tx.closed() => return,
         }
     }

@@ -2,7 +2,10 @@
 //! `google.rpc.ErrorInfo`; invalid input carries `BadRequest` field violations.
 //! Internal causes are logged here and never returned.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -11,6 +14,10 @@ use crate::error::Error;
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "customerknowledge.bank";
+
+/// The pause RetryInfo suggests when the database is out of reach (a restart
+/// or failover usually takes a few seconds).
+const DATABASE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn status(code: Code, reason: &str, message: String, details: ErrorDetails) -> Status {
     status_with(code, reason, message, details, HashMap::new())
@@ -27,20 +34,78 @@ fn status_with(
     Status::with_error_details(code, message, details)
 }
 
+/// A status the server answers itself, outside any handler (a shed call, a
+/// passed deadline, a caught panic), shaped like every other: ErrorInfo,
+/// and RetryInfo when the caller should come back after a pause.
+pub(crate) fn layer_status(
+    code: Code,
+    reason: &str,
+    message: &str,
+    retry_after: Option<std::time::Duration>,
+) -> Status {
+    let mut details = ErrorDetails::new();
+    if let Some(delay) = retry_after {
+        details.set_retry_info(Some(delay));
+    }
+    status(code, reason, message.to_string(), details)
+}
+
+/// Field violations an INVALID_ARGUMENT status lists at most
+/// (`api.max_field_violations`); the total is in `ErrorInfo.metadata`.
+static MAX_FIELD_VIOLATIONS: AtomicUsize = AtomicUsize::new(20);
+
+/// The longest field path or description a violation carries, in characters.
+const MAX_VIOLATION_TEXT: usize = 200;
+
+/// Sets how many field violations an INVALID_ARGUMENT status lists.
+pub fn set_max_field_violations(max: usize) {
+    MAX_FIELD_VIOLATIONS.store(max.max(1), Ordering::Relaxed);
+}
+
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(MAX_VIOLATION_TEXT) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// INVALID_ARGUMENT with the first violations (bounded in number and length,
+/// so the trailers stay far below what a client reads: a batch with a
+/// thousand bad rows must still tell the caller what is wrong) and the total
+/// count in `ErrorInfo.metadata["violations"]`.
+fn invalid_argument(violations: &[crate::error::FieldViolation]) -> Status {
+    let shown = MAX_FIELD_VIOLATIONS
+        .load(Ordering::Relaxed)
+        .min(violations.len());
+    let mut details = ErrorDetails::new();
+    let mut message = String::from("invalid request:");
+    for v in &violations[..shown] {
+        let (field, description) = (clip(&v.field), clip(&v.description));
+        details.add_bad_request_violation(field, description);
+        message.push_str(&format!(" {field} {description};"));
+    }
+    message.pop();
+    if shown < violations.len() {
+        message.push_str(&format!(
+            " (and {} more; {} in all)",
+            violations.len() - shown,
+            violations.len()
+        ));
+    }
+    status_with(
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+        message,
+        details,
+        HashMap::from([("violations".to_string(), violations.len().to_string())]),
+    )
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
         let plain = ErrorDetails::new;
         match err {
-            Error::InvalidArgument(violations) => {
-                let mut details = ErrorDetails::new();
-                let mut message = String::from("invalid request:");
-                for v in &violations {
-                    details.add_bad_request_violation(&v.field, &v.description);
-                    message.push_str(&format!(" {} {};", v.field, v.description));
-                }
-                message.pop();
-                status(Code::InvalidArgument, "INVALID_ARGUMENT", message, details)
-            }
+            Error::InvalidArgument(violations) => invalid_argument(&violations),
             Error::NotFound { resource } => {
                 let mut details = ErrorDetails::new();
                 details.set_resource_info("", &resource, "", "not found");
@@ -111,11 +176,13 @@ impl From<Error> for Status {
             ),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(DATABASE_RETRY_DELAY));
                 status(
                     Code::Unavailable,
                     "DATABASE_UNAVAILABLE",
                     "the service cannot reach its database; retry with backoff".into(),
-                    plain(),
+                    details,
                 )
             }
             Error::Internal(cause) => {

@@ -14,6 +14,7 @@ mod interactions;
 mod knowledge;
 mod matrix;
 mod pagination;
+mod reliability;
 mod server;
 mod telemetry;
 mod tls;
