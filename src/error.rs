@@ -1,6 +1,8 @@
 //! The one error type that service code returns; `api::status` maps it to
 //! `tonic::Status` in one place.
 
+pub use crate::pb::v1::ErrorReason;
+
 /// One invalid field of a request, named by its path
 /// (`customer.external_ids[2].value`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub enum Error {
     #[error("{resource} already exists")]
     AlreadyExists {
         resource: String,
-        reason: String,
+        reason: ErrorReason,
         /// The name of the resource the request collided with, for
         /// `ErrorInfo.metadata["resource"]`, when the caller may know it.
         existing: Option<String>,
@@ -38,7 +40,10 @@ pub enum Error {
     #[error("the etag does not match the current version of {resource}")]
     EtagMismatch { resource: String },
     #[error("{message}")]
-    FailedPrecondition { reason: String, message: String },
+    FailedPrecondition {
+        reason: ErrorReason,
+        message: String,
+    },
     #[error("the caller may not {action}")]
     PermissionDenied { action: String },
     #[error("{0}")]

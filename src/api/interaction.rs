@@ -29,7 +29,7 @@ use crate::{
         principal::{BranchScope, Principal, Role},
         systems::{acting_for, check_acting_for},
     },
-    error::{Error, Violations},
+    error::{Error, ErrorReason, Violations},
     metrics::Metrics,
     pb::v1::{self as pb, interaction_service_server::InteractionService},
     store::{
@@ -540,7 +540,7 @@ fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interacti
 fn external_ref_conflict(existing: String) -> Error {
     Error::AlreadyExists {
         resource: "an interaction with this external_ref and other content".into(),
-        reason: "EXTERNAL_REF_CONFLICT".into(),
+        reason: ErrorReason::ExternalRefConflict,
         existing: Some(existing),
     }
 }
@@ -748,7 +748,7 @@ type WatchStream =
 fn idle_stream(idle: std::time::Duration) -> Status {
     super::status::layer_status(
         tonic::Code::DeadlineExceeded,
-        "STREAM_IDLE",
+        crate::error::ErrorReason::StreamIdle,
         &format!(
             "no message for {} s (api.stream_idle_timeout_secs); the batches completed so far are committed",
             idle.as_secs()
@@ -1222,14 +1222,14 @@ impl InteractionService for InteractionApi {
                     }
                     let Some(mut complaint) = current.fields.complaint.clone() else {
                         return Err(Error::FailedPrecondition {
-                            reason: "NOT_A_COMPLAINT".into(),
+                            reason: ErrorReason::NotAComplaint,
                             message: format!("{} is not a complaint", req.name),
                         });
                     };
                     let next = state.unwrap_or(complaint.state);
                     if !complaint.state.may_become(next) {
                         return Err(Error::FailedPrecondition {
-                            reason: "ILLEGAL_COMPLAINT_TRANSITION".into(),
+                            reason: ErrorReason::IllegalComplaintTransition,
                             message: format!(
                                 "a complaint moves OPEN → IN_PROGRESS → RESOLVED → CLOSED one step at a time; {} cannot become {}",
                                 complaint.state.as_str(),
@@ -1502,7 +1502,7 @@ impl InteractionService for InteractionApi {
                         }
                         if task.state != FollowUpState::Scheduled {
                             return Err(Error::FailedPrecondition {
-                                reason: "FOLLOW_UP_ALREADY_COMPLETED".into(),
+                                reason: ErrorReason::FollowUpAlreadyCompleted,
                                 message: format!("{} is already completed", req.name),
                             });
                         }

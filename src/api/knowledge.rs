@@ -29,7 +29,7 @@ use crate::{
         principal::{Principal, Role},
         search,
     },
-    error::{Error, Violations},
+    error::{Error, ErrorReason, Violations},
     pb::v1::{self as pb, knowledge_service_server::KnowledgeService},
     store::{
         Db, customers,
@@ -470,7 +470,7 @@ async fn check_visibility(
     if item.content.visibility == Visibility::Bank {
         if item.content.sensitivity == Sensitivity::Restricted {
             return Err(Error::FailedPrecondition {
-                reason: "RESTRICTED".into(),
+                reason: ErrorReason::Restricted,
                 message: "a RESTRICTED item cannot be visible to the whole bank".into(),
             });
         }
@@ -492,7 +492,7 @@ async fn require_sharing_consent(
         customers::count_consented(tx, subjects, ConsentPurpose::KnowledgeSharing).await?;
     if consented != subjects.len() as i64 {
         return Err(Error::FailedPrecondition {
-            reason: "CONSENT_REQUIRED".into(),
+            reason: ErrorReason::ConsentRequired,
             message:
                 "a subject customer has not consented to KNOWLEDGE_SHARING beyond the home branch"
                     .into(),
@@ -503,7 +503,7 @@ async fn require_sharing_consent(
 
 fn wrong_nature(item: &KnowledgeItem, wanted: Nature, operation: &str) -> Error {
     Error::FailedPrecondition {
-        reason: "WRONG_NATURE".into(),
+        reason: ErrorReason::WrongNature,
         message: format!(
             "{} is {} knowledge; {operation} takes {} items",
             item.name(),
@@ -842,7 +842,7 @@ impl KnowledgeService for KnowledgeApi {
                     }
                     if content.visibility.is_wider_than(current.item.content.visibility) {
                         return Err(Error::FailedPrecondition {
-                            reason: "NOT_NARROWER".into(),
+                            reason: ErrorReason::NotNarrower,
                             message: format!(
                                 "an update only narrows visibility: the item is {}; widen it with ShareKnowledgeItem",
                                 current.item.content.visibility.as_str()
@@ -1476,7 +1476,7 @@ impl KnowledgeService for KnowledgeApi {
                         (Some(v), _) => {
                             if !v.is_wider_than(content.visibility) {
                                 return Err(Error::FailedPrecondition {
-                                    reason: "NOT_WIDER".into(),
+                                    reason: ErrorReason::NotWider,
                                     message: format!(
                                         "sharing only widens: the item is already {}; narrow it with UpdateKnowledgeItem",
                                         content.visibility.as_str()

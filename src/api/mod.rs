@@ -115,7 +115,7 @@ impl Streams {
 pub(crate) fn draining_status() -> Status {
     status::layer_status(
         tonic::Code::Unavailable,
-        "SERVER_DRAINING",
+        crate::error::ErrorReason::ServerDraining,
         "the server is shutting down; reconnect with the last resume_token received",
         Some(std::time::Duration::from_secs(1)),
     )

@@ -10,7 +10,7 @@ use std::{
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorReason};
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "customerknowledge.bank";
@@ -19,18 +19,20 @@ pub const ERROR_DOMAIN: &str = "customerknowledge.bank";
 /// or failover usually takes a few seconds).
 const DATABASE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn status(code: Code, reason: &str, message: String, details: ErrorDetails) -> Status {
+fn status(code: Code, reason: ErrorReason, message: String, details: ErrorDetails) -> Status {
     status_with(code, reason, message, details, HashMap::new())
 }
 
 fn status_with(
     code: Code,
-    reason: &str,
+    reason: ErrorReason,
     message: String,
     mut details: ErrorDetails,
     metadata: HashMap<String, String>,
 ) -> Status {
-    details.set_error_info(reason, ERROR_DOMAIN, metadata);
+    // The only place an ErrorInfo is built: every reason is a value of the
+    // contract's ErrorReason enum, never free text.
+    details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
     Status::with_error_details(code, message, details)
 }
 
@@ -39,7 +41,7 @@ fn status_with(
 /// and RetryInfo when the caller should come back after a pause.
 pub(crate) fn layer_status(
     code: Code,
-    reason: &str,
+    reason: ErrorReason,
     message: &str,
     retry_after: Option<std::time::Duration>,
 ) -> Status {
@@ -94,7 +96,7 @@ fn invalid_argument(violations: &[crate::error::FieldViolation]) -> Status {
     }
     status_with(
         Code::InvalidArgument,
-        "INVALID_ARGUMENT",
+        ErrorReason::InvalidArgument,
         message,
         details,
         HashMap::from([("violations".to_string(), violations.len().to_string())]),
@@ -111,7 +113,7 @@ impl From<Error> for Status {
                 details.set_resource_info("", &resource, "", "not found");
                 status(
                     Code::NotFound,
-                    "RESOURCE_NOT_FOUND",
+                    ErrorReason::ResourceNotFound,
                     format!("{resource} not found"),
                     details,
                 )
@@ -122,7 +124,7 @@ impl From<Error> for Status {
                 existing,
             } => status_with(
                 Code::AlreadyExists,
-                &reason,
+                reason,
                 format!("{resource} already exists"),
                 plain(),
                 existing
@@ -137,40 +139,43 @@ impl From<Error> for Status {
                 );
                 status(
                     Code::InvalidArgument,
-                    "REQUEST_ID_REUSED",
+                    ErrorReason::RequestIdReused,
                     "invalid request: request_id was already used for a different request".into(),
                     details,
                 )
             }
             Error::EtagMismatch { resource } => status(
                 Code::Aborted,
-                "ETAG_MISMATCH",
+                ErrorReason::EtagMismatch,
                 format!(
                     "{resource} changed since it was read: read it again and retry with the new etag"
                 ),
                 plain(),
             ),
             Error::FailedPrecondition { reason, message } => {
-                status(Code::FailedPrecondition, &reason, message, plain())
+                status(Code::FailedPrecondition, reason, message, plain())
             }
             Error::PermissionDenied { action } => status(
                 Code::PermissionDenied,
-                "PERMISSION_DENIED",
+                ErrorReason::PermissionDenied,
                 format!("the caller may not {action}"),
                 plain(),
             ),
-            Error::Unauthenticated(message) => {
-                status(Code::Unauthenticated, "UNAUTHENTICATED", message, plain())
-            }
+            Error::Unauthenticated(message) => status(
+                Code::Unauthenticated,
+                ErrorReason::Unauthenticated,
+                message,
+                plain(),
+            ),
             Error::DeadlineExceeded => status(
                 Code::DeadlineExceeded,
-                "DEADLINE_EXCEEDED",
+                ErrorReason::DeadlineExceeded,
                 "the operation did not finish in time".into(),
                 plain(),
             ),
             Error::Aborted => status(
                 Code::Aborted,
-                "CONCURRENT_CHANGE",
+                ErrorReason::ConcurrentChange,
                 "a concurrent change got in the way; retry the call".into(),
                 plain(),
             ),
@@ -180,7 +185,7 @@ impl From<Error> for Status {
                 details.set_retry_info(Some(DATABASE_RETRY_DELAY));
                 status(
                     Code::Unavailable,
-                    "DATABASE_UNAVAILABLE",
+                    ErrorReason::DatabaseUnavailable,
                     "the service cannot reach its database; retry with backoff".into(),
                     details,
                 )
@@ -189,11 +194,54 @@ impl From<Error> for Status {
                 tracing::error!(error = %cause, "internal error");
                 status(
                     Code::Internal,
-                    "INTERNAL",
+                    ErrorReason::Internal,
                     "internal error; it has been logged".into(),
                     plain(),
                 )
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ErrorInfo is built by `status_with` from an `ErrorReason`, so a
+    /// reason the contract does not declare cannot be sent; this keeps it so.
+    #[test]
+    fn error_info_is_built_in_one_place_from_the_enum() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        let mut offenders = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("api/status.rs")
+                {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if text.contains("set_error_info(") || text.contains("with_error_details(") {
+                        offenders.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "ErrorInfo built outside api/status.rs: {offenders:?}");
+    }
+
+    #[test]
+    fn every_reason_is_sent_by_its_proto_name() {
+        let status = layer_status(Code::ResourceExhausted, ErrorReason::Overloaded, "full", None);
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "OVERLOADED");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        let reasons: Vec<_> = (1..).map_while(|v| ErrorReason::try_from(v).ok()).collect();
+        assert!(reasons.len() > 30);
+        for reason in reasons {
+            assert_eq!(ErrorReason::from_str_name(reason.as_str_name()), Some(reason));
         }
     }
 }

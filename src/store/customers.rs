@@ -19,7 +19,7 @@ use crate::{
         principal::BranchScope,
         search,
     },
-    error::Error,
+    error::{Error, ErrorReason},
 };
 
 /// Everything a read returns about one customer, related rows included.
@@ -214,17 +214,17 @@ fn map_unique(err: sqlx::Error, id: &CustomerId) -> Error {
     match unique_violation(&err).as_deref() {
         Some("customers_pkey") => Error::AlreadyExists {
             resource: id.name(),
-            reason: "CUSTOMER_ALREADY_EXISTS".into(),
+            reason: ErrorReason::CustomerAlreadyExists,
             existing: Some(id.name()),
         },
         Some("customer_external_ids_pkey") => Error::AlreadyExists {
             resource: "an external id of this customer".into(),
-            reason: "EXTERNAL_ID_ALREADY_EXISTS".into(),
+            reason: ErrorReason::ExternalIdAlreadyExists,
             existing: None,
         },
         Some("customer_links_pkey") => Error::AlreadyExists {
             resource: "this link".into(),
-            reason: "LINK_ALREADY_EXISTS".into(),
+            reason: ErrorReason::LinkAlreadyExists,
             existing: None,
         },
         _ => err.into(),

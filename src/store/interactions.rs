@@ -17,7 +17,7 @@ use crate::{
             NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
         },
     },
-    error::Error,
+    error::{Error, ErrorReason},
 };
 
 /// The channel NOTIFY wakes the feed on; the payload is empty because the
@@ -306,7 +306,7 @@ pub async fn append(
         sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
             Error::AlreadyExists {
                 resource: "an interaction with this interaction_id".into(),
-                reason: "INTERACTION_ALREADY_EXISTS".into(),
+                reason: ErrorReason::InteractionAlreadyExists,
                 existing: None,
             }
         }
@@ -730,7 +730,7 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
         sqlx::Error::Database(db) if db.constraint() == Some("follow_ups_pkey") => {
             Error::AlreadyExists {
                 resource: "a follow-up with this follow_up_id".into(),
-                reason: "FOLLOW_UP_ALREADY_EXISTS".into(),
+                reason: ErrorReason::FollowUpAlreadyExists,
                 existing: None,
             }
         }

@@ -263,7 +263,7 @@ where
                         state: State::Answered(Some(
                             layer_status(
                                 Code::ResourceExhausted,
-                                "OVERLOADED",
+                                crate::error::ErrorReason::Overloaded,
                                 "the service is at its concurrency limit; retry with backoff",
                                 Some(SHED_RETRY_DELAY),
                             )
@@ -472,7 +472,7 @@ fn panicked(call: Option<&Call>) -> Status {
     }
     layer_status(
         Code::Internal,
-        "INTERNAL",
+        crate::error::ErrorReason::Internal,
         "internal error; it has been logged",
         None,
     )
@@ -488,7 +488,7 @@ fn expired(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context
 fn deadline_exceeded() -> Status {
     layer_status(
         Code::DeadlineExceeded,
-        "DEADLINE_EXCEEDED",
+        crate::error::ErrorReason::DeadlineExceeded,
         "the call did not finish before its deadline",
         None,
     )

@@ -226,9 +226,7 @@ async fn calls_beyond_the_limit_are_shed_at_once_and_the_service_recovers() {
     }
     app.customers(&Caller::rm("B01"))
         .await
-        .get_customer(pb::GetCustomerRequest {
-            name: customer,
-        })
+        .get_customer(pb::GetCustomerRequest { name: customer })
         .await
         .expect("served again once the load is gone");
 }
