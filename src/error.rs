@@ -70,6 +70,14 @@ impl Error {
         }
     }
 
+    /// A request part that validation should have reported as missing but
+    /// did not: a bug, answered INTERNAL rather than with a panic.
+    pub fn unreported_missing_part() -> Self {
+        Error::Internal(anyhow::anyhow!(
+            "a request part was missing without a field violation"
+        ))
+    }
+
     pub fn not_found(resource: impl Into<String>) -> Self {
         Error::NotFound {
             resource: resource.into(),
@@ -89,6 +97,13 @@ impl Violations {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The value, when nothing was found wrong and it was read (a part left
+    /// unread adds a violation; one that did not is `unreported_missing_part`).
+    pub fn into_value<T>(self, value: Option<T>) -> Result<T, Error> {
+        self.into_result(value)?
+            .ok_or_else(Error::unreported_missing_part)
     }
 
     /// `Ok(value)` when nothing was found wrong.

@@ -53,7 +53,7 @@ pub(crate) fn resolve(
         Found::Nothing => match scope {
             BranchScope::All => Err(Error::not_found(id.name())),
             BranchScope::Branch(_) => Err(Error::denied(format!(
-                "reach {} (customers of other branches are not reachable)",
+                "reach {}: it does not exist or is outside your reach",
                 id.name()
             ))),
         },
@@ -135,7 +135,7 @@ fn read_consent(
     }
     let (id, purpose) = violations.into_result((id, purpose))?;
     let (Some(id), Some(purpose)) = (id, purpose) else {
-        unreachable!("every missing part added a violation");
+        return Err(Error::unreported_missing_part());
     };
     Ok((
         id,
@@ -657,7 +657,7 @@ impl CustomerService for CustomerApi {
                     external.system
                 ))),
                 _ => Err(Error::denied(
-                    "look up this customer (customers of other branches are not reachable)",
+                    "look up this customer: it does not exist or is outside your reach",
                 )),
             }
         })
@@ -1050,7 +1050,7 @@ impl CustomerService for CustomerApi {
             let (Some(id), Some(linked), Some(relationship)) =
                 violations.into_result((id, linked, relationship))?
             else {
-                unreachable!("every missing part added a violation");
+                return Err(Error::unreported_missing_part());
             };
             self.db
                 .write(

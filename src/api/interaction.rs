@@ -900,7 +900,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let customer = violations.into_result(customer)?.expect("checked above");
+            let customer = violations.into_value(customer)?;
             let rows = [(customer, new)];
             self.db
                 .write(
@@ -1059,7 +1059,7 @@ impl InteractionService for InteractionApi {
                 }
                 match violations.into_result(customer) {
                     Ok(Some(customer)) => batch.push((index, customer, new)),
-                    Ok(None) => unreachable!("a missing customer adds a violation"),
+                    Ok(None) => return Err(Error::unreported_missing_part().into()),
                     Err(Error::InvalidArgument(found)) => {
                         rejected += 1;
                         if rejections.len() < MAX_REPORTED_REJECTIONS {
@@ -1202,7 +1202,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let (customer, id) = violations.into_result(target)?.expect("checked above");
+            let (customer, id) = violations.into_value(target)?;
             self.db
                 .write(
                     key.as_ref(),
@@ -1386,7 +1386,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let customer = violations.into_result(customer)?.expect("checked above");
+            let customer = violations.into_value(customer)?;
             self.db
                 .write(
                     key.as_ref(),
@@ -1470,7 +1470,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let (customer, id) = violations.into_result(target)?.expect("checked above");
+            let (customer, id) = violations.into_value(target)?;
             self.db
                 .write(
                     key.as_ref(),

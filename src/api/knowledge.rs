@@ -1505,7 +1505,7 @@ impl KnowledgeService for KnowledgeApi {
                             }
                         }
                         (None, Some(g)) => g.clone(),
-                        (None, None) => unreachable!("checked above"),
+                        (None, None) => return Err(Error::unreported_missing_part()),
                     };
                     // A grant beyond the home branch needs the subjects'
                     // consent as a bank-wide share does.

@@ -14,16 +14,19 @@ pub const MAX_PAGE_SIZE: i64 = 1000;
 
 #[derive(Clone)]
 pub struct PageTokens {
-    key: Vec<u8>,
+    keyed: HmacSha256,
 }
 
 impl PageTokens {
+    /// Keys the HMAC once, at start-up; each token clones the keyed state.
     pub fn new(key: &[u8]) -> Self {
-        PageTokens { key: key.to_vec() }
+        PageTokens {
+            keyed: HmacSha256::new_from_slice(key).expect("HMAC takes any key length"),
+        }
     }
 
     fn mac(&self, body: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(body);
         mac
     }

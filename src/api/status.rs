@@ -229,19 +229,30 @@ mod tests {
                 }
             }
         }
-        assert!(offenders.is_empty(), "ErrorInfo built outside api/status.rs: {offenders:?}");
+        assert!(
+            offenders.is_empty(),
+            "ErrorInfo built outside api/status.rs: {offenders:?}"
+        );
     }
 
     #[test]
     fn every_reason_is_sent_by_its_proto_name() {
-        let status = layer_status(Code::ResourceExhausted, ErrorReason::Overloaded, "full", None);
+        let status = layer_status(
+            Code::ResourceExhausted,
+            ErrorReason::Overloaded,
+            "full",
+            None,
+        );
         let info = status.get_error_details().error_info().cloned().unwrap();
         assert_eq!(info.reason, "OVERLOADED");
         assert_eq!(info.domain, ERROR_DOMAIN);
         let reasons: Vec<_> = (1..).map_while(|v| ErrorReason::try_from(v).ok()).collect();
         assert!(reasons.len() > 30);
         for reason in reasons {
-            assert_eq!(ErrorReason::from_str_name(reason.as_str_name()), Some(reason));
+            assert_eq!(
+                ErrorReason::from_str_name(reason.as_str_name()),
+                Some(reason)
+            );
         }
     }
 }

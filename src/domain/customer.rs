@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 pub const MAX_DISPLAY_NAME: usize = 200;
 pub const MAX_EXTERNAL_IDS: usize = 20;
@@ -418,7 +418,7 @@ pub fn birth_date(value: &str) -> Result<Option<NaiveDate>, String> {
     }
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map_err(|_| "must be an ISO 8601 date, YYYY-MM-DD".to_string())?;
-    if date > Utc::now().date_naive() || date < NaiveDate::from_ymd_opt(1800, 1, 1).unwrap() {
+    if date > Utc::now().date_naive() || date.year() < 1800 {
         return Err("must not be in the future or before 1800".into());
     }
     Ok(Some(date))
