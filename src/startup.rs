@@ -149,7 +149,8 @@ impl Application {
         let page_tokens = match &settings.api.page_token_secret {
             Some(secret) => PageTokens::new(secret.expose_secret().as_bytes()),
             None => PageTokens::new(&rand::random::<[u8; 32]>()),
-        };
+        }
+        .with_max_message_bytes(settings.server.max_message_bytes);
 
         let (pseudonyms, audit) = start_audit(&settings, &metrics)?;
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -748,11 +749,13 @@ impl CustomerService for CustomerApi {
                 .db
                 .list_customers(scope.branch(), &filter, after.as_deref(), limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
-                    last.id.as_str().to_string()
-                });
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |c| customer_to_proto(c, &caller).encoded_len(),
+                |last, _| last.id.as_str().to_string(),
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::ListCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
@@ -792,9 +795,13 @@ impl CustomerService for CustomerApi {
                 .db
                 .search_customers(scope.branch(), &tsquery, &req.query, offset, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |c| customer_to_proto(c, &caller).encoded_len(),
+                |_, kept| (offset + kept as i64).to_string(),
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::SearchCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),

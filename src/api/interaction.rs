@@ -6,6 +6,7 @@ use std::{pin::Pin, sync::Arc};
 use tokio::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
+use prost::Message;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
@@ -1144,14 +1145,18 @@ impl InteractionService for InteractionApi {
             check_acting_for(&caller, customer.as_str())?;
             readable_customer(&self.db, &customer, &scope).await?;
             let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| interaction_to(i).encoded_len(),
+                |last, _| {
                     join_cursor(&[
                         &last.fields.occur_time.timestamp_micros().to_string(),
                         &last.fields.id,
                     ])
-                });
+                },
+            );
             Ok(pb::ListInteractionsResponse {
                 interactions: page
                     .iter()
@@ -1296,9 +1301,12 @@ impl InteractionService for InteractionApi {
                 .db
                 .list_complaints(scope.branch(), &query, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| interaction_to(i).encoded_len(),
+                |last, _| {
                     let due = last
                         .fields
                         .complaint
@@ -1306,7 +1314,8 @@ impl InteractionService for InteractionApi {
                         .map(|c| c.due_time)
                         .unwrap_or_default();
                     due_cursor_text(due, &last.customer, &last.fields.id)
-                });
+                },
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),

@@ -5,6 +5,7 @@
 use std::{collections::BTreeMap, pin::Pin};
 
 use chrono::{Duration, Utc};
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
@@ -891,9 +892,13 @@ impl KnowledgeService for KnowledgeApi {
                 .db
                 .list_knowledge_items(&access, &query, after.as_deref(), limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| last.item.id.clone());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| item_pb(i).encoded_len(),
+                |last, _| last.item.id.clone(),
+            );
             Ok(pb::ListKnowledgeItemsResponse {
                 knowledge_items: page.iter().map(item_pb).collect(),
                 next_page_token,
@@ -934,9 +939,13 @@ impl KnowledgeService for KnowledgeApi {
                 .db
                 .search_knowledge_items(&access, &latin, cjk.as_deref(), offset, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| item_pb(i).encoded_len(),
+                |_, kept| (offset + kept as i64).to_string(),
+            );
             Ok(pb::SearchKnowledgeItemsResponse {
                 knowledge_items: page.iter().map(item_pb).collect(),
                 next_page_token,
