@@ -787,6 +787,13 @@ impl KnowledgeService for KnowledgeApi {
             }
             let mut fields: Vec<&str> = Vec::new();
             for (i, path) in paths.iter().enumerate() {
+                // AIP-134: `*` replaces every field an update may change;
+                // what the request leaves unset is cleared (or refused when
+                // required).
+                if path == "*" {
+                    fields = CONTENT_FIELDS.to_vec();
+                    continue;
+                }
                 match CONTENT_FIELDS.iter().find(|f| **f == path.as_str()) {
                     Some(f) if !fields.contains(f) => fields.push(f),
                     Some(_) => {}
