@@ -582,8 +582,12 @@ async fn current_follow_up(
         .ok_or_else(|| Error::not_found(name.to_string()))
 }
 
-async fn readable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> Result<(), Error> {
-    let found = db.get_customer(id, scope.branch()).await?;
+async fn readable_customer(
+    conn: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Result<(), Error> {
+    let found = customers::get(conn, id, scope.branch(), Lock::None).await?;
     resolve(found, scope, id).map(|_| ())
 }
 
@@ -1111,8 +1115,9 @@ impl InteractionService for InteractionApi {
             let (customer, id) = rules::parse_child_name(name, "interactions")
                 .map_err(|e| Error::invalid("name", e))?;
             check_acting_for(&caller, customer.as_str())?;
-            readable_customer(&self.db, &customer, &scope).await?;
-            match self.db.get_interaction(&customer, &id).await? {
+            let mut conn = self.db.acquire().await?;
+            readable_customer(&mut conn, &customer, &scope).await?;
+            match store::get(&mut conn, &customer, &id, false).await? {
                 Some(interaction) => Ok(for_caller(interaction_to(&interaction), &caller)),
                 None => Err(Error::not_found(name.clone())),
             }
@@ -1143,8 +1148,10 @@ impl InteractionService for InteractionApi {
                 query.after = Some((time_from_micros(&micros)?, id));
             }
             check_acting_for(&caller, customer.as_str())?;
-            readable_customer(&self.db, &customer, &scope).await?;
-            let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
+            let mut conn = self.db.acquire().await?;
+            readable_customer(&mut conn, &customer, &scope).await?;
+            let mut page = store::timeline(&mut conn, &customer, &query, limit + 1).await?;
+            drop(conn);
             let next_page_token = self.page_tokens.next_sized_page(
                 &mut page,
                 limit,
@@ -1294,7 +1301,7 @@ impl InteractionService for InteractionApi {
                 query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
-                readable_customer(&self.db, customer, &scope).await?;
+                readable_customer(&mut *self.db.acquire().await?, customer, &scope).await?;
             }
             query.customer = customer;
             let mut page = self
@@ -1551,7 +1558,7 @@ impl InteractionService for InteractionApi {
                 query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
-                readable_customer(&self.db, customer, &scope).await?;
+                readable_customer(&mut *self.db.acquire().await?, customer, &scope).await?;
             }
             query.customer = customer;
             let mut page = self
@@ -1587,7 +1594,7 @@ impl InteractionService for InteractionApi {
             let filter = match (req.customer.is_empty(), req.branch.is_empty()) {
                 (false, true) => {
                     let customer = parse_name("customer", &req.customer)?;
-                    readable_customer(&self.db, &customer, &scope).await?;
+                    readable_customer(&mut *self.db.acquire().await?, &customer, &scope).await?;
                     WatchFilter::Customer(customer)
                 }
                 (true, false) => {

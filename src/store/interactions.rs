@@ -461,45 +461,38 @@ pub const TIMELINE_SQL: &str = concat!(
      LIMIT $8"
 );
 
+/// A page of a customer's timeline on the caller's connection (the access
+/// check before it used the same one: one pool wait per call).
+pub async fn timeline(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    query: &TimelineQuery,
+    limit: i64,
+) -> Result<Vec<Interaction>, Error> {
+    // The first page starts after "infinity", so one statement (and one
+    // index range scan) serves every page.
+    let (after_time, after_id) = match &query.after {
+        Some((time, id)) => (*time, id.clone()),
+        None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
+    };
+    sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
+        .bind(customer.as_str())
+        .bind(query.channel.map(Channel::as_str))
+        .bind(query.kind.map(Kind::as_str))
+        .bind(query.occur_from)
+        .bind(query.occur_before)
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(conn)
+        .instrument(statement("SELECT", "interactions"))
+        .await?
+        .into_iter()
+        .map(Interaction::try_from)
+        .collect()
+}
+
 impl Db {
-    pub async fn timeline(
-        &self,
-        customer: &CustomerId,
-        query: &TimelineQuery,
-        limit: i64,
-    ) -> Result<Vec<Interaction>, Error> {
-        // The first page starts after "infinity", so one statement (and one
-        // index range scan) serves every page.
-        let (after_time, after_id) = match &query.after {
-            Some((time, id)) => (*time, id.clone()),
-            None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
-        };
-        sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
-            .bind(customer.as_str())
-            .bind(query.channel.map(Channel::as_str))
-            .bind(query.kind.map(Kind::as_str))
-            .bind(query.occur_from)
-            .bind(query.occur_before)
-            .bind(after_time)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&mut *self.acquire().await?)
-            .instrument(statement("SELECT", "interactions"))
-            .await?
-            .into_iter()
-            .map(Interaction::try_from)
-            .collect()
-    }
-
-    pub async fn get_interaction(
-        &self,
-        customer: &CustomerId,
-        id: &str,
-    ) -> Result<Option<Interaction>, Error> {
-        let mut conn = self.acquire().await?;
-        get(&mut conn, customer, id, false).await
-    }
-
     pub async fn list_complaints(
         &self,
         scope: Option<&str>,
