@@ -44,6 +44,8 @@ use crate::{
     },
 };
 
+mod follow_ups;
+
 pub struct InteractionApi {
     db: Db,
     page_tokens: PageTokens,
@@ -260,6 +262,7 @@ fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
         state: match task.state {
             FollowUpState::Scheduled => pb::follow_up::State::Scheduled,
             FollowUpState::Completed => pb::follow_up::State::Completed,
+            FollowUpState::Cancelled => pb::follow_up::State::Cancelled,
         } as i32,
         purpose: task.purpose.clone(),
         channel: task.channel.map(channel_to).unwrap_or_default() as i32,
@@ -271,6 +274,8 @@ fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
         etag: crate::domain::customer::etag(task.version),
         create_time: Some(timestamp(task.create_time)),
         update_time: Some(timestamp(task.update_time)),
+        cancel_reason: task.cancel_reason.clone(),
+        cancel_time: task.cancel_time.map(timestamp),
     }
 }
 
@@ -577,7 +582,7 @@ async fn current_follow_up(
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
     let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
     resolve(found, scope, &customer)?;
-    store::get_follow_up(tx, &customer, &id)
+    store::get_follow_up(tx, &customer, &id, false)
         .await?
         .ok_or_else(|| Error::not_found(name.to_string()))
 }
@@ -1431,6 +1436,8 @@ impl InteractionService for InteractionApi {
                             source_interaction: input.source_interaction.clone(),
                             completion_interaction: String::new(),
                             complete_time: None,
+                            cancel_reason: String::new(),
+                            cancel_time: None,
                             created_by: caller.subject.clone(),
                             version: 1,
                             create_time: now,
@@ -1506,22 +1513,8 @@ impl InteractionService for InteractionApi {
                     async |tx| {
                         let rows = [(customer.clone(), new)];
                         lock_reachable_customer(tx, &customer, &scope).await?;
-                        let task = store::get_follow_up(tx, &customer, &id)
-                            .await?
-                            .ok_or_else(|| Error::not_found(req.name.clone()))?;
-                        if !req.etag.is_empty()
-                            && req.etag != crate::domain::customer::etag(task.version)
-                        {
-                            return Err(Error::EtagMismatch {
-                                resource: req.name.clone(),
-                            });
-                        }
-                        if task.state != FollowUpState::Scheduled {
-                            return Err(Error::FailedPrecondition {
-                                reason: ErrorReason::FollowUpAlreadyCompleted,
-                                message: format!("{} is already completed", req.name),
-                            });
-                        }
+                        follow_ups::scheduled_follow_up(tx, &customer, &id, &req.name, &req.etag)
+                            .await?;
                         let logged = self.append_all(tx, &scope, &rows).await?.remove(0);
                         let task =
                             store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
@@ -1580,6 +1573,30 @@ impl InteractionService for InteractionApi {
     }
 
     type WatchInteractionsStream = WatchStream;
+
+    #[tracing::instrument(skip_all, name = "GetFollowUp")]
+    async fn get_follow_up(
+        &self,
+        request: Request<pb::GetFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::get(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ReassignFollowUp")]
+    async fn reassign_follow_up(
+        &self,
+        request: Request<pb::ReassignFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::reassign(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CancelFollowUp")]
+    async fn cancel_follow_up(
+        &self,
+        request: Request<pb::CancelFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::cancel(self, request).await
+    }
 
     #[tracing::instrument(skip_all, name = "WatchInteractions")]
     async fn watch_interactions(

@@ -611,7 +611,8 @@ pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Resul
     .instrument(statement("UPDATE", "interactions"))
     .await?;
     sqlx::query(
-        "UPDATE follow_ups SET purpose = '', version = version + 1, update_time = now()
+        "UPDATE follow_ups SET purpose = '', cancel_reason = '', version = version + 1,
+                update_time = now()
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())
@@ -637,6 +638,8 @@ pub struct FollowUp {
     pub source_interaction: String,
     pub completion_interaction: String,
     pub complete_time: Option<DateTime<Utc>>,
+    pub cancel_reason: String,
+    pub cancel_time: Option<DateTime<Utc>>,
     pub created_by: String,
     pub version: i64,
     pub create_time: DateTime<Utc>,
@@ -656,6 +659,8 @@ struct FollowUpRow {
     source_interaction: String,
     completion_interaction: String,
     complete_time: Option<DateTime<Utc>>,
+    cancel_reason: String,
+    cancel_time: Option<DateTime<Utc>>,
     created_by: String,
     version: i64,
     create_time: DateTime<Utc>,
@@ -682,6 +687,8 @@ impl TryFrom<FollowUpRow> for FollowUp {
             source_interaction: row.source_interaction,
             completion_interaction: row.completion_interaction,
             complete_time: row.complete_time,
+            cancel_reason: row.cancel_reason,
+            cancel_time: row.cancel_time,
             created_by: row.created_by,
             version: row.version,
             create_time: row.create_time,
@@ -694,7 +701,8 @@ macro_rules! select_follow_up {
     () => {
         "SELECT f.customer_id, f.id, f.assignee, f.branch, f.due_time, f.state, f.purpose,
                 f.channel, f.source_interaction, f.completion_interaction, f.complete_time,
-                f.created_by, f.version, f.create_time, f.update_time
+                f.cancel_reason, f.cancel_time, f.created_by, f.version, f.create_time,
+                f.update_time
          FROM follow_ups f JOIN customers c ON c.id = f.customer_id "
     };
 }
@@ -741,22 +749,102 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
     Ok(task)
 }
 
+/// One follow-up; `for_update` locks it until the transaction ends.
 pub async fn get_follow_up(
     conn: &mut PgConnection,
     customer: &CustomerId,
     id: &str,
+    for_update: bool,
 ) -> Result<Option<FollowUp>, Error> {
-    sqlx::query_as::<_, FollowUpRow>(concat!(
-        select_follow_up!(),
-        "WHERE f.customer_id = $1 AND f.id = $2 FOR UPDATE OF f"
-    ))
-    .bind(customer.as_str())
-    .bind(id)
-    .fetch_optional(conn)
-    .instrument(statement("SELECT", "follow_ups"))
-    .await?
-    .map(FollowUp::try_from)
-    .transpose()
+    let sql = if for_update {
+        concat!(
+            select_follow_up!(),
+            "WHERE f.customer_id = $1 AND f.id = $2 FOR UPDATE OF f"
+        )
+    } else {
+        concat!(
+            select_follow_up!(),
+            "WHERE f.customer_id = $1 AND f.id = $2"
+        )
+    };
+    sqlx::query_as::<_, FollowUpRow>(sql)
+        .bind(customer.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .instrument(statement("SELECT", "follow_ups"))
+        .await?
+        .map(FollowUp::try_from)
+        .transpose()
+}
+
+/// What ReassignFollowUp or CancelFollowUp does to a locked, SCHEDULED task.
+pub enum FollowUpChange<'a> {
+    Reassign {
+        assignee: &'a str,
+        branch: &'a str,
+        due_time: DateTime<Utc>,
+    },
+    Cancel {
+        reason: &'a str,
+    },
+}
+
+/// Applies a change to a locked task, with its outbox event (names and
+/// codes only: the reason is free text and stays out of the outbox).
+pub async fn change_follow_up(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    change: FollowUpChange<'_>,
+) -> Result<FollowUp, Error> {
+    let (query, event, payload) = match change {
+        FollowUpChange::Reassign {
+            assignee,
+            branch,
+            due_time,
+        } => (
+            sqlx::query_as(
+                "UPDATE follow_ups SET assignee = $3, branch = $4, due_time = $5,
+                        version = version + 1, update_time = now()
+                 WHERE customer_id = $1 AND id = $2
+                 RETURNING *",
+            )
+            .bind(customer.as_str())
+            .bind(id)
+            .bind(assignee)
+            .bind(branch)
+            .bind(due_time),
+            "follow_up.reassigned",
+            serde_json::json!({ "assignee": assignee, "branch": branch }),
+        ),
+        FollowUpChange::Cancel { reason } => (
+            sqlx::query_as(
+                "UPDATE follow_ups SET state = 'CANCELLED', cancel_reason = $3,
+                        cancel_time = now(), version = version + 1, update_time = now()
+                 WHERE customer_id = $1 AND id = $2
+                 RETURNING *",
+            )
+            .bind(customer.as_str())
+            .bind(id)
+            .bind(reason),
+            "follow_up.cancelled",
+            serde_json::json!({}),
+        ),
+    };
+    let row: FollowUpRow = query
+        .fetch_one(&mut *conn)
+        .instrument(statement("UPDATE", "follow_ups"))
+        .await?;
+    let task = FollowUp::try_from(row)?;
+    append_outbox(
+        conn,
+        "follow_up",
+        &format!("customers/{}/followUps/{}", customer.as_str(), id),
+        event,
+        payload,
+    )
+    .await?;
+    Ok(task)
 }
 
 /// Marks a locked task completed by the interaction `completion`.

@@ -12,6 +12,7 @@ mod idempotency;
 mod import;
 mod interactions;
 mod knowledge;
+mod lifecycle;
 mod matrix;
 mod pagination;
 mod reliability;
