@@ -281,6 +281,10 @@ pub struct Database {
 }
 
 impl Database {
+    pub async fn connect(&self, application_name: &str) -> anyhow::Result<PgConnection> {
+        connect_as(&self.url, application_name).await
+    }
+
     pub async fn pool(&self) -> anyhow::Result<sqlx::PgPool> {
         let options = PgConnectOptions::from_str(&self.url)?.application_name("ck-fault-suite");
         Ok(PgPoolOptions::new()
@@ -539,6 +543,28 @@ impl Service {
         LIVE_GROUPS.lock().unwrap().remove(&self.pid);
     }
 
+    /// SIGTERM to the service process (a graceful shutdown).
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) touches no memory.
+        unsafe {
+            libc::kill(self.pid, libc::SIGTERM);
+        }
+    }
+
+    /// Waits for the process to exit; its status, or `None` when it still
+    /// runs after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = tokio::time::timeout(within, child.wait())
+            .await
+            .ok()?
+            .ok()?;
+        self.child = None;
+        kill_group(self.pid, libc::SIGKILL);
+        LIVE_GROUPS.lock().unwrap().remove(&self.pid);
+        Some(status)
+    }
+
     pub async fn customers(&self, caller: &Caller) -> anyhow::Result<CustomerClient> {
         Ok(CustomerServiceClient::with_interceptor(
             self.channel().await?,
@@ -574,6 +600,10 @@ pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
 
 pub fn interactions_on(channel: Channel, caller: &Caller) -> InteractionClient {
     InteractionServiceClient::with_interceptor(channel, Bearer::of(caller))
+}
+
+pub fn customers_on(channel: Channel, caller: &Caller) -> CustomerClient {
+    CustomerServiceClient::with_interceptor(channel, Bearer::of(caller))
 }
 
 /// Creates `count` customers of `branch` (ids `{prefix}-{i}`) as an admin.
@@ -762,4 +792,22 @@ where
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Count of the service's statements (its application name) now running in
+/// the database, excluding its health probe (`SELECT 1`) and the suite's
+/// own connections; and of those, how many wait for a lock.
+pub async fn service_statements(monitor: &mut PgConnection) -> anyhow::Result<(i64, i64)> {
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock')
+           FROM pg_stat_activity
+          WHERE application_name = 'customer-knowledge'
+            AND datname = current_database()
+            AND state = 'active'
+            AND pid <> pg_backend_pid()
+            AND query <> 'SELECT 1'",
+    )
+    .fetch_one(monitor)
+    .await?;
+    Ok(row)
 }

@@ -15,6 +15,7 @@
 //! way out (the end, a failure, a panic, Ctrl-C, or the suite being killed).
 
 mod appends;
+mod drain;
 mod harness;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
@@ -75,6 +76,12 @@ const SCENARIOS: &[Scenario] = &[
         fast: false,
         limit: Duration::from_secs(150),
         run: |scn| Box::pin(restart::run(scn, "immediate")),
+    },
+    Scenario {
+        name: "sigterm-drain-watch",
+        fast: true,
+        limit: Duration::from_secs(120),
+        run: |scn| Box::pin(drain::run(scn)),
     },
 ];
 
