@@ -589,6 +589,48 @@ fn log_tail(path: &Path) -> String {
     format!("log {}:\n    {tail}", path.display())
 }
 
+/// Health `Check("")` over one kept connection (reconnecting when it
+/// breaks), for polling.
+pub struct HealthProbe {
+    addr: String,
+    client: Option<HealthClient<Channel>>,
+}
+
+impl HealthProbe {
+    pub fn new(port: u16) -> HealthProbe {
+        HealthProbe {
+            addr: format!("http://127.0.0.1:{port}"),
+            client: None,
+        }
+    }
+
+    /// The overall status, or `None` when there is no answer within a
+    /// second.
+    pub async fn check(&mut self) -> Option<ServingStatus> {
+        let check = async {
+            if self.client.is_none() {
+                self.client = Some(HealthClient::new(channel(&self.addr).await.ok()?));
+            }
+            let client = self.client.as_mut()?;
+            let mut request = Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            request.set_timeout(Duration::from_secs(1));
+            match client.check(request).await {
+                Ok(response) => ServingStatus::try_from(response.into_inner().status).ok(),
+                Err(_) => {
+                    self.client = None;
+                    None
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(2), check)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
 /// A new HTTP/2 connection to the service.
 pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(addr.to_string())?
@@ -723,6 +765,9 @@ impl Tally {
             *self.0.entry(outcome).or_default() += n;
         }
     }
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.0.get(&outcome).copied().unwrap_or(0)
+    }
     /// The outcomes seen that are not in `allowed`.
     pub fn outside(&self, allowed: &[Outcome]) -> Vec<Outcome> {
         self.0
@@ -751,6 +796,52 @@ pub fn list(outcomes: &[Outcome]) -> String {
         .join(", ")
 }
 
+/// Latencies of a set of calls.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Nearest-rank percentile; zero when empty.
+    pub fn pct(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
+    pub fn max(&self) -> Duration {
+        self.0.iter().max().copied().unwrap_or_default()
+    }
+}
+
+impl Display for Latencies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("no calls");
+        }
+        write!(
+            f,
+            "p50 {} p99 {} max {} (n={})",
+            ms(self.pct(50.0)),
+            ms(self.pct(99.0)),
+            ms(self.max()),
+            self.len()
+        )
+    }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
 pub fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
@@ -772,6 +863,17 @@ impl Report {
     pub fn check(&mut self, ok: bool, expectation: impl Into<String>) {
         if !ok {
             self.failures.push(expectation.into());
+        }
+    }
+
+    /// A timing or size goal: asserted only with `--all` (a dedicated run);
+    /// the fast part, run by CI on busy machines, only prints figures.
+    pub fn goal(&mut self, scn: &Scn, ok: bool, goal: impl Into<String>) {
+        let goal = goal.into();
+        if scn.all {
+            self.check(ok, goal);
+        } else if !ok {
+            self.figure("goal missed (not asserted without --all)", goal);
         }
     }
 }

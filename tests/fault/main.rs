@@ -21,6 +21,7 @@ mod harness;
 #[allow(dead_code)]
 mod helpers;
 mod kill;
+mod lock;
 mod restart;
 
 use std::{
@@ -76,6 +77,12 @@ const SCENARIOS: &[Scenario] = &[
         fast: false,
         limit: Duration::from_secs(150),
         run: |scn| Box::pin(restart::run(scn, "immediate")),
+    },
+    Scenario {
+        name: "table-lock-deadlines",
+        fast: true,
+        limit: Duration::from_secs(120),
+        run: |scn| Box::pin(lock::run(scn)),
     },
     Scenario {
         name: "sigterm-drain-watch",
