@@ -247,6 +247,12 @@ impl Cluster {
             base: self.base.clone(),
         })
     }
+
+    /// The port Postgres listens on.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        let options = PgConnectOptions::from_str(&self.base)?;
+        Ok(options.get_port())
+    }
 }
 
 fn newest_pg_bin() -> Option<PathBuf> {

@@ -22,7 +22,9 @@ mod harness;
 mod helpers;
 mod kill;
 mod lock;
+mod proxy;
 mod restart;
+mod stall;
 
 use std::{
     future::Future,
@@ -83,6 +85,12 @@ const SCENARIOS: &[Scenario] = &[
         fast: true,
         limit: Duration::from_secs(120),
         run: |scn| Box::pin(lock::run(scn)),
+    },
+    Scenario {
+        name: "stalled-db-proxy",
+        fast: true,
+        limit: Duration::from_secs(150),
+        run: |scn| Box::pin(stall::run(scn)),
     },
     Scenario {
         name: "sigterm-drain-watch",
