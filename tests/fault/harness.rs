@@ -571,6 +571,18 @@ impl Service {
         Some(status)
     }
 
+    /// The peak resident set (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     pub async fn customers(&self, caller: &Caller) -> anyhow::Result<CustomerClient> {
         Ok(CustomerServiceClient::with_interceptor(
             self.channel().await?,
@@ -706,6 +718,10 @@ impl Outcome {
 
     pub fn of(code: Code) -> Outcome {
         Outcome::Code(code as i32)
+    }
+
+    pub fn is(self, code: Code) -> bool {
+        self == Outcome::of(code)
     }
 }
 

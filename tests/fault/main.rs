@@ -22,6 +22,7 @@ mod harness;
 mod helpers;
 mod kill;
 mod lock;
+mod overload;
 mod proxy;
 mod restart;
 mod stall;
@@ -91,6 +92,12 @@ const SCENARIOS: &[Scenario] = &[
         fast: true,
         limit: Duration::from_secs(150),
         run: |scn| Box::pin(stall::run(scn)),
+    },
+    Scenario {
+        name: "overload-20x",
+        fast: true,
+        limit: Duration::from_secs(180),
+        run: |scn| Box::pin(overload::run(scn)),
     },
     Scenario {
         name: "sigterm-drain-watch",
