@@ -134,7 +134,7 @@ pub async fn send(
     let slack = Duration::from_secs(5);
     let (result, took) = match &op.request {
         Append::One(request) => {
-            let (r, took, _) = timed(
+            let (r, took) = timed(
                 deadline,
                 slack,
                 client.log_interaction(with_deadline((**request).clone(), deadline)),
@@ -143,7 +143,7 @@ pub async fn send(
             (r.map(|i| vec![i.name]), took)
         }
         Append::Batch(request) => {
-            let (r, took, _) = timed(
+            let (r, took) = timed(
                 deadline,
                 slack,
                 client.batch_log_interactions(with_deadline(request.clone(), deadline)),

@@ -209,9 +209,11 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
         "every in-flight unary call completes OK",
     );
     report.check(
-        matches!(&end, StreamEnd::Status(s) if s.code() == Code::Unavailable
-            && s.message().to_lowercase().contains("drain")),
-        "the watch stream ends UNAVAILABLE with a message saying the server is draining",
+        matches!(&end, StreamEnd::Status(s) if s.code() == Code::Unavailable && {
+            let message = s.message().to_lowercase();
+            message.contains("drain") || message.contains("shutting down")
+        }),
+        "the watch stream ends UNAVAILABLE with a message saying the server drains (shuts down)",
     );
     report.check(
         exit.is_some_and(|s| s.success()),

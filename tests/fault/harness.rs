@@ -705,11 +705,15 @@ pub fn with_deadline<T>(message: T, deadline: Duration) -> Request<T> {
 // ---------------------------------------------------------------------------
 // Outcomes and figures
 
-/// What a call came back with: a gRPC code, or nothing at all within its
-/// deadline plus a generous slack (the suite stops waiting).
+/// What a call came back with: the server's gRPC code; the client's own
+/// deadline timer firing before the server answered (tonic reports that as
+/// CANCELLED "Timeout expired", made up on the client, which is not the
+/// server's CANCELLED); or nothing at all within the deadline plus a generous
+/// slack (the suite stops waiting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
     Code(i32),
+    ClientDeadline,
     NoAnswer,
 }
 
@@ -729,6 +733,7 @@ impl Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
             Outcome::NoAnswer => "NO_ANSWER",
+            Outcome::ClientDeadline => "CLIENT_DEADLINE",
             Outcome::Code(c) => match Code::from_i32(*c) {
                 Code::Ok => "OK",
                 Code::Cancelled => "CANCELLED",
@@ -753,24 +758,34 @@ impl Display for Outcome {
     }
 }
 
+/// The outcome of a failed call. A status the server sent carries at least
+/// its response headers as metadata; the one tonic's client makes up when
+/// the call's own `grpc-timeout` expires carries none.
+pub fn outcome_of(status: &tonic::Status) -> Outcome {
+    if status.code() == Code::Cancelled
+        && status.message() == tonic::TimeoutExpired(()).to_string()
+        && status.metadata().is_empty()
+    {
+        Outcome::ClientDeadline
+    } else {
+        Outcome::of(status.code())
+    }
+}
+
 /// Runs a call, bounded at `deadline + slack` on the client side: its
-/// result (or the code it failed with) and how long it took.
+/// result (or how it failed) and how long it took.
 pub async fn timed<T>(
     deadline: Duration,
     slack: Duration,
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> (Result<T, Outcome>, Duration, tonic::Status) {
+) -> (Result<T, Outcome>, Duration) {
     let start = Instant::now();
     let result = tokio::time::timeout(deadline + slack, call).await;
     let took = start.elapsed();
     match result {
-        Ok(Ok(response)) => (Ok(response.into_inner()), took, tonic::Status::ok("")),
-        Ok(Err(status)) => (Err(Outcome::of(status.code())), took, status),
-        Err(_) => (
-            Err(Outcome::NoAnswer),
-            took,
-            tonic::Status::deadline_exceeded("no answer"),
-        ),
+        Ok(Ok(response)) => (Ok(response.into_inner()), took),
+        Ok(Err(status)) => (Err(outcome_of(&status)), took),
+        Err(_) => (Err(Outcome::NoAnswer), took),
     }
 }
 

@@ -27,7 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(5);
 
 async fn get(client: &mut CustomerClient, name: &str) -> (Outcome, Duration) {
     let request = pb::GetCustomerRequest { name: name.into() };
-    let (r, took, _) = timed(
+    let (r, took) = timed(
         DEADLINE,
         Duration::from_secs(10),
         client.get_customer(with_deadline(request, DEADLINE)),
@@ -160,6 +160,7 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
         Outcome::of(Code::ResourceExhausted),
         Outcome::of(Code::Unavailable),
         Outcome::of(Code::DeadlineExceeded),
+        Outcome::ClientDeadline,
     ]);
     report.check(
         bad.is_empty(),

@@ -25,14 +25,20 @@ use crate::{
 
 const WORKERS: usize = 8;
 
-/// The codes a client may see while Postgres is away: all of them say
-/// "retry later".
-pub const RETRYABLE: [Code; 4] = [
-    Code::Unavailable,
-    Code::DeadlineExceeded,
-    Code::Aborted,
-    Code::ResourceExhausted,
-];
+/// What a client may see while Postgres is away: codes that all say "retry
+/// later", and its own deadline firing first.
+pub fn retryable() -> Vec<Outcome> {
+    [
+        Code::Unavailable,
+        Code::DeadlineExceeded,
+        Code::Aborted,
+        Code::ResourceExhausted,
+    ]
+    .into_iter()
+    .map(Outcome::of)
+    .chain([Outcome::ClientDeadline])
+    .collect()
+}
 
 /// One restart: when it began, when Postgres accepted connections again,
 /// and the first call that succeeded after that.
@@ -187,8 +193,7 @@ pub async fn run(scn: Scn, mode: &'static str) -> anyhow::Result<Report> {
     report.figure("duplicates", v.duplicates);
     report.figure("acknowledged but missing", v.missing);
 
-    let allowed: Vec<Outcome> = RETRYABLE.iter().map(|c| Outcome::of(*c)).collect();
-    let bad = all_errors.outside(&allowed);
+    let bad = all_errors.outside(&retryable());
     report.check(
         bad.is_empty(),
         format!(
