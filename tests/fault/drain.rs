@@ -175,7 +175,12 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
 
     let end_text = match &end {
         StreamEnd::Ok => "OK (the stream just ends)".to_string(),
-        StreamEnd::Status(s) => format!("{:?}: {}", s.code(), s.message()),
+        StreamEnd::Status(s) => format!(
+            "{:?} (reason {}): {}",
+            s.code(),
+            crate::helpers::reason(s),
+            s.message()
+        ),
         StreamEnd::NotEnded => "not ended within 10 s".to_string(),
     };
     report.figure("watch stream ended with", &end_text);
@@ -211,9 +216,11 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
     report.check(
         matches!(&end, StreamEnd::Status(s) if s.code() == Code::Unavailable && {
             let message = s.message().to_lowercase();
-            message.contains("drain") || message.contains("shutting down")
+            message.contains("drain")
+                || message.contains("shutting down")
+                || crate::helpers::reason(s) == "SERVER_DRAINING"
         }),
-        "the watch stream ends UNAVAILABLE with a message saying the server drains (shuts down)",
+        "the watch stream ends UNAVAILABLE saying the server drains (message or reason)",
     );
     report.check(
         exit.is_some_and(|s| s.success()),
