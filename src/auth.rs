@@ -1,5 +1,7 @@
 //! Authentication: a `Principal` from a JWT (HS256 secret, or RS256/ES256
 //! public keys) or, in `trusted_headers` mode, from headers a sidecar set.
+//! A role the service does not know is refused by name
+//! (`domain::principal::roles_from_claims`), in either mode.
 
 use std::{path::Path, sync::Arc};
 
@@ -10,7 +12,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::{
     config::{AuthMode, AuthSettings},
-    domain::principal::{Principal, Role},
+    domain::principal::{Principal, roles_from_claims},
     error::Error,
 };
 
@@ -181,7 +183,7 @@ fn principal_from_claims(claims: Claims) -> Result<Principal, Error> {
         subject: claims.sub,
         branch: claims.branch.filter(|b| !b.is_empty()),
         team: claims.team.filter(|t| !t.is_empty()),
-        roles: claims.roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        roles: roles_from_claims(&claims.roles)?,
         on_behalf_of: claims.on_behalf_of.filter(|c| !c.is_empty()),
     })
 }

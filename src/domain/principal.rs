@@ -13,7 +13,18 @@ pub enum Role {
 }
 
 impl Role {
-    /// Parses a role claim; unknown roles grant nothing and are ignored.
+    /// Every role, in the order messages list them.
+    pub const ALL: [Role; 6] = [
+        Role::RelationshipManager,
+        Role::Teller,
+        Role::Analyst,
+        Role::Compliance,
+        Role::Admin,
+        Role::Service,
+    ];
+
+    /// Parses one role claim; `None` for a spelling this service does not
+    /// know.
     pub fn parse(claim: &str) -> Option<Role> {
         Some(match claim.trim() {
             "relationship_manager" => Role::RelationshipManager,
@@ -37,6 +48,42 @@ impl Role {
             Role::Service => "service",
         }
     }
+}
+
+/// The roles of a caller from its `roles` claim (or the `x-roles` header):
+/// blank entries are skipped, and a role this service does not know refuses
+/// the call with PERMISSION_DENIED naming it and the known roles. Ignoring it
+/// instead would leave a misspelt role (`tellr`) to surface later as an
+/// unexplained denial of whatever the caller tried.
+pub fn roles_from_claims<S: AsRef<str>>(claims: &[S]) -> Result<Vec<Role>, Error> {
+    let mut roles = Vec::new();
+    let mut unknown = Vec::new();
+    for claim in claims.iter().map(|c| c.as_ref().trim()) {
+        if claim.is_empty() {
+            continue;
+        }
+        match Role::parse(claim) {
+            Some(role) => {
+                if !roles.contains(&role) {
+                    roles.push(role);
+                }
+            }
+            // Quoted with escapes and cut short: the claim came from a
+            // verified token or a sidecar, but it is still caller text.
+            None => unknown.push(format!("{:?}", claim.chars().take(64).collect::<String>())),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(roles);
+    }
+    let known = Role::ALL.map(Role::as_str).join(", ");
+    let named = match unknown.as_slice() {
+        [one] => format!("role {one} is unknown"),
+        many => format!("roles {} are unknown", many.join(", ")),
+    };
+    Err(Error::denied(format!(
+        "act with the roles it claims: {named}; known roles: {known}"
+    )))
 }
 
 /// An authenticated caller: an employee or a system.
@@ -177,6 +224,23 @@ mod tests {
         let compliance = caller(&[Role::Compliance], None);
         assert!(compliance.customer_write_scope().is_err());
         assert!(compliance.sees_pii_of("B09"));
+    }
+
+    #[test]
+    fn unknown_roles_are_named_with_the_known_ones() {
+        let err = roles_from_claims(&["teller", "tellr"]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(r#"role "tellr" is unknown; known roles: relationship_manager, teller, analyst, compliance, admin, service"#),
+            "{message}"
+        );
+        let err = roles_from_claims(&["a\"b", "x"]).unwrap_err().to_string();
+        assert!(err.contains(r#"roles "a\"b", "x" are unknown"#), "{err}");
+        assert_eq!(
+            roles_from_claims(&[" teller ", "", "teller", "analyst"]).unwrap(),
+            [Role::Teller, Role::Analyst]
+        );
+        assert_eq!(roles_from_claims::<&str>(&[]).unwrap(), []);
     }
 
     #[test]
