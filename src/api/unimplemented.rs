@@ -2,7 +2,8 @@
 //! later release implements authenticates the caller like every implemented
 //! method (UNAUTHENTICATED without valid credentials, DESIGN §3), then gets
 //! UNIMPLEMENTED naming it; anything else gets UNIMPLEMENTED saying the
-//! method is unknown.
+//! method is unknown. Both carry `google.rpc.ErrorInfo` like every other
+//! error, with the contract's reason `UNIMPLEMENTED` (`api::status::layer_status`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,9 +12,21 @@ use std::{
 
 use axum::{body::Body, http::Request, response::Response};
 use prost::Message;
-use tonic::metadata::MetadataMap;
+use tonic::{Code, metadata::MetadataMap};
 
-use crate::{auth::Authenticator, telemetry::rpc::MethodShape};
+use crate::{
+    api::status::layer_status, auth::Authenticator, error::ErrorReason, telemetry::rpc::MethodShape,
+};
+
+fn unimplemented(message: &str) -> Response {
+    layer_status(
+        Code::Unimplemented,
+        ErrorReason::Unimplemented,
+        message,
+        None,
+    )
+    .into_http::<Body>()
+}
 
 /// `/package.Service/Method` paths of every method in a descriptor set.
 pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
@@ -62,5 +75,5 @@ pub async fn answer(
     } else {
         "unknown method: this server does not offer it".to_string()
     };
-    tonic::Status::unimplemented(message).into_http::<Body>()
+    unimplemented(&message)
 }

@@ -14,6 +14,7 @@ mod interactions;
 mod knowledge;
 mod lifecycle;
 mod matrix;
+mod operator_errors;
 mod pagination;
 mod reliability;
 mod server;
