@@ -3,7 +3,8 @@
 #
 #   scripts/postgres.sh <name>     ensure the cluster <name> (dev, test) runs;
 #                                  prints its base URL (postgres://.../)
-#   scripts/postgres.sh stop <name>
+#   scripts/postgres.sh stop <name>   stop it (e.g. the dev cluster scripts/run.sh
+#                                  started); its data stays for the next start
 #
 # Installs Debian's postgresql when it is missing, initialises the cluster
 # under .pgdata/<name> in the project (or, when the postgres user cannot reach
@@ -94,12 +95,22 @@ ensure_running() {
   echo "postgres://postgres@127.0.0.1:$port/"
 }
 
+stop_cluster() {
+  local name=$1 bin data
+  if ! bin=$(pg_bin); then
+    log "postgresql is not installed: no cluster $name to stop"; return 0
+  fi
+  data=$(data_dir_for "$name")
+  if [ -f "$data/PG_VERSION" ] && run_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    run_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    log "stopped cluster $name ($data; its data stays)"
+  else
+    log "cluster $name is not running"
+  fi
+}
+
 case "${1:-}" in
-  stop)
-    bin=$(pg_bin) || exit 0
-    data=$(data_dir_for "${2:?name}")
-    [ -f "$data/PG_VERSION" ] && run_pg "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1 || true
-    ;;
+  stop) stop_cluster "${2:?usage: postgres.sh stop <name>}" ;;
   "" ) log "usage: postgres.sh <name> | stop <name>"; exit 2 ;;
   *) ensure_running "$1" ;;
 esac
