@@ -834,7 +834,7 @@ impl CustomerService for CustomerApi {
             self.db
                 .write(
                     key.as_ref(),
-                    |_: &()| Vec::new(),
+                    |_: &()| vec![id.name()],
                     // A replay answers OK only while the caller may still
                     // reach the (now erased) customer.
                     async |tx, _| match customers::get(tx, &id, scope.branch(), Lock::None).await? {

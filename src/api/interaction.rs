@@ -532,12 +532,26 @@ fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interacti
     if acting_for(caller).is_none() {
         return interaction;
     }
+    // Entries staff made by hand are filed under `staff:<employee>`: an
+    // employee id the end customer's channel must not see.
+    let source_system = if interaction.source_system.starts_with("staff:") {
+        String::new()
+    } else {
+        interaction.source_system.clone()
+    };
+    let external_ref = if source_system.is_empty() {
+        String::new()
+    } else {
+        interaction.external_ref.clone()
+    };
     pb::Interaction {
         notes: String::new(),
         outcome: String::new(),
         campaign: String::new(),
         sentiment: 0,
         recorded_by: None,
+        source_system,
+        external_ref,
         ..interaction
     }
 }

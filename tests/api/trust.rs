@@ -1096,6 +1096,11 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
         "no internal notes"
     );
     assert!(timeline.interactions[0].recorded_by.is_none());
+    assert!(
+        !timeline.interactions[0].source_system.contains("staff:"),
+        "no employee id through the source of a staff entry: {:?}",
+        timeline.interactions[0].source_system
+    );
     // Without the customer it acts for, the mobile backend reaches nothing.
     let status = pb::customer_service_client::CustomerServiceClient::with_interceptor(
         channel.clone(),
