@@ -73,7 +73,18 @@ pub async fn answer(
         let method = path.trim_start_matches('/').replace('/', ".");
         format!("{method} is part of the contract but not implemented yet")
     } else {
-        "unknown method: this server does not offer it".to_string()
+        return unknown_method().into_http::<Body>();
     };
     unimplemented(&message)
+}
+
+/// The answer to a path that is no method of the server, also under a
+/// service it does serve (the RPC layer answers those before any router).
+pub fn unknown_method() -> tonic::Status {
+    layer_status(
+        Code::Unimplemented,
+        ErrorReason::Unimplemented,
+        "unknown method: this server does not offer it",
+        None,
+    )
 }

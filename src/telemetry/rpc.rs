@@ -239,6 +239,30 @@ where
         };
 
         let served = shared.methods.contains_key(path);
+        if !served {
+            // tonic's routers answer an unknown method of a known service
+            // with a bare UNIMPLEMENTED; every answer carries ErrorInfo.
+            shared.metrics.call_started();
+            return RpcFuture {
+                state: State::Answered(Some(
+                    crate::api::unimplemented::unknown_method().into_http(),
+                )),
+                deadline: None,
+                body_deadline: false,
+                permit: None,
+                call: Some(Call {
+                    shared: shared.clone(),
+                    service: labels.0,
+                    method: labels.1,
+                    span: span.clone(),
+                    started: Instant::now(),
+                    deadline: None,
+                    finished: false,
+                    audit: None,
+                }),
+                trace_id,
+            };
+        }
         // The contract's own methods are admitted against the limit; health
         // and reflection must answer under any load, and a watch stream
         // holds no connection while it waits.

@@ -177,24 +177,30 @@ async fn unimplemented_answers_carry_error_info() {
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(error_info(&status).0, "UNAUTHENTICATED");
 
-    // A path that is no method of the contract.
-    let mut grpc = tonic::client::Grpc::new(app.channel().await);
-    grpc.ready().await.unwrap();
-    let status = grpc
-        .unary::<(), (), _>(
-            Request::new(()),
-            "/no.such.Service/Steal".parse().unwrap(),
-            tonic_prost::ProstCodec::default(),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("unknown method"),
-        "{}",
-        status.message()
-    );
-    let (reason, domain, _) = error_info(&status);
-    assert_eq!(reason, "UNIMPLEMENTED");
-    assert_eq!(domain, ERROR_DOMAIN);
+    // A path that is no method of the contract, under an unknown service or
+    // under one the server serves.
+    for path in [
+        "/no.such.Service/Steal",
+        "/bank.customerknowledge.v1.CustomerService/Nope",
+    ] {
+        let mut grpc = tonic::client::Grpc::new(app.channel().await);
+        grpc.ready().await.unwrap();
+        let status = grpc
+            .unary::<(), (), _>(
+                Request::new(()),
+                path.parse().unwrap(),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
+        assert!(
+            status.message().contains("unknown method"),
+            "{path}: {}",
+            status.message()
+        );
+        let (reason, domain, _) = error_info(&status);
+        assert_eq!(reason, "UNIMPLEMENTED");
+        assert_eq!(domain, ERROR_DOMAIN);
+    }
 }
