@@ -75,3 +75,12 @@ pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let peak = PEAK.with(Cell::get);
     (result, (peak - start).max(0) as usize)
 }
+
+#[test]
+fn the_count_sees_what_a_call_holds() {
+    let (len, peak) = peak_during(|| std::hint::black_box(vec![1u8; 8 << 20]).len());
+    assert_eq!(len, 8 << 20);
+    assert!(peak >= 8 << 20, "peak {peak}");
+    let (_, none) = peak_during(|| ());
+    assert!(none < 1024, "peak {none}");
+}

@@ -10,10 +10,12 @@
 //! targets over the same harness (`scripts/fuzz.sh`).
 
 mod alloc;
+mod findings;
 mod harness;
 mod services;
 mod shape;
 mod tokens;
+mod transport;
 
 #[global_allocator]
 static ALLOCATOR: alloc::Counting = alloc::Counting;
@@ -36,9 +38,9 @@ pub fn config() -> Config {
         cases,
         failure_persistence: None,
         // Shrinking a failure with megabyte-sized strings can take long:
-        // half a minute, unless PROPTEST_MAX_SHRINK_TIME (ms) says otherwise.
+        // ten seconds, unless PROPTEST_MAX_SHRINK_TIME (ms) says otherwise.
         max_shrink_time: match defaults.max_shrink_time {
-            0 => 30_000,
+            0 => 10_000,
             set => set,
         },
         ..defaults

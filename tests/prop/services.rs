@@ -22,7 +22,9 @@ use prost_reflect::DynamicMessage;
 use crate::{
     alloc::peak_during,
     config,
-    harness::{self, Harness, Method, PRINCIPALS, Service, Shape, judge, methods_of},
+    harness::{
+        self, Harness, Method, PRINCIPALS, Service, Shape, judge, judge_status_size, methods_of,
+    },
     shape::Shapes,
 };
 
@@ -57,12 +59,22 @@ fn describe(shapes: &Shapes, method: Method, messages: &[Vec<u8>]) -> String {
         .join(", ")
 }
 
+/// Which properties a test checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Properties {
+    /// `judge` and the heap bound.
+    Answer,
+    /// Those and `judge_status_size`.
+    AnswerAndStatusSize,
+}
+
 fn check(
     harness: &Harness,
     shapes: &Shapes,
     method: Method,
     messages: Vec<Vec<u8>>,
     principal: usize,
+    properties: Properties,
 ) -> Result<(), TestCaseError> {
     let size: usize = messages.iter().map(Vec::len).sum();
     let shown = |why: String| {
@@ -75,6 +87,9 @@ fn check(
     let (outcome, peak) =
         peak_during(|| harness.call(method, messages.clone(), harness::principal(principal)));
     judge(&outcome).map_err(shown)?;
+    if properties == Properties::AnswerAndStatusSize {
+        judge_status_size(&outcome).map_err(shown)?;
+    }
     let limit = ALLOC_BASE + ALLOC_PER_BYTE * size;
     if peak > limit {
         return Err(shown(format!(
@@ -107,7 +122,16 @@ fn arbitrary_bytes(service: Service) {
             principals(),
             vec(vec(any::<u8>(), 0..512), 1..=3),
         ),
-        |(method, principal, messages)| check(&harness, &shapes, method, messages, principal),
+        |(method, principal, messages)| {
+            check(
+                &harness,
+                &shapes,
+                method,
+                messages,
+                principal,
+                Properties::Answer,
+            )
+        },
     );
 }
 
@@ -128,7 +152,7 @@ fn tapes() -> impl Strategy<Value = Vec<Vec<u8>>> {
 }
 
 /// Near-valid requests of every method of `service`.
-fn near_valid(service: Service) {
+fn near_valid(service: Service, properties: Properties) {
     let harness = Harness::new();
     let shapes = Shapes::new();
     let methods = methods_of(service);
@@ -136,7 +160,7 @@ fn near_valid(service: Service) {
         (proptest::sample::select(methods), principals(), tapes()),
         |(method, principal, tapes)| {
             let messages = near_valid_messages(&shapes, method, &tapes);
-            check(&harness, &shapes, method, messages, principal)
+            check(&harness, &shapes, method, messages, principal, properties)
         },
     );
 }
@@ -197,7 +221,14 @@ fn mutated(service: Service) {
             for message in &mut messages {
                 apply(message, &edits);
             }
-            check(&harness, &shapes, method, messages, principal)
+            check(
+                &harness,
+                &shapes,
+                method,
+                messages,
+                principal,
+                Properties::Answer,
+            )
         },
     );
 }
@@ -209,7 +240,14 @@ fn customer_service_arbitrary_bytes() {
 
 #[test]
 fn customer_service_near_valid() {
-    near_valid(Service::Customer);
+    near_valid(Service::Customer, Properties::Answer);
+}
+
+/// Fails while a caller's mistake can make a status too large for the
+/// client to receive (see `transport.rs`).
+#[test]
+fn customer_service_statuses_fit_in_http2_headers() {
+    near_valid(Service::Customer, Properties::AnswerAndStatusSize);
 }
 
 #[test]
@@ -224,7 +262,14 @@ fn interaction_service_arbitrary_bytes() {
 
 #[test]
 fn interaction_service_near_valid() {
-    near_valid(Service::Interaction);
+    near_valid(Service::Interaction, Properties::Answer);
+}
+
+/// Fails while a caller's mistake can make a status too large for the
+/// client to receive (see `transport.rs`).
+#[test]
+fn interaction_service_statuses_fit_in_http2_headers() {
+    near_valid(Service::Interaction, Properties::AnswerAndStatusSize);
 }
 
 #[test]
@@ -239,7 +284,14 @@ fn knowledge_service_arbitrary_bytes() {
 
 #[test]
 fn knowledge_service_near_valid() {
-    near_valid(Service::Knowledge);
+    near_valid(Service::Knowledge, Properties::Answer);
+}
+
+/// Fails while a caller's mistake can make a status too large for the
+/// client to receive (see `transport.rs`).
+#[test]
+fn knowledge_service_statuses_fit_in_http2_headers() {
+    near_valid(Service::Knowledge, Properties::AnswerAndStatusSize);
 }
 
 #[test]
@@ -254,7 +306,14 @@ fn audit_service_arbitrary_bytes() {
 
 #[test]
 fn audit_service_near_valid() {
-    near_valid(Service::Audit);
+    near_valid(Service::Audit, Properties::Answer);
+}
+
+/// Fails while a caller's mistake can make a status too large for the
+/// client to receive (see `transport.rs`).
+#[test]
+fn audit_service_statuses_fit_in_http2_headers() {
+    near_valid(Service::Audit, Properties::AnswerAndStatusSize);
 }
 
 #[test]

@@ -191,7 +191,7 @@ impl Generator<'_> {
     }
 
     fn count(&mut self) -> usize {
-        if self.valid_only || self.tape.chance(85) {
+        if self.valid_only || self.tape.chance(80) {
             self.tape.pick(&FEW)
         } else {
             self.tape.pick(&MANY)
@@ -212,13 +212,18 @@ impl Generator<'_> {
         }
         self.nth = outer;
         let drawn: usize = values.iter().map(approximate_len).sum();
-        let n = if drawn == 0 {
-            n
-        } else {
-            n.min((MAX_LIST_BYTES / drawn * values.len()).max(values.len()))
+        let n = match MAX_LIST_BYTES.checked_div(drawn) {
+            Some(per_drawn) => n.min((per_drawn * values.len()).max(values.len())),
+            None => n,
         };
         for i in values.len()..n {
-            values.push(values[i % 4].clone());
+            // Strings get their index appended, so that the copies are
+            // distinct (a list of distinct values is where a handler's
+            // duplicate check does its most work).
+            values.push(match &values[i % 4] {
+                Value::String(s) if s.len() < 256 => Value::String(format!("{s}{i}")),
+                other => other.clone(),
+            });
         }
         Value::List(values)
     }
