@@ -53,6 +53,10 @@ use tonic_types::StatusExt;
 /// The page-token key of the services under test.
 pub const PAGE_TOKEN_KEY: &[u8] = b"property-test-page-token-key-32b";
 
+/// The server's default `server.max_message_bytes`: tonic refuses a larger
+/// request message before any handler sees it.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 /// How long one call may take before it counts as hung.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
 
@@ -103,7 +107,8 @@ impl Method {
 #[derive(Debug)]
 pub enum Outcome {
     /// The bytes are not a message of the request type (prost refused them;
-    /// tonic answers such a request INTERNAL before any handler runs).
+    /// tonic answers such a request INTERNAL before any handler runs), or
+    /// the message is over `MAX_MESSAGE_BYTES` (tonic refuses it too).
     NotDecoded,
     /// The handler answered: `Ok` or its status.
     Answered(Result<(), Status>),
@@ -504,6 +509,14 @@ impl Harness {
     /// server-streaming methods, the stream for client-streaming ones) as
     /// `principal`.
     pub fn call(&self, method: Method, messages: Vec<Vec<u8>>, principal: Principal) -> Outcome {
+        // Over the limit, a unary request never reaches its handler; a
+        // stream's message is refused by the stream (OUT_OF_RANGE), which
+        // `Streaming` does here too.
+        if method.shape != Shape::ClientStreaming
+            && messages.iter().any(|m| m.len() > MAX_MESSAGE_BYTES)
+        {
+            return Outcome::NotDecoded;
+        }
         let services = self.services.clone();
         let audit = self
             .audit_log

@@ -95,6 +95,7 @@ impl Shapes {
             depth: 0,
             request: request.name().to_string(),
             nth: 0,
+            budget: MAX_REQUEST_BYTES,
         };
         generator.message(&request).encode_to_vec()
     }
@@ -102,12 +103,16 @@ impl Shapes {
 
 /// How many of each repeated field: mostly a few, sometimes just past a
 /// limit of the contract (20 products or external ids, 50 tags, subjects or
-/// sources, 1000 batch entries, 5000 import rows), sometimes thousands.
+/// sources, 1000 batch entries, 5000 import rows).
 const FEW: [usize; 4] = [2, 0, 1, 3];
-const MANY: [usize; 9] = [20, 21, 50, 51, 101, 1000, 1001, 5001, 20_000];
+const MANY: [usize; 8] = [20, 21, 50, 51, 101, 1000, 1001, 5001];
+
+/// The most a generated request holds, about: the server's default
+/// `server.max_message_bytes` (a larger request never reaches a handler).
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 
 /// About the most a repeated field's copies may add up to.
-const MAX_LIST_BYTES: usize = 8 << 20;
+const MAX_LIST_BYTES: usize = 4 << 20;
 
 fn approximate_len(value: &Value) -> usize {
     match value {
@@ -129,6 +134,9 @@ struct Generator<'a> {
     /// n-th element is the n-th valid value (in the element's fields too),
     /// so that lists hold distinct values.
     nth: usize,
+    /// Bytes the request may still grow by: long strings and long lists
+    /// are cut to it.
+    budget: usize,
 }
 
 /// Fields of which a valid request sets one only.
@@ -190,6 +198,17 @@ impl Generator<'_> {
         message
     }
 
+    fn spend(&mut self, bytes: usize) {
+        self.budget = self.budget.saturating_sub(bytes);
+    }
+
+    /// `times` copies of `unit`, within the budget.
+    fn repeat(&mut self, unit: &str, times: usize) -> String {
+        let times = times.min(self.budget / unit.len().max(1)).max(1);
+        self.spend(unit.len() * times);
+        unit.repeat(times)
+    }
+
     fn count(&mut self) -> usize {
         if self.valid_only || self.tape.chance(80) {
             self.tape.pick(&FEW)
@@ -212,10 +231,11 @@ impl Generator<'_> {
         }
         self.nth = outer;
         let drawn: usize = values.iter().map(approximate_len).sum();
-        let n = match MAX_LIST_BYTES.checked_div(drawn) {
+        let n = match MAX_LIST_BYTES.min(self.budget).checked_div(drawn) {
             Some(per_drawn) => n.min((per_drawn * values.len()).max(values.len())),
             None => n,
         };
+        self.spend(drawn / values.len().max(1) * n.saturating_sub(values.len()));
         for i in values.len()..n {
             // Strings get their index appended, so that the copies are
             // distinct (a list of distinct values is where a handler's
@@ -448,7 +468,7 @@ impl Generator<'_> {
             _ => {
                 // The valid value repeated past any bound.
                 let times = self.tape.pick(&[2, 17, 65, 1000]);
-                base.repeat(times)
+                self.repeat(&base, times)
             }
         }
     }
@@ -500,7 +520,8 @@ impl Generator<'_> {
                 let unit = self
                     .tape
                     .pick(&["a", "张", "\u{202e}", "😀", "\0", " ", "\u{85}"]);
-                unit.repeat(self.tape.pick(&LENGTHS))
+                let times = self.tape.pick(&LENGTHS);
+                self.repeat(unit, times)
             }
             _ => self
                 .tape
