@@ -29,6 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Maps encode in key order, so a request's fingerprint for idempotency
         // does not depend on hash order.
         .btree_map(".")
+        // Malformed requests are INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_fds(fds)?;
     Ok(())
 }

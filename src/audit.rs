@@ -13,7 +13,7 @@
 //! share the database extend one chain.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::BTreeSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -31,7 +31,6 @@ use tokio::{
     task::JoinHandle,
 };
 use tonic::{Code, Request, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     domain::{
@@ -294,16 +293,11 @@ pub fn admit<T>(request: &Request<T>) -> Result<(), Status> {
         }
     });
     if refused == Some(true) {
-        let mut details = ErrorDetails::new();
-        details.set_error_info(
-            "AUDIT_BACKLOG",
-            crate::api::status::ERROR_DOMAIN,
-            HashMap::new(),
-        );
-        return Err(Status::with_error_details(
+        return Err(crate::api::status::layer_status(
             Code::Unavailable,
+            crate::error::ErrorReason::AuditBacklog,
             "the access audit cannot keep up; retry with backoff",
-            details,
+            None,
         ));
     }
     Ok(())

@@ -23,6 +23,9 @@ shutdown_grace_secs = 25
 max_message_bytes = 4194304
 request_timeout_secs = 30
 concurrency_limit_per_connection = 256
+# Calls of the contract's services served at once; more are answered
+# RESOURCE_EXHAUSTED at once. 0 (the default): twice database.max_connections.
+max_concurrent_calls = 0
 
 [server.tls]
 # TLS on the gRPC port is off while cert_file is unset (inside a mesh the
@@ -35,7 +38,7 @@ client_auth_optional = false
 [database]
 migrate = true
 max_connections = 16
-acquire_timeout_ms = 2000
+acquire_timeout_ms = 1000
 statement_timeout_ms = 10000
 health_check_interval_ms = 2000
 
@@ -47,6 +50,15 @@ jwt.leeway_secs = 30
 [api]
 # How long a request_id answers retries of its request; older keys are purged.
 idempotency_retention_secs = 86400
+# Field violations an INVALID_ARGUMENT answer lists at most (the total is
+# always given), so that its trailers stay small enough for any client.
+max_field_violations = 20
+# A watch stream quiet this long gets a heartbeat message carrying its
+# current resume token.
+stream_heartbeat_secs = 30
+# An import stream that sends no message for this long is ended
+# (DEADLINE_EXCEEDED); the batches it completed stay committed.
+stream_idle_timeout_secs = 300
 
 [interactions]
 import_batch_size = 5000
@@ -97,6 +109,7 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     pub request_timeout_secs: u64,
     pub concurrency_limit_per_connection: usize,
+    pub max_concurrent_calls: usize,
     pub tls: TlsSettings,
 }
 
@@ -373,6 +386,12 @@ pub struct ApiSettings {
     pub page_token_secret: Option<SecretString>,
     /// How long an idempotency key answers retries before it expires.
     pub idempotency_retention_secs: u64,
+    /// Field violations an INVALID_ARGUMENT answer lists at most.
+    pub max_field_violations: usize,
+    /// Quiet time after which a watch stream gets a heartbeat.
+    pub stream_heartbeat_secs: u64,
+    /// Time without a message after which an import stream is ended.
+    pub stream_idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -601,6 +620,12 @@ impl Settings {
                 "database.max_connections (CK__DATABASE__MAX_CONNECTIONS) must be positive",
             );
         }
+        if self.api.stream_heartbeat_secs == 0 || self.api.stream_idle_timeout_secs == 0 {
+            return fail(
+                "api.stream_heartbeat_secs (CK__API__STREAM_HEARTBEAT_SECS) and \
+                 api.stream_idle_timeout_secs (CK__API__STREAM_IDLE_TIMEOUT_SECS) must be positive",
+            );
+        }
         if self.database.acquire_timeout_ms == 0 || self.database.statement_timeout_ms == 0 {
             return fail(
                 "database.acquire_timeout_ms and database.statement_timeout_ms must be positive",
@@ -806,6 +831,19 @@ impl Settings {
             self.telemetry_flush_budget() / 2
         } else {
             Duration::ZERO
+        }
+    }
+
+    /// Calls of the contract's services served at once
+    /// (`server.max_concurrent_calls`, or twice the pool when it is 0):
+    /// beyond the pool, a short queue for the next free connection.
+    pub fn max_concurrent_calls(&self) -> usize {
+        match self.server.max_concurrent_calls {
+            0 => usize::try_from(self.database.max_connections)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(2)
+                .max(1),
+            n => n,
         }
     }
 

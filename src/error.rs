@@ -1,6 +1,8 @@
 //! The one error type that service code returns; `api::status` maps it to
 //! `tonic::Status` in one place.
 
+pub use crate::pb::v1::ErrorReason;
+
 /// One invalid field of a request, named by its path
 /// (`customer.external_ids[2].value`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub enum Error {
     #[error("{resource} already exists")]
     AlreadyExists {
         resource: String,
-        reason: String,
+        reason: ErrorReason,
         /// The name of the resource the request collided with, for
         /// `ErrorInfo.metadata["resource"]`, when the caller may know it.
         existing: Option<String>,
@@ -38,7 +40,10 @@ pub enum Error {
     #[error("the etag does not match the current version of {resource}")]
     EtagMismatch { resource: String },
     #[error("{message}")]
-    FailedPrecondition { reason: String, message: String },
+    FailedPrecondition {
+        reason: ErrorReason,
+        message: String,
+    },
     #[error("the caller may not {action}")]
     PermissionDenied { action: String },
     #[error("{0}")]
@@ -65,6 +70,14 @@ impl Error {
         }
     }
 
+    /// A request part that validation should have reported as missing but
+    /// did not: a bug, answered INTERNAL rather than with a panic.
+    pub fn unreported_missing_part() -> Self {
+        Error::Internal(anyhow::anyhow!(
+            "a request part was missing without a field violation"
+        ))
+    }
+
     pub fn not_found(resource: impl Into<String>) -> Self {
         Error::NotFound {
             resource: resource.into(),
@@ -84,6 +97,13 @@ impl Violations {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The value, when nothing was found wrong and it was read (a part left
+    /// unread adds a violation; one that did not is `unreported_missing_part`).
+    pub fn into_value<T>(self, value: Option<T>) -> Result<T, Error> {
+        self.into_result(value)?
+            .ok_or_else(Error::unreported_missing_part)
     }
 
     /// `Ok(value)` when nothing was found wrong.

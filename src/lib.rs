@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -62,6 +62,8 @@ struct Inner {
     audit_refused: IntCounter,
     audit_write_failures: IntCounter,
     audit_queue: IntGauge,
+    shed: IntCounter,
+    panics: IntCounter,
 }
 
 impl Metrics {
@@ -160,6 +162,16 @@ impl Metrics {
         )
         .expect("valid metric");
 
+        let shed = counter(
+            "ck_grpc_calls_shed_total",
+            "Calls refused with RESOURCE_EXHAUSTED because the service was at its \
+             concurrency limit (server.max_concurrent_calls)",
+        );
+        let panics = counter(
+            "ck_grpc_panics_total",
+            "Calls whose handler panicked (answered INTERNAL); each one is a bug",
+        );
+
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -177,6 +189,8 @@ impl Metrics {
             Box::new(audit_refused.clone()),
             Box::new(audit_write_failures.clone()),
             Box::new(audit_queue.clone()),
+            Box::new(shed.clone()),
+            Box::new(panics.clone()),
         ] {
             registry
                 .register(collector)
@@ -199,6 +213,8 @@ impl Metrics {
             audit_refused,
             audit_write_failures,
             audit_queue,
+            shed,
+            panics,
         }))
     }
 
@@ -227,6 +243,14 @@ impl Metrics {
 
     pub(crate) fn audit_write_failed(&self) {
         self.0.audit_write_failures.inc();
+    }
+
+    pub(crate) fn call_shed(&self) {
+        self.0.shed.inc();
+    }
+
+    pub(crate) fn call_panicked(&self) {
+        self.0.panics.inc();
     }
 
     pub(crate) fn call_started(&self) {

@@ -3,7 +3,7 @@
 //! shutdown.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     future::{Future, IntoFuture},
     sync::Arc,
     time::Duration,
@@ -22,6 +22,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::{
     admin::{self, Readiness},
     api::{
+        Streams,
         audit::AuditApi,
         customer::CustomerApi,
         interaction::{InteractionApi, InteractionApiParts},
@@ -44,7 +45,7 @@ use crate::{
         },
     },
     store::{Db, feed::ChangeFeed},
-    telemetry::rpc::{CalledMethod, RpcLayer},
+    telemetry::rpc::{CallLimits, CalledMethod, MethodShape, RpcLayer},
 };
 
 /// Every service of the contract, for per-service health.
@@ -98,16 +99,16 @@ fn server_tls_config(files: &TlsFiles) -> ServerTlsConfig {
 }
 
 /// Every `/package.Service/Method` path the server answers, for metric
-/// labels.
-fn served_methods() -> anyhow::Result<HashSet<String>> {
-    let mut methods = HashSet::new();
+/// labels, admission and deadlines.
+fn served_methods() -> anyhow::Result<HashMap<String, MethodShape>> {
+    let mut methods = HashMap::new();
     for set in [
         pb::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
         tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
     ] {
-        methods.extend(unimplemented::contract_methods(set)?);
+        methods.extend(unimplemented::method_shapes(set)?);
     }
     Ok(methods)
 }
@@ -148,7 +149,8 @@ impl Application {
         let page_tokens = match &settings.api.page_token_secret {
             Some(secret) => PageTokens::new(secret.expose_secret().as_bytes()),
             None => PageTokens::new(&rand::random::<[u8; 32]>()),
-        };
+        }
+        .with_max_message_bytes(settings.server.max_message_bytes);
 
         let (pseudonyms, audit) = start_audit(&settings, &metrics)?;
 
@@ -170,12 +172,20 @@ impl Application {
             request.extensions_mut().insert(principal);
             Ok(request)
         };
+        crate::api::status::set_max_field_violations(settings.api.max_field_violations);
         let (stopping, stopping_rx) = watch::channel(false);
+        let streams = Streams {
+            heartbeat: Duration::from_secs(settings.api.stream_heartbeat_secs),
+            idle_timeout: Duration::from_secs(settings.api.stream_idle_timeout_secs),
+            stopping: stopping_rx.clone(),
+        };
         let customers =
             CustomerServiceServer::new(CustomerApi::new(db.clone(), page_tokens.clone()))
                 .max_decoding_message_size(max_bytes)
                 .max_encoding_message_size(max_bytes);
-        let feed = ChangeFeed::start(db.clone(), stopping_rx.clone());
+        // The change feed holds a listening connection for as long as it
+        // runs, so it has connections of its own: calls keep the whole pool.
+        let feed = ChangeFeed::start(own_pool(&settings.database, 2)?, stopping_rx.clone());
         let interactions =
             InteractionServiceServer::new(InteractionApi::new(InteractionApiParts {
                 db: db.clone(),
@@ -184,7 +194,7 @@ impl Application {
                 sources: SourceSystems::new(settings.interactions.source_systems.clone()),
                 import_batch_size: settings.interactions.import_batch_size,
                 feed: feed.clone(),
-                stopping: stopping_rx.clone(),
+                streams: streams.clone(),
                 metrics: metrics.clone(),
             }))
             .max_decoding_message_size(max_bytes)
@@ -193,7 +203,7 @@ impl Application {
             db.clone(),
             page_tokens.clone(),
             feed,
-            stopping_rx,
+            streams,
         ))
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
@@ -280,7 +290,10 @@ impl Application {
         let mut rpc_layer = RpcLayer::new(
             metrics.clone(),
             local_addr,
-            Duration::from_secs(settings.server.request_timeout_secs),
+            CallLimits {
+                unary_timeout: Duration::from_secs(settings.server.request_timeout_secs),
+                max_concurrent_calls: settings.max_concurrent_calls(),
+            },
             served_methods()?,
         );
         if let Some(writer) = &audit {
@@ -358,8 +371,11 @@ impl Application {
         );
         tracing::info!(port = admin_port, "serving admin HTTP");
         let purge = tokio::spawn(purge_expired_keys(db.clone(), stopping_rx.clone()));
+        // The health check has a connection of its own, so that calls
+        // holding every pooled one cannot take the replica out of rotation.
+        let health_db = own_pool(&settings.database, 1)?;
         let monitor = tokio::spawn(monitor_database(
-            db,
+            health_db,
             health.clone(),
             Duration::from_millis(settings.database.health_check_interval_ms),
             stopping_rx.clone(),
@@ -378,8 +394,9 @@ impl Application {
         if let Some(tls) = tls {
             server = server.tls_config(tls)?;
         }
+        // Deadlines are the RPC layer's (DEADLINE_EXCEEDED, handed to the
+        // database), not tonic's timeout (which answers CANCELLED).
         let server = server
-            .timeout(Duration::from_secs(settings.server.request_timeout_secs))
             .concurrency_limit_per_connection(settings.server.concurrency_limit_per_connection)
             .load_shed(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -453,10 +470,7 @@ fn start_audit(
     });
     let writer = match (&pseudonyms, audit.enabled) {
         (Some(pseudonyms), true) => {
-            let db = Db::connect_lazy(&DatabaseSettings {
-                max_connections: 1,
-                ..settings.database.clone()
-            })?;
+            let db = own_pool(&settings.database, 1)?;
             Some(AuditLog::start(
                 db,
                 pseudonyms.clone(),
@@ -467,6 +481,15 @@ fn start_audit(
         _ => None,
     };
     Ok((pseudonyms, writer))
+}
+
+/// A pool of `connections` apart from the one calls share, for background
+/// work that must neither wait for the calls nor take their connections.
+fn own_pool(settings: &DatabaseSettings, connections: u32) -> anyhow::Result<Db> {
+    Db::connect_lazy(&DatabaseSettings {
+        max_connections: connections,
+        ..settings.clone()
+    })
 }
 
 /// Keeps health in step with Postgres: NOT_SERVING while it is unreachable.

@@ -13,7 +13,7 @@ use crate::{
         audit::{AccessEventFilter, Action, GENESIS, Link, Pseudonyms, check_link, hex},
         principal::Principal,
     },
-    error::Error,
+    error::{Error, ErrorReason},
     pb::v1::{self as pb, audit_service_server::AuditService},
     store::{Db, audit::StoredEvent},
 };
@@ -92,7 +92,7 @@ impl AuditService for AuditApi {
                 (Some(p), ids) => ids.iter().map(|id| p.of(id)).collect(),
                 (None, _) => {
                     return Err(Error::FailedPrecondition {
-                        reason: "NO_PSEUDONYM_KEY".into(),
+                        reason: ErrorReason::NoPseudonymKey,
                         message: "events cannot be found by customer: no audit.pseudonym_key \
                                   is configured"
                             .into(),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -25,7 +26,7 @@ use crate::{
     pb::v1::{self as pb, customer_service_server::CustomerService},
     store::{
         Db,
-        customers::{self, Found},
+        customers::{self, Found, Lock},
     },
 };
 
@@ -53,11 +54,23 @@ pub(crate) fn resolve(
         Found::Nothing => match scope {
             BranchScope::All => Err(Error::not_found(id.name())),
             BranchScope::Branch(_) => Err(Error::denied(format!(
-                "reach {} (customers of other branches are not reachable)",
+                "reach {}: it does not exist or is outside your reach",
                 id.name()
             ))),
         },
     }
+}
+
+/// The customer a write hangs off (an interaction, a follow-up, a complaint
+/// change), share-locked until the transaction ends so that an erasure
+/// cannot commit in between; NOT_FOUND when one committed first.
+pub(crate) async fn lock_reachable_customer(
+    tx: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Result<Customer, Error> {
+    let found = customers::get(tx, id, scope.branch(), Lock::Share).await?;
+    resolve(found, scope, id)
 }
 
 pub(crate) fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {
@@ -74,7 +87,7 @@ async fn current_customer(
 ) -> Result<pb::Customer, Error> {
     let id = CustomerId::from_name(name)
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-    let found = customers::get(tx, &id, scope.branch(), false).await?;
+    let found = customers::get(tx, &id, scope.branch(), Lock::None).await?;
     Ok(customer_to_proto(&resolve(found, scope, &id)?, caller))
 }
 
@@ -123,7 +136,7 @@ fn read_consent(
     }
     let (id, purpose) = violations.into_result((id, purpose))?;
     let (Some(id), Some(purpose)) = (id, purpose) else {
-        unreachable!("every missing part added a violation");
+        return Err(Error::unreported_missing_part());
     };
     Ok((
         id,
@@ -154,7 +167,7 @@ impl CustomerApi {
                 customer_names,
                 async |tx, names| current_customer(tx, &names[0], scope, caller).await,
                 async |tx| {
-                    let found = customers::get(tx, id, scope.branch(), true).await?;
+                    let found = customers::get(tx, id, scope.branch(), Lock::Update).await?;
                     let current = resolve(found, scope, id)?;
                     check_etag(etag, &current)?;
                     let updated = customers::set_consent(tx, id, change, &caller.subject).await?;
@@ -645,7 +658,7 @@ impl CustomerService for CustomerApi {
                     external.system
                 ))),
                 _ => Err(Error::denied(
-                    "look up this customer (customers of other branches are not reachable)",
+                    "look up this customer: it does not exist or is outside your reach",
                 )),
             }
         })
@@ -693,7 +706,7 @@ impl CustomerService for CustomerApi {
                     customer_names,
                     async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
                     async |tx| {
-                        let found = customers::get(tx, &id, scope.branch(), true).await?;
+                        let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
                         let current = resolve(found, &scope, &id)?;
                         check_etag(&etag, &current)?;
                         let mut profile = current.profile.clone();
@@ -736,11 +749,13 @@ impl CustomerService for CustomerApi {
                 .db
                 .list_customers(scope.branch(), &filter, after.as_deref(), limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
-                    last.id.as_str().to_string()
-                });
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |c| customer_to_proto(c, &caller).encoded_len(),
+                |last, _| last.id.as_str().to_string(),
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::ListCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
@@ -780,9 +795,13 @@ impl CustomerService for CustomerApi {
                 .db
                 .search_customers(scope.branch(), &tsquery, &req.query, offset, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |c| customer_to_proto(c, &caller).encoded_len(),
+                |_, kept| (offset + kept as i64).to_string(),
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
             Ok(pb::SearchCustomersResponse {
                 customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
@@ -818,12 +837,12 @@ impl CustomerService for CustomerApi {
                     |_: &()| Vec::new(),
                     // A replay answers OK only while the caller may still
                     // reach the (now erased) customer.
-                    async |tx, _| match customers::get(tx, &id, scope.branch(), false).await? {
+                    async |tx, _| match customers::get(tx, &id, scope.branch(), Lock::None).await? {
                         Found::Erased => Ok(()),
                         other => resolve(other, &scope, &id).map(|_| ()),
                     },
                     async |tx| {
-                        let found = customers::get(tx, &id, scope.branch(), true).await?;
+                        let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
                         let current = resolve(found, &scope, &id)?;
                         check_etag(&req.etag, &current)?;
                         customers::erase(tx, &id).await
@@ -969,7 +988,7 @@ impl CustomerService for CustomerApi {
             };
             let mut conn = self.db.acquire().await?;
             resolve(
-                customers::get(&mut conn, &id, scope.branch(), false).await?,
+                customers::get(&mut conn, &id, scope.branch(), Lock::None).await?,
                 &scope,
                 &id,
             )?;
@@ -1038,7 +1057,7 @@ impl CustomerService for CustomerApi {
             let (Some(id), Some(linked), Some(relationship)) =
                 violations.into_result((id, linked, relationship))?
             else {
-                unreachable!("every missing part added a violation");
+                return Err(Error::unreported_missing_part());
             };
             self.db
                 .write(
@@ -1057,7 +1076,8 @@ impl CustomerService for CustomerApi {
                             (&linked, &id)
                         };
                         for customer in [first, second] {
-                            let found = customers::get(tx, customer, scope.branch(), true).await?;
+                            let found =
+                                customers::get(tx, customer, scope.branch(), Lock::Update).await?;
                             resolve(found, &scope, customer)?;
                         }
                         let updated = customers::link(tx, &id, &linked, relationship).await?;

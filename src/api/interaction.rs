@@ -3,14 +3,18 @@
 
 use std::{pin::Pin, sync::Arc};
 
+use tokio::time::Instant;
+
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::{broadcast, mpsc, watch};
+use prost::Message;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{
-    customer::{parse_name, resolve},
-    from_timestamp, idempotency_key,
+    Streams,
+    customer::{lock_reachable_customer, parse_name, resolve},
+    draining_status, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -26,11 +30,12 @@ use crate::{
         principal::{BranchScope, Principal, Role},
         systems::{acting_for, check_acting_for},
     },
-    error::{Error, Violations},
+    error::{Error, ErrorReason, Violations},
     metrics::Metrics,
     pb::v1::{self as pb, interaction_service_server::InteractionService},
     store::{
-        Db, customers,
+        Db,
+        customers::{self, Lock},
         feed::{ChangeFeed, FEED_PAGE},
         interactions::{
             self as store, Appended, ComplaintQuery, DueCursor, FeedCursor, FeedItem, FollowUp,
@@ -39,6 +44,8 @@ use crate::{
     },
 };
 
+mod follow_ups;
+
 pub struct InteractionApi {
     db: Db,
     page_tokens: PageTokens,
@@ -46,7 +53,7 @@ pub struct InteractionApi {
     sources: SourceSystems,
     import_batch_size: usize,
     feed: ChangeFeed,
-    stopping: watch::Receiver<bool>,
+    streams: Streams,
     metrics: Metrics,
 }
 
@@ -58,7 +65,7 @@ pub struct InteractionApiParts {
     pub sources: SourceSystems,
     pub import_batch_size: usize,
     pub feed: ChangeFeed,
-    pub stopping: watch::Receiver<bool>,
+    pub streams: Streams,
     pub metrics: Metrics,
 }
 
@@ -71,7 +78,7 @@ impl InteractionApi {
             sources,
             import_batch_size,
             feed,
-            stopping,
+            streams,
             metrics,
         } = parts;
         InteractionApi {
@@ -81,7 +88,7 @@ impl InteractionApi {
             sources,
             import_batch_size,
             feed,
-            stopping,
+            streams,
             metrics,
         }
     }
@@ -255,6 +262,7 @@ fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
         state: match task.state {
             FollowUpState::Scheduled => pb::follow_up::State::Scheduled,
             FollowUpState::Completed => pb::follow_up::State::Completed,
+            FollowUpState::Cancelled => pb::follow_up::State::Cancelled,
         } as i32,
         purpose: task.purpose.clone(),
         channel: task.channel.map(channel_to).unwrap_or_default() as i32,
@@ -266,6 +274,8 @@ fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
         etag: crate::domain::customer::etag(task.version),
         create_time: Some(timestamp(task.create_time)),
         update_time: Some(timestamp(task.update_time)),
+        cancel_reason: task.cancel_reason.clone(),
+        cancel_time: task.cancel_time.map(timestamp),
     }
 }
 
@@ -497,9 +507,15 @@ fn read_interaction(
 }
 
 /// The error for a customer a write could not reach: told apart precisely
-/// only on this error path.
-async fn unreachable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> Error {
-    match db.get_customer(id, scope.branch()).await {
+/// only on this error path, on the write's own connection (a second one,
+/// taken while the transaction holds the first, could wait on a drained pool
+/// forever).
+async fn unreachable_customer(
+    conn: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Error {
+    match customers::get(conn, id, scope.branch(), Lock::None).await {
         Ok(found) => match resolve(found, scope, id) {
             Err(e) => e,
             Ok(_) => Error::Internal(anyhow::anyhow!("customer became reachable mid-call")),
@@ -530,7 +546,7 @@ fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interacti
 fn external_ref_conflict(existing: String) -> Error {
     Error::AlreadyExists {
         resource: "an interaction with this external_ref and other content".into(),
-        reason: "EXTERNAL_REF_CONFLICT".into(),
+        reason: ErrorReason::ExternalRefConflict,
         existing: Some(existing),
     }
 }
@@ -546,7 +562,7 @@ async fn current_interactions(
     for name in names {
         let (customer, id) = rules::parse_child_name(name, "interactions")
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-        let found = customers::get(tx, &customer, scope.branch(), false).await?;
+        let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
         resolve(found, scope, &customer)?;
         let interaction = store::get(tx, &customer, &id, false)
             .await?
@@ -564,15 +580,19 @@ async fn current_follow_up(
 ) -> Result<FollowUp, Error> {
     let (customer, id) = rules::parse_child_name(name, "followUps")
         .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-    let found = customers::get(tx, &customer, scope.branch(), false).await?;
+    let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
     resolve(found, scope, &customer)?;
-    store::get_follow_up(tx, &customer, &id)
+    store::get_follow_up(tx, &customer, &id, false)
         .await?
         .ok_or_else(|| Error::not_found(name.to_string()))
 }
 
-async fn readable_customer(db: &Db, id: &CustomerId, scope: &BranchScope) -> Result<(), Error> {
-    let found = db.get_customer(id, scope.branch()).await?;
+async fn readable_customer(
+    conn: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Result<(), Error> {
+    let found = customers::get(conn, id, scope.branch(), Lock::None).await?;
     resolve(found, scope, id).map(|_| ())
 }
 
@@ -733,6 +753,20 @@ const STREAM: &str = "v1";
 type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchInteractionsResponse, Status>> + Send>>;
 
+/// How an import stream that went silent ends: its completed batches stay
+/// committed, and re-sending the stream adds no row twice.
+fn idle_stream(idle: std::time::Duration) -> Status {
+    super::status::layer_status(
+        tonic::Code::DeadlineExceeded,
+        crate::error::ErrorReason::StreamIdle,
+        &format!(
+            "no message for {} s (api.stream_idle_timeout_secs); the batches completed so far are committed",
+            idle.as_secs()
+        ),
+        None,
+    )
+}
+
 impl InteractionApi {
     /// Appends interactions for customers the caller may write, in one
     /// transaction; a customer out of reach fails the whole call.
@@ -748,7 +782,7 @@ impl InteractionApi {
         let reachable = store::lock_customers(conn, &ids, scope.branch()).await?;
         if let Some(missing) = ids.iter().find(|id| !reachable.iter().any(|r| r == *id)) {
             let id = CustomerId::parse(missing).map_err(|e| Error::Internal(anyhow::anyhow!(e)))?;
-            return Err(unreachable_customer(&self.db, &id, scope).await);
+            return Err(unreachable_customer(conn, &id, scope).await);
         }
         self.metrics.observe_append_batch(rows.len());
         store::append(conn, rows, true)
@@ -876,7 +910,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let customer = violations.into_result(customer)?.expect("checked above");
+            let customer = violations.into_value(customer)?;
             let rows = [(customer, new)];
             self.db
                 .write(
@@ -994,7 +1028,11 @@ impl InteractionService for InteractionApi {
         let mut rejections = Vec::new();
         let (mut accepted, mut duplicates, mut rejected) = (0i64, 0i64, 0i64);
         let mut index = 0i64;
-        while let Some(message) = stream.message().await? {
+        let idle = self.streams.idle_timeout;
+        while let Some(message) = tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| idle_stream(idle))??
+        {
             if message.rows.len() > MAX_IMPORT_ROWS_PER_MESSAGE {
                 return Err(Error::invalid(
                     "rows",
@@ -1031,7 +1069,7 @@ impl InteractionService for InteractionApi {
                 }
                 match violations.into_result(customer) {
                     Ok(Some(customer)) => batch.push((index, customer, new)),
-                    Ok(None) => unreachable!("a missing customer adds a violation"),
+                    Ok(None) => return Err(Error::unreported_missing_part().into()),
                     Err(Error::InvalidArgument(found)) => {
                         rejected += 1;
                         if rejections.len() < MAX_REPORTED_REJECTIONS {
@@ -1082,8 +1120,9 @@ impl InteractionService for InteractionApi {
             let (customer, id) = rules::parse_child_name(name, "interactions")
                 .map_err(|e| Error::invalid("name", e))?;
             check_acting_for(&caller, customer.as_str())?;
-            readable_customer(&self.db, &customer, &scope).await?;
-            match self.db.get_interaction(&customer, &id).await? {
+            let mut conn = self.db.acquire().await?;
+            readable_customer(&mut conn, &customer, &scope).await?;
+            match store::get(&mut conn, &customer, &id, false).await? {
                 Some(interaction) => Ok(for_caller(interaction_to(&interaction), &caller)),
                 None => Err(Error::not_found(name.clone())),
             }
@@ -1114,16 +1153,22 @@ impl InteractionService for InteractionApi {
                 query.after = Some((time_from_micros(&micros)?, id));
             }
             check_acting_for(&caller, customer.as_str())?;
-            readable_customer(&self.db, &customer, &scope).await?;
-            let mut page = self.db.timeline(&customer, &query, limit + 1).await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
+            let mut conn = self.db.acquire().await?;
+            readable_customer(&mut conn, &customer, &scope).await?;
+            let mut page = store::timeline(&mut conn, &customer, &query, limit + 1).await?;
+            drop(conn);
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| interaction_to(i).encoded_len(),
+                |last, _| {
                     join_cursor(&[
                         &last.fields.occur_time.timestamp_micros().to_string(),
                         &last.fields.id,
                     ])
-                });
+                },
+            );
             Ok(pb::ListInteractionsResponse {
                 interactions: page
                     .iter()
@@ -1174,7 +1219,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let (customer, id) = violations.into_result(target)?.expect("checked above");
+            let (customer, id) = violations.into_value(target)?;
             self.db
                 .write(
                     key.as_ref(),
@@ -1183,8 +1228,7 @@ impl InteractionService for InteractionApi {
                         Ok(interaction_to(&current_interactions(tx, &names, &scope).await?.remove(0)))
                     },
                     async |tx| {
-                    let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                    resolve(found, &scope, &customer)?;
+                    lock_reachable_customer(tx, &customer, &scope).await?;
                     let current = store::get(tx, &customer, &id, true)
                         .await?
                         .ok_or_else(|| Error::not_found(req.name.clone()))?;
@@ -1195,14 +1239,14 @@ impl InteractionService for InteractionApi {
                     }
                     let Some(mut complaint) = current.fields.complaint.clone() else {
                         return Err(Error::FailedPrecondition {
-                            reason: "NOT_A_COMPLAINT".into(),
+                            reason: ErrorReason::NotAComplaint,
                             message: format!("{} is not a complaint", req.name),
                         });
                     };
                     let next = state.unwrap_or(complaint.state);
                     if !complaint.state.may_become(next) {
                         return Err(Error::FailedPrecondition {
-                            reason: "ILLEGAL_COMPLAINT_TRANSITION".into(),
+                            reason: ErrorReason::IllegalComplaintTransition,
                             message: format!(
                                 "a complaint moves OPEN → IN_PROGRESS → RESOLVED → CLOSED one step at a time; {} cannot become {}",
                                 complaint.state.as_str(),
@@ -1262,16 +1306,19 @@ impl InteractionService for InteractionApi {
                 query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
-                readable_customer(&self.db, customer, &scope).await?;
+                readable_customer(&mut *self.db.acquire().await?, customer, &scope).await?;
             }
             query.customer = customer;
             let mut page = self
                 .db
                 .list_complaints(scope.branch(), &query, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| {
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| interaction_to(i).encoded_len(),
+                |last, _| {
                     let due = last
                         .fields
                         .complaint
@@ -1279,7 +1326,8 @@ impl InteractionService for InteractionApi {
                         .map(|c| c.due_time)
                         .unwrap_or_default();
                     due_cursor_text(due, &last.customer, &last.fields.id)
-                });
+                },
+            );
             crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));
             Ok(pb::ListComplaintsResponse {
                 interactions: page.iter().map(interaction_to).collect(),
@@ -1359,7 +1407,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let customer = violations.into_result(customer)?.expect("checked above");
+            let customer = violations.into_value(customer)?;
             self.db
                 .write(
                     key.as_ref(),
@@ -1370,8 +1418,7 @@ impl InteractionService for InteractionApi {
                         ))
                     },
                     async |tx| {
-                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                        let owner = resolve(found, &scope, &customer)?;
+                        let owner = lock_reachable_customer(tx, &customer, &scope).await?;
                         let now = Utc::now();
                         let task = FollowUp {
                             customer: customer.clone(),
@@ -1389,6 +1436,8 @@ impl InteractionService for InteractionApi {
                             source_interaction: input.source_interaction.clone(),
                             completion_interaction: String::new(),
                             complete_time: None,
+                            cancel_reason: String::new(),
+                            cancel_time: None,
                             created_by: caller.subject.clone(),
                             version: 1,
                             create_time: now,
@@ -1420,9 +1469,11 @@ impl InteractionService for InteractionApi {
             if req.interaction.is_none() {
                 violations.add("interaction", "is required");
             }
-            match kind_from(input.kind) {
-                None | Some(Kind::FollowUp) => input.kind = pb::interaction::Kind::FollowUp as i32,
-                Some(_) => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
+            match (input.kind, kind_from(input.kind)) {
+                (0, _) | (_, Some(Kind::FollowUp)) => {
+                    input.kind = pb::interaction::Kind::FollowUp as i32
+                }
+                _ => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
             }
             let new = read_interaction(
                 &input,
@@ -1442,7 +1493,7 @@ impl InteractionService for InteractionApi {
                     ..req.clone()
                 },
             )?;
-            let (customer, id) = violations.into_result(target)?.expect("checked above");
+            let (customer, id) = violations.into_value(target)?;
             self.db
                 .write(
                     key.as_ref(),
@@ -1461,24 +1512,9 @@ impl InteractionService for InteractionApi {
                     },
                     async |tx| {
                         let rows = [(customer.clone(), new)];
-                        let found = customers::get(tx, &customer, scope.branch(), false).await?;
-                        resolve(found, &scope, &customer)?;
-                        let task = store::get_follow_up(tx, &customer, &id)
-                            .await?
-                            .ok_or_else(|| Error::not_found(req.name.clone()))?;
-                        if !req.etag.is_empty()
-                            && req.etag != crate::domain::customer::etag(task.version)
-                        {
-                            return Err(Error::EtagMismatch {
-                                resource: req.name.clone(),
-                            });
-                        }
-                        if task.state != FollowUpState::Scheduled {
-                            return Err(Error::FailedPrecondition {
-                                reason: "FOLLOW_UP_ALREADY_COMPLETED".into(),
-                                message: format!("{} is already completed", req.name),
-                            });
-                        }
+                        lock_reachable_customer(tx, &customer, &scope).await?;
+                        follow_ups::scheduled_follow_up(tx, &customer, &id, &req.name, &req.etag)
+                            .await?;
                         let logged = self.append_all(tx, &scope, &rows).await?.remove(0);
                         let task =
                             store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
@@ -1515,7 +1551,7 @@ impl InteractionService for InteractionApi {
                 query.after = Some(parse_due_cursor(&cursor)?);
             }
             if let Some(customer) = &customer {
-                readable_customer(&self.db, customer, &scope).await?;
+                readable_customer(&mut *self.db.acquire().await?, customer, &scope).await?;
             }
             query.customer = customer;
             let mut page = self
@@ -1538,6 +1574,30 @@ impl InteractionService for InteractionApi {
 
     type WatchInteractionsStream = WatchStream;
 
+    #[tracing::instrument(skip_all, name = "GetFollowUp")]
+    async fn get_follow_up(
+        &self,
+        request: Request<pb::GetFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::get(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ReassignFollowUp")]
+    async fn reassign_follow_up(
+        &self,
+        request: Request<pb::ReassignFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::reassign(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CancelFollowUp")]
+    async fn cancel_follow_up(
+        &self,
+        request: Request<pb::CancelFollowUpRequest>,
+    ) -> Result<Response<pb::FollowUp>, Status> {
+        follow_ups::cancel(self, request).await
+    }
+
     #[tracing::instrument(skip_all, name = "WatchInteractions")]
     async fn watch_interactions(
         &self,
@@ -1551,7 +1611,7 @@ impl InteractionService for InteractionApi {
             let filter = match (req.customer.is_empty(), req.branch.is_empty()) {
                 (false, true) => {
                     let customer = parse_name("customer", &req.customer)?;
-                    readable_customer(&self.db, &customer, &scope).await?;
+                    readable_customer(&mut *self.db.acquire().await?, &customer, &scope).await?;
                     WatchFilter::Customer(customer)
                 }
                 (true, false) => {
@@ -1587,11 +1647,12 @@ impl InteractionService for InteractionApi {
                 filter,
                 scope,
                 last: start,
+                last_sent: Instant::now(),
             },
             live,
             catch_up,
             tx,
-            self.stopping.clone(),
+            self.streams.clone(),
         ));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as WatchStream
@@ -1634,6 +1695,8 @@ struct Watcher {
     filter: WatchFilter,
     scope: BranchScope,
     last: FeedCursor,
+    /// When the stream last carried a message, for heartbeats.
+    last_sent: Instant,
 }
 
 impl Watcher {
@@ -1657,9 +1720,31 @@ impl Watcher {
             return true;
         }
         self.last = item.cursor;
+        self.last_sent = Instant::now();
         tx.send(Ok(pb::WatchInteractionsResponse {
             interaction: Some(interaction_to(&item.interaction)),
             resume_token: resume_token(STREAM, item.cursor),
+            heartbeat: false,
+        }))
+        .await
+        .is_ok()
+    }
+
+    /// A heartbeat with the current position, when nothing was sent for
+    /// `quiet`; false when the client has gone.
+    async fn beat(
+        &mut self,
+        quiet: std::time::Duration,
+        tx: &mpsc::Sender<Result<pb::WatchInteractionsResponse, Status>>,
+    ) -> bool {
+        if self.last_sent.elapsed() < quiet {
+            return true;
+        }
+        self.last_sent = Instant::now();
+        tx.send(Ok(pb::WatchInteractionsResponse {
+            interaction: None,
+            resume_token: resume_token(STREAM, self.last),
+            heartbeat: true,
         }))
         .await
         .is_ok()
@@ -1695,16 +1780,20 @@ impl Watcher {
 
 /// Feeds one watcher: first what it missed (when resuming), then the live
 /// feed; a watcher that falls behind the in-memory feed catches up from
-/// Postgres, so it never misses a row. Ends when the client goes away or
-/// the server shuts down.
+/// Postgres, so it never misses a row. A quiet stream gets heartbeats. Ends
+/// when the client goes away, or with UNAVAILABLE when the server drains.
 async fn deliver(
     db: Db,
     mut watcher: Watcher,
     mut live: broadcast::Receiver<Arc<FeedItem>>,
     catch_up: bool,
     tx: mpsc::Sender<Result<pb::WatchInteractionsResponse, Status>>,
-    mut stopping: watch::Receiver<bool>,
+    streams: Streams,
 ) {
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + streams.heartbeat,
+        streams.heartbeat,
+    );
     let fail = |e: Error| Err(Status::from(e));
     if catch_up {
         match watcher.catch_up(&db, &tx).await {
@@ -1734,9 +1823,21 @@ async fn deliver(
                         }
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
+                // The feed closes only when the server drains.
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx.send(Err(draining_status())).await;
+                    return;
+                }
             },
-            _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+            _ = heartbeat.tick() => {
+                if !watcher.beat(streams.heartbeat, &tx).await {
+                    return;
+                }
+            }
+            _ = streams.draining() => {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            }
             _ = tx.closed() => return,
         }
     }

@@ -5,13 +5,15 @@
 use std::{collections::BTreeMap, pin::Pin};
 
 use chrono::{Duration, Utc};
+use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
+    Streams,
     customer::parse_name,
-    from_timestamp, idempotency_key,
+    draining_status, from_timestamp, idempotency_key,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, respond, resume_token, timestamp,
 };
@@ -28,7 +30,7 @@ use crate::{
         principal::{Principal, Role},
         search,
     },
-    error::{Error, Violations},
+    error::{Error, ErrorReason, Violations},
     pb::v1::{self as pb, knowledge_service_server::KnowledgeService},
     store::{
         Db, customers,
@@ -42,21 +44,16 @@ pub struct KnowledgeApi {
     db: Db,
     page_tokens: PageTokens,
     feed: ChangeFeed,
-    stopping: watch::Receiver<bool>,
+    streams: Streams,
 }
 
 impl KnowledgeApi {
-    pub fn new(
-        db: Db,
-        page_tokens: PageTokens,
-        feed: ChangeFeed,
-        stopping: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(db: Db, page_tokens: PageTokens, feed: ChangeFeed, streams: Streams) -> Self {
         KnowledgeApi {
             db,
             page_tokens,
             feed,
-            stopping,
+            streams,
         }
     }
 }
@@ -291,6 +288,13 @@ fn read_interaction_sources(
     violations: &mut Violations,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if names.len() > rules::MAX_INTERACTION_SOURCES {
+        violations.add(
+            field,
+            format!("must name at most {}", rules::MAX_INTERACTION_SOURCES),
+        );
+        return out;
+    }
     for (i, name) in names.iter().enumerate() {
         match parse_child_name(name, "interactions") {
             Ok((customer, id)) => out.push((customer.as_str().to_string(), id)),
@@ -310,6 +314,15 @@ fn read_carrier(
     violations: &mut Violations,
 ) -> Carrier {
     let stated = input.and_then(|c| carrier_from(c.r#type));
+    if let Some(c) = input
+        && c.r#type != 0
+        && stated.is_none()
+    {
+        violations.add(
+            "knowledge_item.carrier.type",
+            "is not a carrier type: EMPLOYEE, TEAM, BRANCH, BANK or CUSTOMER",
+        );
+    }
     let id = input.map(|c| c.id.clone()).unwrap_or_default();
     let kind = match (nature, stated) {
         (_, None) => CarrierType::Employee,
@@ -458,7 +471,7 @@ async fn check_visibility(
     if item.content.visibility == Visibility::Bank {
         if item.content.sensitivity == Sensitivity::Restricted {
             return Err(Error::FailedPrecondition {
-                reason: "RESTRICTED".into(),
+                reason: ErrorReason::Restricted,
                 message: "a RESTRICTED item cannot be visible to the whole bank".into(),
             });
         }
@@ -480,7 +493,7 @@ async fn require_sharing_consent(
         customers::count_consented(tx, subjects, ConsentPurpose::KnowledgeSharing).await?;
     if consented != subjects.len() as i64 {
         return Err(Error::FailedPrecondition {
-            reason: "CONSENT_REQUIRED".into(),
+            reason: ErrorReason::ConsentRequired,
             message:
                 "a subject customer has not consented to KNOWLEDGE_SHARING beyond the home branch"
                     .into(),
@@ -491,7 +504,7 @@ async fn require_sharing_consent(
 
 fn wrong_nature(item: &KnowledgeItem, wanted: Nature, operation: &str) -> Error {
     Error::FailedPrecondition {
-        reason: "WRONG_NATURE".into(),
+        reason: ErrorReason::WrongNature,
         message: format!(
             "{} is {} knowledge; {operation} takes {} items",
             item.name(),
@@ -774,6 +787,13 @@ impl KnowledgeService for KnowledgeApi {
             }
             let mut fields: Vec<&str> = Vec::new();
             for (i, path) in paths.iter().enumerate() {
+                // AIP-134: `*` replaces every field an update may change;
+                // what the request leaves unset is cleared (or refused when
+                // required).
+                if path == "*" {
+                    fields = CONTENT_FIELDS.to_vec();
+                    continue;
+                }
                 match CONTENT_FIELDS.iter().find(|f| **f == path.as_str()) {
                     Some(f) if !fields.contains(f) => fields.push(f),
                     Some(_) => {}
@@ -830,7 +850,7 @@ impl KnowledgeService for KnowledgeApi {
                     }
                     if content.visibility.is_wider_than(current.item.content.visibility) {
                         return Err(Error::FailedPrecondition {
-                            reason: "NOT_NARROWER".into(),
+                            reason: ErrorReason::NotNarrower,
                             message: format!(
                                 "an update only narrows visibility: the item is {}; widen it with ShareKnowledgeItem",
                                 current.item.content.visibility.as_str()
@@ -879,9 +899,13 @@ impl KnowledgeService for KnowledgeApi {
                 .db
                 .list_knowledge_items(&access, &query, after.as_deref(), limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |last| last.item.id.clone());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| item_pb(i).encoded_len(),
+                |last, _| last.item.id.clone(),
+            );
             Ok(pb::ListKnowledgeItemsResponse {
                 knowledge_items: page.iter().map(item_pb).collect(),
                 next_page_token,
@@ -922,9 +946,13 @@ impl KnowledgeService for KnowledgeApi {
                 .db
                 .search_knowledge_items(&access, &latin, cjk.as_deref(), offset, limit + 1)
                 .await?;
-            let next_page_token = self
-                .page_tokens
-                .next_page(&mut page, limit, &context, |_| (offset + limit).to_string());
+            let next_page_token = self.page_tokens.next_sized_page(
+                &mut page,
+                limit,
+                &context,
+                |i| item_pb(i).encoded_len(),
+                |_, kept| (offset + kept as i64).to_string(),
+            );
             Ok(pb::SearchKnowledgeItemsResponse {
                 knowledge_items: page.iter().map(item_pb).collect(),
                 next_page_token,
@@ -1464,7 +1492,7 @@ impl KnowledgeService for KnowledgeApi {
                         (Some(v), _) => {
                             if !v.is_wider_than(content.visibility) {
                                 return Err(Error::FailedPrecondition {
-                                    reason: "NOT_WIDER".into(),
+                                    reason: ErrorReason::NotWider,
                                     message: format!(
                                         "sharing only widens: the item is already {}; narrow it with UpdateKnowledgeItem",
                                         content.visibility.as_str()
@@ -1493,7 +1521,7 @@ impl KnowledgeService for KnowledgeApi {
                             }
                         }
                         (None, Some(g)) => g.clone(),
-                        (None, None) => unreachable!("checked above"),
+                        (None, None) => return Err(Error::unreported_missing_part()),
                     };
                     // A grant beyond the home branch needs the subjects'
                     // consent as a bank-wide share does.
@@ -1835,7 +1863,7 @@ impl KnowledgeService for KnowledgeApi {
             start,
             wakeups,
             tx,
-            self.stopping.clone(),
+            self.streams.clone(),
         ));
         Ok(Response::new(
             Box::pin(ReceiverStream::new(rx)) as WatchStream
@@ -1924,8 +1952,9 @@ async fn deliver(
     mut cursor: (i64, i64),
     mut wakeups: watch::Receiver<u64>,
     tx: mpsc::Sender<Result<pb::WatchKnowledgeResponse, Status>>,
-    mut stopping: watch::Receiver<bool>,
+    streams: Streams,
 ) {
+    let mut last_sent = tokio::time::Instant::now();
     loop {
         loop {
             let events: Vec<KnowledgeEvent> = match db
@@ -1950,15 +1979,35 @@ async fn deliver(
                 if tx.send(Ok(message)).await.is_err() {
                     return;
                 }
+                last_sent = tokio::time::Instant::now();
             }
             if !full {
                 break;
             }
         }
+        if last_sent.elapsed() >= streams.heartbeat {
+            let heartbeat = pb::WatchKnowledgeResponse {
+                change: pb::watch_knowledge_response::Change::Heartbeat as i32,
+                knowledge_item: None,
+                change_time: None,
+                resume_token: resume_token(STREAM, cursor),
+            };
+            if tx.send(Ok(heartbeat)).await.is_err() {
+                return;
+            }
+            last_sent = tokio::time::Instant::now();
+        }
         tokio::select! {
-            changed = wakeups.changed() => if changed.is_err() { return; },
-            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-            _ = async { let _ = stopping.wait_for(|s| *s).await; } => return,
+            // The feed closes only when the server drains.
+            changed = wakeups.changed() => if changed.is_err() {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1).min(streams.heartbeat)) => {}
+            _ = streams.draining() => {
+                let _ = tx.send(Err(draining_status())).await;
+                return;
+            }
             _ = tx.closed() => return,
         }
     }

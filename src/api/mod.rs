@@ -95,6 +95,36 @@ pub fn parse_resume_token(kind: &str, token: &str) -> Result<(i64, i64), Error> 
     }
 }
 
+/// What every stream handler needs of the server: when to send heartbeats,
+/// how long an inbound stream may stay silent, and whether the server is
+/// draining.
+#[derive(Clone)]
+pub struct Streams {
+    pub heartbeat: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Streams {
+    /// Resolves once the server starts draining.
+    pub(crate) async fn draining(&self) {
+        let mut stopping = self.stopping.clone();
+        let _ = stopping.wait_for(|s| *s).await;
+    }
+}
+
+/// How a stream ends when the server drains: UNAVAILABLE, so the client
+/// reconnects (to another replica) with its last resume token, rather than
+/// an OK that looks like a normal end.
+pub(crate) fn draining_status() -> Status {
+    status::layer_status(
+        tonic::Code::Unavailable,
+        crate::error::ErrorReason::ServerDraining,
+        "the server is shutting down; reconnect with the last resume_token received",
+        Some(std::time::Duration::from_secs(1)),
+    )
+}
+
 /// Runs a handler body and maps its error to a `Status` in one place.
 pub(crate) async fn respond<T>(
     body: impl Future<Output = Result<T, Error>>,

@@ -14,16 +14,33 @@ pub const MAX_PAGE_SIZE: i64 = 1000;
 
 #[derive(Clone)]
 pub struct PageTokens {
-    key: Vec<u8>,
+    keyed: HmacSha256,
+    /// Encoded bytes of the items one page may carry, so that a full page
+    /// of the longest texts still fits the largest message the server sends.
+    page_bytes: usize,
 }
 
+/// The share of `server.max_message_bytes` a page's items may take; the rest
+/// is the response's other fields and framing.
+const PAGE_SHARE: (usize, usize) = (3, 4);
+
 impl PageTokens {
+    /// Keys the HMAC once, at start-up; each token clones the keyed state.
     pub fn new(key: &[u8]) -> Self {
-        PageTokens { key: key.to_vec() }
+        PageTokens {
+            keyed: HmacSha256::new_from_slice(key).expect("HMAC takes any key length"),
+            page_bytes: 4 << 20,
+        }
+    }
+
+    /// Bounds pages by the server's largest message (`server.max_message_bytes`).
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.page_bytes = max_message_bytes / PAGE_SHARE.1 * PAGE_SHARE.0;
+        self
     }
 
     fn mac(&self, body: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(body);
         mac
     }
@@ -47,12 +64,38 @@ impl PageTokens {
         context: &str,
         cursor: impl FnOnce(&T) -> String,
     ) -> String {
-        if page.len() as i64 <= limit {
+        self.next_sized_page(page, limit, context, |_| 0, |last, _| cursor(last))
+    }
+
+    /// `next_page` for items whose size varies widely (notes, bodies): the
+    /// page also ends before its items' encoded `size` exceeds the byte
+    /// budget (keeping at least one item). `cursor` gets the last item kept
+    /// and how many were kept (for offset tokens).
+    pub fn next_sized_page<T>(
+        &self,
+        page: &mut Vec<T>,
+        limit: i64,
+        context: &str,
+        size: impl Fn(&T) -> usize,
+        cursor: impl FnOnce(&T, usize) -> String,
+    ) -> String {
+        let limit = usize::try_from(limit).unwrap_or(0).max(1);
+        let mut bytes = 0usize;
+        let fits = page
+            .iter()
+            .take(limit)
+            .position(|item| {
+                bytes = bytes.saturating_add(size(item));
+                bytes > self.page_bytes
+            })
+            .unwrap_or(limit.min(page.len()))
+            .max(1);
+        if page.len() <= fits {
             return String::new();
         }
-        page.truncate(limit as usize);
+        page.truncate(fits);
         page.last()
-            .map(|last| self.encode(&cursor(last), context))
+            .map(|last| self.encode(&cursor(last, fits), context))
             .unwrap_or_default()
     }
 
@@ -129,5 +172,44 @@ mod tests {
         assert_eq!(page_size(0).unwrap(), 50);
         assert_eq!(page_size(5000).unwrap(), 1000);
         assert!(page_size(-1).is_err());
+    }
+
+    #[test]
+    fn pages_end_before_their_items_outgrow_the_message() {
+        // 4 KiB messages: items may take 3 KiB.
+        let tokens =
+            PageTokens::new(b"0123456789abcdef0123456789abcdef").with_max_message_bytes(4096);
+        let mut page: Vec<usize> = vec![1000; 11];
+        let mut kept_seen = 0;
+        let token = tokens.next_sized_page(
+            &mut page,
+            10,
+            "ctx",
+            |s| *s,
+            |_, kept| {
+                kept_seen = kept;
+                "cursor".into()
+            },
+        );
+        assert_eq!((page.len(), kept_seen), (3, 3));
+        assert_eq!(
+            tokens.decode(&token, "ctx").unwrap().as_deref(),
+            Some("cursor")
+        );
+
+        // One item larger than the budget still goes out alone.
+        let mut page: Vec<usize> = vec![10_000, 10];
+        let token = tokens.next_sized_page(&mut page, 10, "ctx", |s| *s, |_, _| "c".into());
+        assert_eq!(page, vec![10_000]);
+        assert!(!token.is_empty());
+
+        // Small items: the count limit rules, and the last page has no token.
+        let mut page: Vec<usize> = vec![10; 5];
+        assert!(
+            tokens
+                .next_sized_page(&mut page, 10, "ctx", |s| *s, |_, _| "c".into())
+                .is_empty()
+        );
+        assert_eq!(page.len(), 5);
     }
 }

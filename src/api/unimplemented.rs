@@ -4,16 +4,25 @@
 //! UNIMPLEMENTED naming it; anything else gets UNIMPLEMENTED saying the
 //! method is unknown.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use axum::{body::Body, http::Request, response::Response};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 
-use crate::auth::Authenticator;
+use crate::{auth::Authenticator, telemetry::rpc::MethodShape};
 
 /// `/package.Service/Method` paths of every method in a descriptor set.
 pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
+    Ok(method_shapes(descriptor_set)?.into_keys().collect())
+}
+
+/// Every method of a descriptor set by `/package.Service/Method` path, with
+/// whether it streams requests or responses.
+pub fn method_shapes(descriptor_set: &[u8]) -> anyhow::Result<HashMap<String, MethodShape>> {
     let set = prost_types::FileDescriptorSet::decode(descriptor_set)?;
     Ok(set
         .file
@@ -22,10 +31,15 @@ pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>
             let package = file.package().to_string();
             file.service.iter().flat_map(move |service| {
                 let prefix = format!("/{package}.{}/", service.name());
-                service
-                    .method
-                    .iter()
-                    .map(move |m| format!("{prefix}{}", m.name()))
+                service.method.iter().map(move |m| {
+                    (
+                        format!("{prefix}{}", m.name()),
+                        MethodShape {
+                            client_streaming: m.client_streaming(),
+                            server_streaming: m.server_streaming(),
+                        },
+                    )
+                })
             })
         })
         .collect())

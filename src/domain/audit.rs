@@ -63,13 +63,14 @@ pub struct AccessEvent {
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = u32::try_from(s.len()).expect("audit fields are far below 4 GiB");
+    // Fields are bounded by the message size, far below 4 GiB.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
 fn put_list(out: &mut Vec<u8>, items: &[String]) {
-    let count = u32::try_from(items.len()).expect("audit lists are far below 4 G items");
+    let count = u32::try_from(items.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&count.to_be_bytes());
     for item in items {
         put_str(out, item);
@@ -156,7 +157,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// every event about one.
 #[derive(Clone)]
 pub struct Pseudonyms {
-    key: Vec<u8>,
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for Pseudonyms {
@@ -166,12 +167,15 @@ impl std::fmt::Debug for Pseudonyms {
 }
 
 impl Pseudonyms {
+    /// Keys the HMAC once, at start-up; each pseudonym clones the keyed state.
     pub fn new(key: &[u8]) -> Self {
-        Pseudonyms { key: key.to_vec() }
+        Pseudonyms {
+            keyed: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length"),
+        }
     }
 
     pub fn of(&self, value: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
         hex(&mac.finalize().into_bytes())
     }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
 pub const MAX_DISPLAY_NAME: usize = 200;
 pub const MAX_EXTERNAL_IDS: usize = 20;
@@ -298,7 +298,20 @@ pub fn bounded_text(value: &str, max: usize) -> Result<String, String> {
     if value.chars().any(|c| c.is_control() && c != '\n') {
         return Err("must not contain control characters".into());
     }
+    if value.chars().any(is_bidi_control) {
+        return Err(
+            "must not contain bidirectional embedding, override or isolate characters".into(),
+        );
+    }
     Ok(value.to_string())
+}
+
+/// Characters that reorder how the text around them is displayed (U+202A to
+/// U+202E, U+2066 to U+2069): in a name or a note they can make what a
+/// reviewer sees differ from what is stored. The plain direction marks
+/// (U+200E, U+200F) that right-to-left names need stay allowed.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Branch, team and employee ids as they appear in JWT claims (`B01`, `E1001`).
@@ -405,7 +418,7 @@ pub fn birth_date(value: &str) -> Result<Option<NaiveDate>, String> {
     }
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map_err(|_| "must be an ISO 8601 date, YYYY-MM-DD".to_string())?;
-    if date > Utc::now().date_naive() || date < NaiveDate::from_ymd_opt(1800, 1, 1).unwrap() {
+    if date > Utc::now().date_naive() || date.year() < 1800 {
         return Err("must not be in the future or before 1800".into());
     }
     Ok(Some(date))

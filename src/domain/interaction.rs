@@ -63,7 +63,7 @@ string_enum!(
 );
 string_enum!(
     /// Where a follow-up task stands.
-    FollowUpState { Scheduled = "SCHEDULED", Completed = "COMPLETED" }
+    FollowUpState { Scheduled = "SCHEDULED", Completed = "COMPLETED", Cancelled = "CANCELLED" }
 );
 
 impl ComplaintState {

@@ -11,6 +11,8 @@ pub const MAX_TITLE: usize = 200;
 pub const MAX_BODY: usize = 20_000;
 pub const MAX_SUBJECTS: usize = 50;
 pub const MAX_SOURCES: usize = 50;
+/// Interactions an item may name as its sources.
+pub const MAX_INTERACTION_SOURCES: usize = 100;
 pub const MAX_RECIPIENTS: usize = 50;
 pub const MAX_LINEAGE_DEPTH: i32 = 10;
 pub const DEFAULT_REVIEW_INTERVAL: Duration = Duration::days(180);

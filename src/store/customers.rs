@@ -19,7 +19,7 @@ use crate::{
         principal::BranchScope,
         search,
     },
-    error::Error,
+    error::{Error, ErrorReason},
 };
 
 /// Everything a read returns about one customer, related rows included.
@@ -214,39 +214,55 @@ fn map_unique(err: sqlx::Error, id: &CustomerId) -> Error {
     match unique_violation(&err).as_deref() {
         Some("customers_pkey") => Error::AlreadyExists {
             resource: id.name(),
-            reason: "CUSTOMER_ALREADY_EXISTS".into(),
+            reason: ErrorReason::CustomerAlreadyExists,
             existing: Some(id.name()),
         },
         Some("customer_external_ids_pkey") => Error::AlreadyExists {
             resource: "an external id of this customer".into(),
-            reason: "EXTERNAL_ID_ALREADY_EXISTS".into(),
+            reason: ErrorReason::ExternalIdAlreadyExists,
             existing: None,
         },
         Some("customer_links_pkey") => Error::AlreadyExists {
             resource: "this link".into(),
-            reason: "LINK_ALREADY_EXISTS".into(),
+            reason: ErrorReason::LinkAlreadyExists,
             existing: None,
         },
         _ => err.into(),
     }
 }
 
+/// How `get` locks the customer row until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// A plain read.
+    None,
+    /// Writes that hang off the customer (interactions, follow-ups,
+    /// complaints): an erasure, which updates the row, waits for them, and
+    /// they see it when it committed first.
+    Share,
+    /// Writes to the customer itself.
+    Update,
+}
+
 pub async fn get(
     conn: &mut PgConnection,
     id: &CustomerId,
     scope: Option<&str>,
-    for_update: bool,
+    lock: Lock,
 ) -> Result<Found, Error> {
-    let sql = if for_update {
-        concat!(
-            select_customer!(),
-            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR UPDATE OF c"
-        )
-    } else {
-        concat!(
+    let sql = match lock {
+        Lock::None => concat!(
             select_customer!(),
             "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2)"
-        )
+        ),
+        Lock::Share => concat!(
+            select_customer!(),
+            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR SHARE OF c"
+        ),
+        Lock::Update => concat!(
+            select_customer!(),
+            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR UPDATE OF c"
+        ),
     };
     let row = sqlx::query_as::<_, CustomerRow>(sql)
         .bind(id.as_str())
@@ -260,7 +276,7 @@ pub async fn get(
 impl Db {
     pub async fn get_customer(&self, id: &CustomerId, scope: Option<&str>) -> Result<Found, Error> {
         let mut conn = self.acquire().await?;
-        get(&mut conn, id, scope, false).await
+        get(&mut conn, id, scope, Lock::None).await
     }
 
     pub async fn lookup_customer(
@@ -385,7 +401,7 @@ async fn replace_external_ids(
 
 /// Reads a customer back inside the writing transaction.
 async fn reread(conn: &mut PgConnection, id: &CustomerId) -> Result<Customer, Error> {
-    match get(conn, id, None, false).await? {
+    match get(conn, id, None, Lock::None).await? {
         Found::Customer(c) => Ok(*c),
         _ => Err(Error::Internal(anyhow::anyhow!(
             "customer vanished inside its own transaction"

@@ -98,6 +98,13 @@ impl Db {
         if let Some(key) = key
             && let Claim::Replay(stored) = claim(&mut tx, key, self.idempotency_retention).await?
         {
+            // A write stores at least one name in its own transaction; replay
+            // closures rely on it.
+            if stored.is_empty() {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "idempotency key without resource names"
+                )));
+            }
             let replayed = replay(&mut tx, stored).await;
             tx.rollback().await?;
             return replayed;

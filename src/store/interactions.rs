@@ -17,7 +17,7 @@ use crate::{
             NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
         },
     },
-    error::Error,
+    error::{Error, ErrorReason},
 };
 
 /// The channel NOTIFY wakes the feed on; the payload is empty because the
@@ -306,7 +306,7 @@ pub async fn append(
         sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
             Error::AlreadyExists {
                 resource: "an interaction with this interaction_id".into(),
-                reason: "INTERACTION_ALREADY_EXISTS".into(),
+                reason: ErrorReason::InteractionAlreadyExists,
                 existing: None,
             }
         }
@@ -461,45 +461,38 @@ pub const TIMELINE_SQL: &str = concat!(
      LIMIT $8"
 );
 
+/// A page of a customer's timeline on the caller's connection (the access
+/// check before it used the same one: one pool wait per call).
+pub async fn timeline(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    query: &TimelineQuery,
+    limit: i64,
+) -> Result<Vec<Interaction>, Error> {
+    // The first page starts after "infinity", so one statement (and one
+    // index range scan) serves every page.
+    let (after_time, after_id) = match &query.after {
+        Some((time, id)) => (*time, id.clone()),
+        None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
+    };
+    sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
+        .bind(customer.as_str())
+        .bind(query.channel.map(Channel::as_str))
+        .bind(query.kind.map(Kind::as_str))
+        .bind(query.occur_from)
+        .bind(query.occur_before)
+        .bind(after_time)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(conn)
+        .instrument(statement("SELECT", "interactions"))
+        .await?
+        .into_iter()
+        .map(Interaction::try_from)
+        .collect()
+}
+
 impl Db {
-    pub async fn timeline(
-        &self,
-        customer: &CustomerId,
-        query: &TimelineQuery,
-        limit: i64,
-    ) -> Result<Vec<Interaction>, Error> {
-        // The first page starts after "infinity", so one statement (and one
-        // index range scan) serves every page.
-        let (after_time, after_id) = match &query.after {
-            Some((time, id)) => (*time, id.clone()),
-            None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
-        };
-        sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
-            .bind(customer.as_str())
-            .bind(query.channel.map(Channel::as_str))
-            .bind(query.kind.map(Kind::as_str))
-            .bind(query.occur_from)
-            .bind(query.occur_before)
-            .bind(after_time)
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&mut *self.acquire().await?)
-            .instrument(statement("SELECT", "interactions"))
-            .await?
-            .into_iter()
-            .map(Interaction::try_from)
-            .collect()
-    }
-
-    pub async fn get_interaction(
-        &self,
-        customer: &CustomerId,
-        id: &str,
-    ) -> Result<Option<Interaction>, Error> {
-        let mut conn = self.acquire().await?;
-        get(&mut conn, customer, id, false).await
-    }
-
     pub async fn list_complaints(
         &self,
         scope: Option<&str>,
@@ -618,7 +611,8 @@ pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Resul
     .instrument(statement("UPDATE", "interactions"))
     .await?;
     sqlx::query(
-        "UPDATE follow_ups SET purpose = '', version = version + 1, update_time = now()
+        "UPDATE follow_ups SET purpose = '', cancel_reason = '', version = version + 1,
+                update_time = now()
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())
@@ -644,6 +638,8 @@ pub struct FollowUp {
     pub source_interaction: String,
     pub completion_interaction: String,
     pub complete_time: Option<DateTime<Utc>>,
+    pub cancel_reason: String,
+    pub cancel_time: Option<DateTime<Utc>>,
     pub created_by: String,
     pub version: i64,
     pub create_time: DateTime<Utc>,
@@ -663,6 +659,8 @@ struct FollowUpRow {
     source_interaction: String,
     completion_interaction: String,
     complete_time: Option<DateTime<Utc>>,
+    cancel_reason: String,
+    cancel_time: Option<DateTime<Utc>>,
     created_by: String,
     version: i64,
     create_time: DateTime<Utc>,
@@ -689,6 +687,8 @@ impl TryFrom<FollowUpRow> for FollowUp {
             source_interaction: row.source_interaction,
             completion_interaction: row.completion_interaction,
             complete_time: row.complete_time,
+            cancel_reason: row.cancel_reason,
+            cancel_time: row.cancel_time,
             created_by: row.created_by,
             version: row.version,
             create_time: row.create_time,
@@ -701,7 +701,8 @@ macro_rules! select_follow_up {
     () => {
         "SELECT f.customer_id, f.id, f.assignee, f.branch, f.due_time, f.state, f.purpose,
                 f.channel, f.source_interaction, f.completion_interaction, f.complete_time,
-                f.created_by, f.version, f.create_time, f.update_time
+                f.cancel_reason, f.cancel_time, f.created_by, f.version, f.create_time,
+                f.update_time
          FROM follow_ups f JOIN customers c ON c.id = f.customer_id "
     };
 }
@@ -730,7 +731,7 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
         sqlx::Error::Database(db) if db.constraint() == Some("follow_ups_pkey") => {
             Error::AlreadyExists {
                 resource: "a follow-up with this follow_up_id".into(),
-                reason: "FOLLOW_UP_ALREADY_EXISTS".into(),
+                reason: ErrorReason::FollowUpAlreadyExists,
                 existing: None,
             }
         }
@@ -748,22 +749,102 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
     Ok(task)
 }
 
+/// One follow-up; `for_update` locks it until the transaction ends.
 pub async fn get_follow_up(
     conn: &mut PgConnection,
     customer: &CustomerId,
     id: &str,
+    for_update: bool,
 ) -> Result<Option<FollowUp>, Error> {
-    sqlx::query_as::<_, FollowUpRow>(concat!(
-        select_follow_up!(),
-        "WHERE f.customer_id = $1 AND f.id = $2 FOR UPDATE OF f"
-    ))
-    .bind(customer.as_str())
-    .bind(id)
-    .fetch_optional(conn)
-    .instrument(statement("SELECT", "follow_ups"))
-    .await?
-    .map(FollowUp::try_from)
-    .transpose()
+    let sql = if for_update {
+        concat!(
+            select_follow_up!(),
+            "WHERE f.customer_id = $1 AND f.id = $2 FOR UPDATE OF f"
+        )
+    } else {
+        concat!(
+            select_follow_up!(),
+            "WHERE f.customer_id = $1 AND f.id = $2"
+        )
+    };
+    sqlx::query_as::<_, FollowUpRow>(sql)
+        .bind(customer.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .instrument(statement("SELECT", "follow_ups"))
+        .await?
+        .map(FollowUp::try_from)
+        .transpose()
+}
+
+/// What ReassignFollowUp or CancelFollowUp does to a locked, SCHEDULED task.
+pub enum FollowUpChange<'a> {
+    Reassign {
+        assignee: &'a str,
+        branch: &'a str,
+        due_time: DateTime<Utc>,
+    },
+    Cancel {
+        reason: &'a str,
+    },
+}
+
+/// Applies a change to a locked task, with its outbox event (names and
+/// codes only: the reason is free text and stays out of the outbox).
+pub async fn change_follow_up(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    change: FollowUpChange<'_>,
+) -> Result<FollowUp, Error> {
+    let (query, event, payload) = match change {
+        FollowUpChange::Reassign {
+            assignee,
+            branch,
+            due_time,
+        } => (
+            sqlx::query_as(
+                "UPDATE follow_ups SET assignee = $3, branch = $4, due_time = $5,
+                        version = version + 1, update_time = now()
+                 WHERE customer_id = $1 AND id = $2
+                 RETURNING *",
+            )
+            .bind(customer.as_str())
+            .bind(id)
+            .bind(assignee)
+            .bind(branch)
+            .bind(due_time),
+            "follow_up.reassigned",
+            serde_json::json!({ "assignee": assignee, "branch": branch }),
+        ),
+        FollowUpChange::Cancel { reason } => (
+            sqlx::query_as(
+                "UPDATE follow_ups SET state = 'CANCELLED', cancel_reason = $3,
+                        cancel_time = now(), version = version + 1, update_time = now()
+                 WHERE customer_id = $1 AND id = $2
+                 RETURNING *",
+            )
+            .bind(customer.as_str())
+            .bind(id)
+            .bind(reason),
+            "follow_up.cancelled",
+            serde_json::json!({}),
+        ),
+    };
+    let row: FollowUpRow = query
+        .fetch_one(&mut *conn)
+        .instrument(statement("UPDATE", "follow_ups"))
+        .await?;
+    let task = FollowUp::try_from(row)?;
+    append_outbox(
+        conn,
+        "follow_up",
+        &format!("customers/{}/followUps/{}", customer.as_str(), id),
+        event,
+        payload,
+    )
+    .await?;
+    Ok(task)
 }
 
 /// Marks a locked task completed by the interaction `completion`.

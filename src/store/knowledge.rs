@@ -17,7 +17,7 @@ use crate::{
         },
         search,
     },
-    error::Error,
+    error::{Error, ErrorReason},
 };
 
 /// NOTIFY channel that wakes WatchKnowledge streams.
@@ -338,7 +338,7 @@ pub async fn insert(
         return Err(match get(conn, &item.id, access, false).await? {
             Some(_) => Error::AlreadyExists {
                 resource: name.clone(),
-                reason: "KNOWLEDGE_ITEM_ALREADY_EXISTS".into(),
+                reason: ErrorReason::KnowledgeItemAlreadyExists,
                 existing: Some(name),
             },
             None => Error::denied(format!("create {name}")),

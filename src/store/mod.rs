@@ -9,6 +9,7 @@ pub mod interactions;
 pub mod knowledge;
 
 use std::{
+    ops::{Deref, DerefMut},
     str::FromStr,
     sync::{
         Arc,
@@ -19,13 +20,41 @@ use std::{
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    PgPool, Postgres, Transaction,
+    AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction,
     pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::DatabaseSettings;
+use crate::{config::DatabaseSettings, error::Error};
+
+tokio::task_local! {
+    /// The instant the current call must be answered by (the caller's
+    /// `grpc-timeout`, bounded by the server's own limit), set by the RPC
+    /// layer around each call.
+    static DEADLINE: Instant;
+}
+
+/// Runs `call` with `deadline` as its deadline: connections taken inside it
+/// wait for the pool no longer than that, and their statements are cut by
+/// Postgres (`statement_timeout`) when it passes, so no statement outlives
+/// its caller.
+pub async fn with_deadline<F: Future>(deadline: Option<Instant>, call: F) -> F::Output {
+    match deadline {
+        Some(deadline) => DEADLINE.scope(deadline, call).await,
+        None => call.await,
+    }
+}
+
+/// What is left of the current call's time, or None outside a call.
+fn remaining() -> Result<Option<Duration>, Error> {
+    match DEADLINE.try_with(|d| d.checked_duration_since(Instant::now())) {
+        Err(_) => Ok(None),
+        Ok(Some(left)) if !left.is_zero() => Ok(Some(left)),
+        Ok(_) => Err(Error::DeadlineExceeded),
+    }
+}
 
 /// The span of one statement, after OpenTelemetry's database conventions:
 /// the operation and the table only, never SQL text or bound values (they
@@ -46,11 +75,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The handle every repository works through. Connections are taken with
 /// `acquire` or `begin`, which count the callers waiting for one (sqlx does
-/// not), for the `ck_db_pool_waiters` gauge.
+/// not), for the `ck_db_pool_waiters` gauge, and bound the call's statements
+/// by its deadline.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
     waiting: Arc<AtomicI64>,
+    /// The session's `statement_timeout`: a call with more time left than
+    /// this needs no `SET LOCAL` of its own.
+    statement_timeout: Duration,
     /// How long an idempotency key answers retries (`api.idempotency_retention_secs`).
     idempotency_retention: Duration,
 }
@@ -95,6 +128,7 @@ impl Db {
         Ok(Db {
             pool,
             waiting: Arc::default(),
+            statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
             idempotency_retention: Duration::from_secs(24 * 3600),
         })
     }
@@ -109,16 +143,50 @@ impl Db {
         &self.pool
     }
 
-    /// A pooled connection, counting the wait.
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, crate::error::Error> {
-        let _waiting = Waiting::start(&self.waiting);
-        Ok(self.pool.acquire().await?)
+    /// A pooled connection, counting the wait. Inside a call with less time
+    /// left than the session's statement timeout, it is a transaction whose
+    /// statements stop at the call's deadline (rolled back when dropped).
+    pub async fn acquire(&self) -> Result<Conn, Error> {
+        match self.call_budget()? {
+            None => {
+                let _waiting = Waiting::start(&self.waiting);
+                Ok(Conn::Pooled(self.pool.acquire().await?))
+            }
+            Some(left) => Ok(Conn::Bounded(self.begin_bounded(left).await?)),
+        }
     }
 
-    /// A transaction on a pooled connection, counting the wait.
-    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, crate::error::Error> {
+    /// A transaction on a pooled connection, counting the wait; its
+    /// statements stop at the call's deadline.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, Error> {
+        match self.call_budget()? {
+            None => {
+                let _waiting = Waiting::start(&self.waiting);
+                Ok(self.pool.begin().await?)
+            }
+            Some(left) => self.begin_bounded(left).await,
+        }
+    }
+
+    /// The time left of the current call when it is shorter than the
+    /// session's statement timeout; DEADLINE_EXCEEDED when none is left.
+    fn call_budget(&self) -> Result<Option<Duration>, Error> {
+        Ok(remaining()?.filter(|left| *left < self.statement_timeout))
+    }
+
+    /// BEGIN and `SET LOCAL statement_timeout` in one round trip, waiting
+    /// for a connection no longer than `left`.
+    async fn begin_bounded(&self, left: Duration) -> Result<Transaction<'static, Postgres>, Error> {
         let _waiting = Waiting::start(&self.waiting);
-        Ok(self.pool.begin().await?)
+        // Whole milliseconds, at least one (0 would mean no limit).
+        let millis = left.as_millis().clamp(1, u128::from(u32::MAX));
+        let begin = self.pool.begin_with(AssertSqlSafe(format!(
+            "BEGIN; SET LOCAL statement_timeout = {millis}"
+        )));
+        match tokio::time::timeout(left, begin).await {
+            Ok(tx) => Ok(tx?),
+            Err(_) => Err(Error::DeadlineExceeded),
+        }
     }
 
     /// Callers waiting for a connection now.
@@ -138,6 +206,33 @@ impl Db {
             .fetch_one(&self.pool)
             .await
             .is_ok()
+    }
+}
+
+/// A connection from `Db::acquire`: pooled as is, or (inside a call with
+/// little time left) a transaction bounded by the call's deadline.
+pub enum Conn {
+    Pooled(PoolConnection<Postgres>),
+    Bounded(Transaction<'static, Postgres>),
+}
+
+impl Deref for Conn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Bounded(t) => t,
+        }
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Bounded(t) => t,
+        }
     }
 }
 

@@ -56,10 +56,14 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> anyhow::Result<
             .boxed(),
         LogFormat::Pretty => fmt::layer().with_filter(log_filter).boxed(),
     };
-    let _ = tracing_subscriber::registry()
+    if tracing_subscriber::registry()
         .with(traces)
         .with(logs)
-        .try_init();
+        .try_init()
+        .is_ok()
+    {
+        log_panics();
+    }
     if let Some(endpoint) = telemetry.endpoint() {
         tracing::info!(
             endpoint,
@@ -71,6 +75,24 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> anyhow::Result<
         provider,
         exporting,
     })
+}
+
+/// Replaces the plain-text panic message on stderr with a log line (JSON by
+/// default) inside the current span, so it carries the call's trace id. Only
+/// a literal message is logged: a formatted one may hold request data.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&'static str>()
+            .copied()
+            .unwrap_or("(formatted message withheld: it may hold request data)");
+        tracing::error!(panic.location = %location, panic.message = message, "panic");
+    }));
 }
 
 fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {

@@ -2,14 +2,22 @@
 //! that continues the caller's W3C trace context, call metrics by method and
 //! status code, an access log line, the `x-trace-id` response header, and
 //! (for the customer-facing services) the call's access event.
+//!
+//! It is also where a call's limits are kept: admission (a service-wide
+//! concurrency limit that sheds excess calls with RESOURCE_EXHAUSTED at
+//! once), the deadline (the caller's `grpc-timeout`, bounded for unary calls
+//! by the server's own limit; answered DEADLINE_EXCEEDED and handed to the
+//! database so no statement outlives it), and the panic safety net (a
+//! handler that panics answers INTERNAL, is counted and logged).
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     future::Future,
     net::SocketAddr,
+    panic::{AssertUnwindSafe, catch_unwind},
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -21,11 +29,14 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::{Code, Status};
 use tower::{Layer, Service};
-use tracing::{Instrument, Span, field::Empty, instrument::Instrumented};
+use tracing::{Instrument, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
+    api::status::layer_status,
     audit::{AuditLog, AuditedCall},
     metrics::{Metrics, code_name},
 };
@@ -41,6 +52,33 @@ const DEADLINE_EXCEEDED: i32 = 4;
 /// Health probes arrive every few seconds from every kubelet; they are
 /// counted but neither traced nor access-logged.
 const UNTRACED_SERVICE: &str = "grpc.health.v1.Health";
+
+/// How much earlier than the caller's deadline the server answers, at most.
+const EARLY_ANSWER: Duration = Duration::from_millis(100);
+
+/// How long a shed caller is asked to wait before retrying (`RetryInfo`).
+const SHED_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// Whether a method streams requests, responses or both, as its
+/// descriptor declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MethodShape {
+    pub client_streaming: bool,
+    pub server_streaming: bool,
+}
+
+/// The limits the layer holds every call to.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits {
+    /// The server's own limit on a unary call (`server.request_timeout_secs`).
+    /// Streams are bounded by the caller's deadline and their idle timeouts
+    /// instead, so a long import is not cut at the unary limit.
+    pub unary_timeout: Duration,
+    /// Calls of the contract's services served at once
+    /// (`server.max_concurrent_calls`); more are shed. Watch streams, health
+    /// and reflection are not counted.
+    pub max_concurrent_calls: usize,
+}
 
 /// The gRPC path of the call (`/package.Service/Method`), in the request's
 /// extensions for everything behind the layer.
@@ -58,12 +96,13 @@ struct Shared {
     /// The listener's address, for `server.address`/`server.port` when a
     /// request carries no `:authority`.
     local_addr: SocketAddr,
-    /// The server's own limit on a call, as tonic's timeout layer (which sits
-    /// outside this one) applies it.
+    /// The server's own limit on a unary call.
     timeout: Duration,
+    /// Permits of calls admitted now.
+    admission: Arc<Semaphore>,
     /// `/package.Service/Method` paths served. Other paths are labelled
     /// `unknown` in metrics, so a client cannot grow their cardinality.
-    methods: HashSet<String>,
+    methods: HashMap<String, MethodShape>,
     propagator: TraceContextPropagator,
     /// Records access events when auditing is on.
     audit: Option<AuditLog>,
@@ -73,14 +112,15 @@ impl RpcLayer {
     pub fn new(
         metrics: Metrics,
         local_addr: SocketAddr,
-        timeout: Duration,
-        methods: HashSet<String>,
+        limits: CallLimits,
+        methods: HashMap<String, MethodShape>,
     ) -> Self {
         RpcLayer {
             shared: Arc::new(Shared {
                 metrics,
                 local_addr,
-                timeout,
+                timeout: limits.unary_timeout,
+                admission: Arc::new(Semaphore::new(limits.max_concurrent_calls.max(1))),
                 methods,
                 propagator: TraceContextPropagator::new(),
                 audit: None,
@@ -129,11 +169,12 @@ impl Extractor for HeaderExtractor<'_> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body,
+    S::Future: Send + 'static,
+    ResBody: Body + Default + Send + 'static,
 {
     type Response = Response<RpcBody<ResBody>>;
     type Error = S::Error;
-    type Future = RpcFuture<S::Future>;
+    type Future = RpcFuture<ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -146,14 +187,25 @@ where
             .strip_prefix('/')
             .and_then(|p| p.split_once('/'))
             .unwrap_or(("", ""));
-        let labels = if shared.methods.contains(path) {
+        let shape = shared.methods.get(path).copied();
+        let labels = if shape.is_some() {
             (service.to_string(), method.to_string())
         } else {
             ("unknown".to_string(), "unknown".to_string())
         };
         let traced = service != UNTRACED_SERVICE;
-        let deadline =
-            grpc_timeout(request.headers()).map_or(shared.timeout, |t| t.min(shared.timeout));
+        let shape = shape.unwrap_or_default();
+        let streaming = shape.client_streaming || shape.server_streaming;
+        // The caller's deadline is answered a little early (a tenth, at most
+        // 100 ms), so that DEADLINE_EXCEEDED reaches the caller before its
+        // own timer, started before the request left, gives up on the call.
+        let caller_timeout =
+            grpc_timeout(request.headers()).map(|t| t.saturating_sub((t / 10).min(EARLY_ANSWER)));
+        let timeout = if streaming {
+            caller_timeout
+        } else {
+            Some(caller_timeout.map_or(shared.timeout, |t| t.min(shared.timeout)))
+        };
 
         let (span, trace_id) = if traced {
             let (address, port) = server_address(&request, shared.local_addr);
@@ -186,12 +238,55 @@ where
             (Span::none(), None)
         };
 
+        let served = shared.methods.contains_key(path);
+        // The contract's own methods are admitted against the limit; health
+        // and reflection must answer under any load, and a watch stream
+        // holds no connection while it waits.
+        let limited = served && !path.starts_with("/grpc.") && !shape.server_streaming;
+        let permit = if limited {
+            match shared.admission.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    shared.metrics.call_shed();
+                    shared.metrics.call_started();
+                    let call = Call {
+                        shared: shared.clone(),
+                        service: labels.0,
+                        method: labels.1,
+                        span: span.clone(),
+                        started: Instant::now(),
+                        deadline: timeout,
+                        finished: false,
+                        audit: None,
+                    };
+                    return RpcFuture {
+                        state: State::Answered(Some(
+                            layer_status(
+                                Code::ResourceExhausted,
+                                crate::error::ErrorReason::Overloaded,
+                                "the service is at its concurrency limit; retry with backoff",
+                                Some(SHED_RETRY_DELAY),
+                            )
+                            .into_http(),
+                        )),
+                        deadline: None,
+                        body_deadline: false,
+                        permit: None,
+                        call: Some(call),
+                        trace_id,
+                    };
+                }
+            }
+        } else {
+            None
+        };
+
         // Only methods the server serves: a made-up path under an audited
         // service is answered UNIMPLEMENTED without touching any data.
         let audit = shared
             .audit
             .as_ref()
-            .filter(|_| shared.methods.contains(path) && AuditLog::audits(path))
+            .filter(|_| served && AuditLog::audits(path))
             .map(|log| log.begin(path, request.headers(), trace_id.as_deref()));
         if let Some(audit) = &audit {
             request.extensions_mut().insert(audit.note());
@@ -202,18 +297,24 @@ where
         request.extensions_mut().insert(called);
 
         shared.metrics.call_started();
+        let started = Instant::now();
+        let deadline = timeout.map(|t| tokio::time::Instant::from_std(started) + t);
         let call = Call {
             shared: shared.clone(),
             service: labels.0,
             method: labels.1,
             span: span.clone(),
-            started: Instant::now(),
-            deadline,
+            started,
+            deadline: timeout,
             finished: false,
             audit,
         };
+        let handler = crate::store::with_deadline(deadline, self.inner.call(request));
         RpcFuture {
-            inner: self.inner.call(request).instrument(span),
+            state: State::Running(Box::pin(handler.instrument(span))),
+            deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+            body_deadline: shape.server_streaming,
+            permit,
             call: Some(call),
             trace_id,
         }
@@ -273,7 +374,8 @@ struct Call {
     method: String,
     span: Span,
     started: Instant,
-    deadline: Duration,
+    /// The call's time limit, if it has one.
+    deadline: Option<Duration>,
     finished: bool,
     audit: Option<AuditedCall>,
 }
@@ -316,11 +418,15 @@ impl Call {
 }
 
 impl Drop for Call {
-    /// A call dropped before its status was sent was cut off: by tonic's
-    /// timeout layer once the deadline passed, else by the client going away.
+    /// A call dropped before its status was sent was cut off by the client:
+    /// after its deadline passed, or going away before.
     fn drop(&mut self) {
         if !self.finished {
-            let code = if self.started.elapsed() >= self.deadline {
+            // A caller's timer starts before its request leaves, so it may
+            // give up a little before the server's deadline.
+            let code = if self.deadline.is_some_and(|deadline| {
+                self.started.elapsed() + (deadline / 10).min(EARLY_ANSWER) >= deadline
+            }) {
                 DEADLINE_EXCEEDED
             } else {
                 CANCELLED
@@ -330,26 +436,98 @@ impl Drop for Call {
     }
 }
 
-pin_project! {
-    pub struct RpcFuture<F> {
-        #[pin]
-        inner: Instrumented<F>,
-        call: Option<Call>,
-        trace_id: Option<String>,
-    }
+type Handler<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+enum State<B, E> {
+    /// The handler is running.
+    Running(Handler<B, E>),
+    /// The layer answered itself (the call was shed).
+    Answered(Option<Response<B>>),
 }
 
-impl<F, ResBody, E> Future for RpcFuture<F>
-where
-    F: Future<Output = Result<Response<ResBody>, E>>,
-    ResBody: Body,
-{
-    type Output = Result<Response<RpcBody<ResBody>>, E>;
+/// The answer to a call: the handler's, or the layer's own when the
+/// deadline passes first or the handler panics.
+pub struct RpcFuture<B, E> {
+    state: State<B, E>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// A server stream keeps the deadline for its messages.
+    body_deadline: bool,
+    /// Held while the handler runs.
+    permit: Option<OwnedSemaphorePermit>,
+    call: Option<Call>,
+    trace_id: Option<String>,
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+/// Logs a panic caught in a call and counts it. The panic hook
+/// (`telemetry::log_panics`) has already logged where it happened.
+fn panicked(call: Option<&Call>) -> Status {
+    if let Some(call) = call {
+        call.shared.metrics.call_panicked();
+        let _entered = call.span.enter();
+        tracing::error!(
+            rpc.service = %call.service,
+            rpc.method = %call.method,
+            "handler panicked; answered INTERNAL"
+        );
+    }
+    layer_status(
+        Code::Internal,
+        crate::error::ErrorReason::Internal,
+        "internal error; it has been logged",
+        None,
+    )
+}
+
+/// True once `deadline` has passed (registering a wake-up until then).
+fn expired(deadline: &mut Option<Pin<Box<tokio::time::Sleep>>>, cx: &mut Context<'_>) -> bool {
+    deadline
+        .as_mut()
+        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+}
+
+fn deadline_exceeded() -> Status {
+    layer_status(
+        Code::DeadlineExceeded,
+        crate::error::ErrorReason::DeadlineExceeded,
+        "the call did not finish before its deadline",
+        None,
+    )
+}
+
+// The response waiting in `State::Answered` is moved, never pinned.
+impl<B, E> Unpin for RpcFuture<B, E> {}
+
+impl<B, E> Future for RpcFuture<B, E>
+where
+    B: Body + Default,
+{
+    type Output = Result<Response<RpcBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = match &mut this.state {
+            State::Answered(response) => Ok(response.take().unwrap_or_default()),
+            State::Running(handler) => {
+                match catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(result)) => result,
+                    // Dropping the handler ends its transaction; its
+                    // statements were bounded by the same deadline.
+                    Ok(Poll::Pending) if expired(&mut this.deadline, cx) => {
+                        Ok(deadline_exceeded().into_http())
+                    }
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Err(_) => Ok(panicked(this.call.as_ref()).into_http()),
+                }
+            }
+        };
+        this.state = State::Answered(None);
+        this.permit = None;
         let mut call = this.call.take();
+        let deadline = if this.body_deadline {
+            this.deadline.take()
+        } else {
+            None
+        };
         match result {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -369,7 +547,12 @@ where
                 }
                 Poll::Ready(Ok(Response::from_parts(
                     parts,
-                    RpcBody { inner: body, call },
+                    RpcBody {
+                        inner: body,
+                        call,
+                        deadline,
+                        ended: false,
+                    },
                 )))
             }
             Err(e) => {
@@ -383,12 +566,28 @@ where
 }
 
 pin_project! {
-    /// The response body; finishes the call when the trailers pass.
+    /// The response body; finishes the call when the trailers pass. A server
+    /// stream ends with DEADLINE_EXCEEDED when the caller's deadline passes,
+    /// and with INTERNAL when producing a message panics.
     pub struct RpcBody<B> {
         #[pin]
         inner: B,
         call: Option<Call>,
+        deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+        ended: bool,
     }
+}
+
+/// A trailers frame carrying `status`.
+fn trailers<D>(status: Status) -> Frame<D> {
+    let mut headers = HeaderMap::new();
+    // Only fails for metadata that is not a valid header, which the layer
+    // never builds; the status code alone is then sent.
+    let _ = status.add_header(&mut headers);
+    if headers.get("grpc-status").is_none() {
+        headers.insert("grpc-status", HeaderValue::from(status.code() as i32));
+    }
+    Frame::trailers(headers)
 }
 
 impl<B: Body> Body for RpcBody<B> {
@@ -400,7 +599,22 @@ impl<B: Body> Body for RpcBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        let mut inner = this.inner;
+        let frame = match catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll_frame(cx))) {
+            Ok(Poll::Ready(frame)) => frame,
+            Ok(Poll::Pending) if expired(this.deadline, cx) => {
+                *this.ended = true;
+                Some(Ok(trailers(deadline_exceeded())))
+            }
+            Ok(Poll::Pending) => return Poll::Pending,
+            Err(_) => {
+                *this.ended = true;
+                Some(Ok(trailers(panicked(this.call.as_ref()))))
+            }
+        };
         let code = match &frame {
             Some(Ok(frame)) => frame
                 .trailers_ref()
@@ -416,7 +630,7 @@ impl<B: Body> Body for RpcBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -427,6 +641,67 @@ impl<B: Body> Body for RpcBody<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layer(metrics: &Metrics, max_concurrent_calls: usize) -> RpcLayer {
+        RpcLayer::new(
+            metrics.clone(),
+            "127.0.0.1:50051".parse().unwrap(),
+            CallLimits {
+                unary_timeout: Duration::from_secs(30),
+                max_concurrent_calls,
+            },
+            HashMap::from([("/pkg.Svc/Get".to_string(), MethodShape::default())]),
+        )
+    }
+
+    fn call() -> Request<tonic::body::Body> {
+        Request::builder()
+            .uri("/pkg.Svc/Get")
+            .body(tonic::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_internal_and_is_counted() {
+        let metrics = Metrics::new();
+        let mut service =
+            layer(&metrics, 8).layer(tower::service_fn(|_: Request<tonic::body::Body>| async {
+                if true {
+                    panic!("a bug in a handler");
+                }
+                Ok::<_, std::convert::Infallible>(Response::new(tonic::body::Body::empty()))
+            }));
+        let response = service.call(call()).await.unwrap();
+        assert_eq!(status_code(response.headers()), Some(13));
+        assert!(metrics.render().contains("ck_grpc_panics_total 1"));
+        // The service still answers the next call.
+        let response = service.call(call()).await.unwrap();
+        assert_eq!(status_code(response.headers()), Some(13));
+        assert!(metrics.render().contains("ck_grpc_panics_total 2"));
+    }
+
+    #[tokio::test]
+    async fn a_call_beyond_the_limit_is_shed_without_reaching_the_handler() {
+        let metrics = Metrics::new();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let mut service =
+            layer(&metrics, 1).layer(tower::service_fn(move |_: Request<tonic::body::Body>| {
+                let mut released = released.clone();
+                async move {
+                    let _ = released.wait_for(|r| *r).await;
+                    Ok::<_, std::convert::Infallible>(Response::new(tonic::body::Body::empty()))
+                }
+            }));
+        let first = tokio::spawn(service.call(call()));
+        let shed = service.call(call()).await.unwrap();
+        assert_eq!(status_code(shed.headers()), Some(8));
+        assert!(metrics.render().contains("ck_grpc_calls_shed_total 1"));
+        release.send(true).unwrap();
+        first.await.unwrap().unwrap();
+        // The permit is back: the next call is admitted.
+        let admitted = service.call(call()).await.unwrap();
+        assert_eq!(status_code(admitted.headers()), None);
+    }
 
     #[test]
     fn grpc_timeout_units() {

@@ -125,3 +125,85 @@ async fn a_review_interval_no_clock_can_hold_is_invalid_argument() {
         );
     }
 }
+
+/// Sends raw bytes as the request message, to reach the server's decoder
+/// with what no generated client would produce.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+#[tokio::test]
+async fn malformed_protobuf_and_invalid_utf8_are_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let mut grpc = tonic::client::Grpc::new(app.channel().await);
+    for (case, bytes) in [
+        // Field 1 (name, a string) holding bytes that are not UTF-8.
+        ("invalid UTF-8", vec![0x0a, 0x03, 0xff, 0xfe, 0xfd]),
+        // Field 1 announcing 16 bytes and ending after none.
+        ("truncated", vec![0x0a, 0x10]),
+        // A field number 0, which no message has.
+        ("field 0", vec![0x00, 0x01]),
+    ] {
+        grpc.ready().await.unwrap();
+        let mut request = tonic::Request::new(bytes);
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", Caller::admin().token())
+                .parse()
+                .unwrap(),
+        );
+        let status = grpc
+            .unary(
+                request,
+                http::uri::PathAndQuery::from_static(
+                    "/bank.customerknowledge.v1.CustomerService/GetCustomer",
+                ),
+                RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        assert_eq!(crate::helpers::reason(&status), "INVALID_ARGUMENT");
+    }
+}

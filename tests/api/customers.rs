@@ -433,6 +433,36 @@ async fn update_changes_masked_fields_under_the_etag() {
     assert_eq!(unmasked.relationship_manager, "E2002");
     assert_eq!(unmasked.display_name, moved.display_name);
 
+    // `*` replaces the whole profile: what the request leaves unset is
+    // cleared (AIP-134), and a required field left out is refused.
+    let replaced = admin
+        .update_customer(update(
+            pb::Customer {
+                name: moved.name.clone(),
+                display_name: "Zhang Wei".into(),
+                kind: unmasked.kind,
+                home_branch: "B02".into(),
+                ..Default::default()
+            },
+            &["*"],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replaced.display_name, "Zhang Wei");
+    assert!(replaced.relationship_manager.is_empty() && replaced.tags.is_empty());
+    let status = admin
+        .update_customer(update(
+            pb::Customer {
+                name: moved.name.clone(),
+                ..Default::default()
+            },
+            &["*"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
     let status = admin
         .update_customer(update(
             pb::Customer {

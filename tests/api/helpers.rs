@@ -329,14 +329,22 @@ impl Interceptor for Bearer {
     }
 }
 
-/// The `ErrorInfo.reason` of a status.
+/// The `ErrorInfo.reason` of a status, checked to be a value the contract
+/// declares (`ErrorReason`): every reason a test meets is one a caller can
+/// look up.
 pub fn reason(status: &Status) -> String {
+    use customer_knowledge::pb::v1::ErrorReason;
     use tonic_types::StatusExt;
-    status
+    let reason = status
         .get_error_details()
         .error_info()
         .map(|info| info.reason.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    assert!(
+        ErrorReason::from_str_name(&reason).is_some_and(|r| r != ErrorReason::Unspecified),
+        "ErrorInfo.reason {reason:?} is not declared in the contract's ErrorReason"
+    );
+    reason
 }
 
 /// The fields named by a status's `BadRequest` violations.

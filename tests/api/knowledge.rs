@@ -892,9 +892,26 @@ async fn verification_is_by_someone_else_and_goes_stale() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        updated.verification.unwrap().state,
+        updated.verification.clone().unwrap().state,
         State::Unverified as i32
     );
+    // `*` replaces every field an update may change: unset tags are cleared.
+    let replaced = author
+        .update_knowledge_item(pb::UpdateKnowledgeItemRequest {
+            knowledge_item: Some(pb::KnowledgeItem {
+                tags: Vec::new(),
+                ..updated.clone()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["*".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(replaced.tags.is_empty());
+    assert_eq!(replaced.body, "new facts");
     let status = peer
         .update_knowledge_item(pb::UpdateKnowledgeItemRequest {
             knowledge_item: Some(pb::KnowledgeItem {

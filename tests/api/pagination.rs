@@ -184,3 +184,57 @@ async fn page_size_defaults_to_50_and_caps_at_1000() {
     assert_eq!(page.customers.len(), 60);
     assert!(page.next_page_token.is_empty());
 }
+
+/// A page of the longest notes still fits the largest message the server
+/// sends: it ends early (with a token) instead of failing to encode.
+#[tokio::test]
+async fn pages_of_long_cjk_notes_stay_under_the_message_limit() {
+    use customer_knowledge::pb::v1::interaction::{Channel, Kind as InteractionKind};
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CK__SERVER__MAX_MESSAGE_BYTES".into(), "65536".into());
+    })
+    .await;
+    let customer = crate::helpers::new_customer(&app, "长备注", "B01").await;
+    let mut interactions = app.interactions(&Caller::rm("B01")).await;
+    for i in 0..5 {
+        interactions
+            .log_interaction(pb::LogInteractionRequest {
+                parent: customer.clone(),
+                interaction: Some(pb::Interaction {
+                    channel: Channel::Branch as i32,
+                    kind: InteractionKind::Inquiry as i32,
+                    summary: format!("visit {i}"),
+                    // 10,000 characters of three bytes each: about 30 KB.
+                    notes: "知".repeat(10_000),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let (mut seen, mut token, mut pages) = (0, String::new(), 0);
+    loop {
+        let page = interactions
+            .list_interactions(pb::ListInteractionsRequest {
+                parent: customer.clone(),
+                page_size: 50,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("a page fits the message limit")
+            .into_inner();
+        seen += page.interactions.len();
+        pages += 1;
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen, 5);
+    assert!(
+        pages >= 3,
+        "five 30 KB notes need several 64 KiB pages, got {pages}"
+    );
+}

@@ -109,6 +109,7 @@ CK__SERVER__SHUTDOWN_GRACE_SECS: {{ .Values.server.shutdownGraceSecs | int64 | q
 CK__SERVER__MAX_MESSAGE_BYTES: {{ .Values.server.maxMessageBytes | int64 | quote }}
 CK__SERVER__REQUEST_TIMEOUT_SECS: {{ .Values.server.requestTimeoutSecs | int64 | quote }}
 CK__SERVER__CONCURRENCY_LIMIT_PER_CONNECTION: {{ .Values.server.concurrencyLimitPerConnection | int64 | quote }}
+CK__SERVER__MAX_CONCURRENT_CALLS: {{ .Values.server.maxConcurrentCalls | int64 | quote }}
 CK__DATABASE__MIGRATE: {{ not .Values.database.migrationJob.enabled | quote }}
 CK__DATABASE__MAX_CONNECTIONS: {{ .Values.database.maxConnections | int64 | quote }}
 CK__DATABASE__ACQUIRE_TIMEOUT_MS: {{ .Values.database.acquireTimeoutMs | int64 | quote }}
