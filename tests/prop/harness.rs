@@ -24,6 +24,7 @@ use std::{
 
 use customer_knowledge::{
     api::{
+        Streams,
         audit::AuditApi,
         customer::CustomerApi,
         interaction::{InteractionApi, InteractionApiParts},
@@ -298,6 +299,9 @@ methods! {
     Interaction Unary "ScheduleFollowUp" schedule_follow_up ScheduleFollowUpRequest;
     Interaction Unary "CompleteFollowUp" complete_follow_up CompleteFollowUpRequest;
     Interaction Unary "ListFollowUps" list_follow_ups ListFollowUpsRequest;
+    Interaction Unary "GetFollowUp" get_follow_up GetFollowUpRequest;
+    Interaction Unary "ReassignFollowUp" reassign_follow_up ReassignFollowUpRequest;
+    Interaction Unary "CancelFollowUp" cancel_follow_up CancelFollowUpRequest;
     Interaction ServerStreaming "WatchInteractions" watch_interactions WatchInteractionsRequest;
     Knowledge Unary "CreateKnowledgeItem" create_knowledge_item CreateKnowledgeItemRequest;
     Knowledge Unary "GetKnowledgeItem" get_knowledge_item GetKnowledgeItemRequest;
@@ -449,10 +453,16 @@ impl Harness {
             // (UNAVAILABLE) instead of waiting out the acquire timeout.
             db.pool().close().await;
             let page_tokens = PageTokens::new(PAGE_TOKEN_KEY);
-            // Stopped from the start: the change feed and the watch streams
-            // end instead of polling the absent database.
-            let (stopping, stopping_rx) = watch::channel(true);
+            // Not draining: a draining server answers stream calls
+            // UNAVAILABLE before looking at them. The change feed and the
+            // watch streams end at their first read of the closed pool.
+            let (stopping, stopping_rx) = watch::channel(false);
             let feed = ChangeFeed::start(db.clone(), stopping_rx.clone());
+            let streams = Streams {
+                heartbeat: Duration::from_secs(15),
+                idle_timeout: Duration::from_secs(60),
+                stopping: stopping_rx,
+            };
             let metrics = Metrics::new();
             let hours = chrono::Duration::hours;
             let services = Services {
@@ -472,14 +482,14 @@ impl Harness {
                     )])),
                     import_batch_size: 500,
                     feed: feed.clone(),
-                    stopping: stopping_rx.clone(),
+                    streams: streams.clone(),
                     metrics: metrics.clone(),
                 })),
                 knowledge: Arc::new(KnowledgeApi::new(
                     db.clone(),
                     page_tokens.clone(),
                     feed,
-                    stopping_rx,
+                    streams,
                 )),
                 audit: Arc::new(AuditApi::new(
                     db.clone(),

@@ -345,3 +345,29 @@ fn the_plainest_request_of_every_method_is_valid() {
     }
     assert!(invalid.is_empty(), "{}", invalid.join("\n"));
 }
+
+/// Every method the four services declare in the contract is in
+/// `harness::METHODS`, so a new RPC is not left out of these properties
+/// (add it to the `methods!` table of `harness.rs`).
+#[test]
+fn every_method_of_the_services_is_covered() {
+    let pool = prost_reflect::DescriptorPool::decode(customer_knowledge::pb::FILE_DESCRIPTOR_SET)
+        .expect("the contract's descriptors");
+    let mut missing = Vec::new();
+    for service in [
+        "CustomerService",
+        "InteractionService",
+        "KnowledgeService",
+        "AuditService",
+    ] {
+        let descriptor = pool
+            .get_service_by_name(&format!("bank.customerknowledge.v1.{service}"))
+            .expect("a service of the contract");
+        for method in descriptor.methods() {
+            if !harness::METHODS.iter().any(|m| m.name == method.name()) {
+                missing.push(format!("{service}/{}", method.name()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not covered: {}", missing.join(", "));
+}

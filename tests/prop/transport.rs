@@ -125,6 +125,26 @@ async fn invalid_requests_answer_invalid_argument_over_http2() {
         answer.map(drop),
     );
 
+    // 25 unknown paths of 100 CJK characters: quoted paths are cut to 200
+    // characters, but `grpc-message` percent-encodes each of their bytes.
+    let paths = (0..25)
+        .map(|i| format!("{i}{}", "偏".repeat(100)))
+        .collect();
+    let answer = customers
+        .update_customer(as_admin(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                name: "customers/c-1".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths }),
+            request_id: String::new(),
+        }))
+        .await;
+    check(
+        "UpdateCustomer, 25 unknown paths of 100 CJK characters",
+        answer.map(drop),
+    );
+
     // The same for a knowledge item.
     let mut knowledge = KnowledgeServiceClient::new(server.channel().await);
     let paths = (0..10)
