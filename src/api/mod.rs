@@ -47,7 +47,8 @@ pub(crate) fn idempotency_key(
     }))
 }
 
-pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+/// The proto form of a time (public for the property tests).
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
@@ -57,7 +58,7 @@ pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
 /// A request's timestamp, or None when it is outside what a
 /// `google.protobuf.Timestamp` may hold (years 1 to 9999, nanos below 1e9),
 /// which is also inside what Postgres stores.
-pub(crate) fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     const MIN_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
     const MAX_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     if !(MIN_SECONDS..=MAX_SECONDS).contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos)
@@ -68,13 +69,16 @@ pub(crate) fn from_timestamp(ts: &prost_types::Timestamp) -> Option<DateTime<Utc
 }
 
 /// The opaque resume token of a watch stream position (transaction id,
-/// sequence); `kind` keeps one stream's tokens out of another.
-pub(crate) fn resume_token(kind: &str, cursor: (i64, i64)) -> String {
+/// sequence); `kind` keeps one stream's tokens out of another. Public so
+/// that the property tests and fuzz targets can reach it.
+pub fn resume_token(kind: &str, cursor: (i64, i64)) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     URL_SAFE_NO_PAD.encode(format!("{kind}:{}:{}", cursor.0, cursor.1))
 }
 
-pub(crate) fn parse_resume_token(kind: &str, token: &str) -> Result<(i64, i64), Error> {
+/// The position of a token made by `resume_token` with the same `kind`;
+/// anything else is INVALID_ARGUMENT.
+pub fn parse_resume_token(kind: &str, token: &str) -> Result<(i64, i64), Error> {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     let invalid = || Error::invalid("resume_token", "is not a resume token of this stream");
     let text = URL_SAFE_NO_PAD
