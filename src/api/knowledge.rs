@@ -261,7 +261,10 @@ fn read_content(
                 if input.tags.len() > crate::domain::customer::MAX_TAGS {
                     bad("tags", "must hold at most 50".into());
                 }
-                for (i, t) in input.tags.iter().enumerate() {
+                // Past the limit the list is refused anyway; reading only
+                // that many keeps the duplicate check cheap.
+                let limit = crate::domain::customer::MAX_TAGS;
+                for (i, t) in input.tags.iter().take(limit).enumerate() {
                     match tag(t) {
                         Ok(t) if !content.tags.contains(&t) => content.tags.push(t),
                         Ok(_) => {}
@@ -1064,7 +1067,7 @@ impl KnowledgeService for KnowledgeApi {
             let req = request.into_inner();
             let mut violations = Violations::default();
             let mut items = Vec::new();
-            for (i, name) in req.source_items.iter().enumerate() {
+            for (i, name) in req.source_items.iter().take(rules::MAX_SOURCES).enumerate() {
                 match rules::parse_item_name(name) {
                     Ok(id) if !items.contains(&id) => items.push(id),
                     Ok(_) => violations.add(format!("source_items[{i}]"), "is listed twice"),
@@ -1291,7 +1294,12 @@ impl KnowledgeService for KnowledgeApi {
                 );
             }
             let mut recipients = Vec::new();
-            for (i, r) in req.recipients.iter().enumerate() {
+            for (i, r) in req
+                .recipients
+                .iter()
+                .take(rules::MAX_RECIPIENTS)
+                .enumerate()
+            {
                 match org_code(r, true) {
                     Ok(r) if r == caller.subject => {
                         violations.add(format!("recipients[{i}]"), "is the mentor")
@@ -1884,7 +1892,7 @@ fn split_sources(
             format!("must name at most {}", rules::MAX_SOURCES),
         );
     }
-    for (i, name) in names.iter().enumerate() {
+    for (i, name) in names.iter().take(rules::MAX_SOURCES).enumerate() {
         if name.starts_with("knowledgeItems/") {
             match rules::parse_item_name(name) {
                 Ok(id) if !items.contains(&id) => items.push(id),

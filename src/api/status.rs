@@ -59,34 +59,63 @@ static MAX_FIELD_VIOLATIONS: AtomicUsize = AtomicUsize::new(20);
 /// The longest field path or description a violation carries, in characters.
 const MAX_VIOLATION_TEXT: usize = 200;
 
+/// Bytes of field paths and descriptions the BadRequest detail carries
+/// (base64 in `grpc-status-details-bin`), and bytes of the message
+/// (`grpc-message`, where each byte outside ASCII takes three): together
+/// the trailers stay far below the 8 KiB a client must accept, whatever the
+/// script of the text.
+const DETAIL_BYTES: usize = 3 * 1024;
+const MESSAGE_BYTES: usize = 512;
+
 /// Sets how many field violations an INVALID_ARGUMENT status lists.
 pub fn set_max_field_violations(max: usize) {
     MAX_FIELD_VIOLATIONS.store(max.max(1), Ordering::Relaxed);
 }
 
-fn clip(text: &str) -> &str {
-    match text.char_indices().nth(MAX_VIOLATION_TEXT) {
+fn clip(text: &str, chars: usize) -> &str {
+    match text.char_indices().nth(chars) {
         Some((end, _)) => &text[..end],
         None => text,
     }
 }
 
-/// INVALID_ARGUMENT with the first violations (bounded in number and length,
-/// so the trailers stay far below what a client reads: a batch with a
-/// thousand bad rows must still tell the caller what is wrong) and the total
-/// count in `ErrorInfo.metadata["violations"]`.
-fn invalid_argument(violations: &[crate::error::FieldViolation]) -> Status {
-    let shown = MAX_FIELD_VIOLATIONS
-        .load(Ordering::Relaxed)
-        .min(violations.len());
-    let mut details = ErrorDetails::new();
-    let mut message = String::from("invalid request:");
-    for v in &violations[..shown] {
-        let (field, description) = (clip(&v.field), clip(&v.description));
-        details.add_bad_request_violation(field, description);
-        message.push_str(&format!(" {field} {description};"));
+/// The longest prefix of `text` within `bytes`, on a character boundary.
+fn clip_bytes(text: &str, bytes: usize) -> &str {
+    if text.len() <= bytes {
+        return text;
     }
-    message.pop();
+    let mut end = bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// INVALID_ARGUMENT with the first violations, bounded in number, length
+/// and bytes (so that a batch with a thousand bad rows, or twenty long CJK
+/// keys, still tells the caller what is wrong in trailers any client reads)
+/// and the total count in `ErrorInfo.metadata["violations"]`.
+fn invalid_argument(violations: &[crate::error::FieldViolation]) -> Status {
+    let max = MAX_FIELD_VIOLATIONS.load(Ordering::Relaxed);
+    let mut details = ErrorDetails::new();
+    let (mut shown, mut detail_bytes) = (0, 0);
+    let mut message = String::from("invalid request:");
+    for v in violations.iter().take(max) {
+        let (field, description) = (
+            clip(&v.field, MAX_VIOLATION_TEXT),
+            clip(&v.description, MAX_VIOLATION_TEXT),
+        );
+        detail_bytes += field.len() + description.len();
+        if shown > 0 && detail_bytes > DETAIL_BYTES {
+            break;
+        }
+        details.add_bad_request_violation(field, description);
+        if message.len() < MESSAGE_BYTES {
+            message.push_str(&format!(" {field} {description};"));
+        }
+        shown += 1;
+    }
+    let mut message = clip_bytes(message.trim_end_matches(';'), MESSAGE_BYTES).to_string();
     if shown < violations.len() {
         message.push_str(&format!(
             " (and {} more; {} in all)",

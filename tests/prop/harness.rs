@@ -59,7 +59,7 @@ pub const PAGE_TOKEN_KEY: &[u8] = b"property-test-page-token-key-32b";
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// How long one call may take before it counts as hung.
-const CALL_LIMIT: Duration = Duration::from_secs(20);
+const CALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Which service a method belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
