@@ -1847,8 +1847,14 @@ impl KnowledgeService for KnowledgeApi {
             let access = KnowledgeAccess::of(&caller)?;
             let scope = caller.customer_read_scope()?;
             let req = request.get_ref();
+            if req.subjects.len() > rules::MAX_WATCH_SUBJECTS {
+                return Err(Error::invalid(
+                    "subjects",
+                    format!("must name at most {}", rules::MAX_WATCH_SUBJECTS),
+                ));
+            }
             let mut subjects = Vec::new();
-            for (i, name) in req.subjects.iter().enumerate().take(rules::MAX_SUBJECTS) {
+            for (i, name) in req.subjects.iter().enumerate() {
                 let id = parse_name(&format!("subjects[{i}]"), name)?;
                 let found = self.db.get_customer(&id, scope.branch()).await?;
                 super::customer::resolve(found, &scope, &id)?;

@@ -10,6 +10,8 @@ use crate::error::Error;
 pub const MAX_TITLE: usize = 200;
 pub const MAX_BODY: usize = 20_000;
 pub const MAX_SUBJECTS: usize = 50;
+/// Customers one WatchKnowledge stream may follow.
+pub const MAX_WATCH_SUBJECTS: usize = 100;
 pub const MAX_SOURCES: usize = 50;
 /// Interactions an item may name as its sources.
 pub const MAX_INTERACTION_SOURCES: usize = 100;

@@ -593,3 +593,30 @@ async fn limits_the_contract_states_are_enforced() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
+
+#[tokio::test]
+async fn a_knowledge_watch_reads_every_subject_up_to_its_limit_and_refuses_more() {
+    let app = TestApp::spawn().await;
+    let own = new_customer(&app, "Own", "B01").await;
+    let other = new_customer(&app, "Other", "B02").await;
+    let mut knowledge = app.knowledge(&Caller::rm("B01")).await;
+    // The 61st subject is out of reach: it is checked, not silently dropped.
+    let mut subjects = vec![own.clone(); 60];
+    subjects.push(other);
+    let status = knowledge
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = knowledge
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects: vec![own; 101],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
