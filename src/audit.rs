@@ -42,10 +42,10 @@ use crate::{
     store::Db,
 };
 
-/// The services whose every call is recorded. (InsightService joins once it
-/// is served; until then the UNIMPLEMENTED fallback answers it.)
-pub const AUDITED_SERVICES: [&str; 4] = [
+/// The services whose every call is recorded.
+pub const AUDITED_SERVICES: [&str; 5] = [
     pb::v1::customer_service_server::SERVICE_NAME,
+    pb::v1::insight_service_server::SERVICE_NAME,
     pb::v1::interaction_service_server::SERVICE_NAME,
     pb::v1::knowledge_service_server::SERVICE_NAME,
     pb::v1::audit_service_server::SERVICE_NAME,

@@ -67,6 +67,49 @@ complaint_sla_hours_medium = 72
 complaint_sla_hours_high = 24
 complaint_sla_hours_critical = 4
 
+[insights]
+# Values (M of RFM, tiers, summaries) are in this currency; amounts in
+# another count at fx_rates (e.g. fx_rates = { USD = 7.1 }) and, without a
+# rate, count for F but not for M.
+reporting_currency = "CNY"
+window_months = 12
+# The customer pyramid: the top vip_share of customers by value are VIP, the
+# next major_share MAJOR, the next ordinary_share ORDINARY, the rest SMALL
+# (each count rounded down).
+vip_share = 0.01
+major_share = 0.04
+ordinary_share = 0.15
+# Next-best actions: a profile older than this asks for an update; a
+# declined offer is not made again for offer_quiet_days; suggestions lapse
+# after action_ttl_days.
+profile_stale_days = 365
+offer_quiet_days = 90
+action_ttl_days = 7
+# A segmentation may run this long (the recompute-segments job; a
+# RecomputeSegments call is also bounded by its deadline).
+recompute_timeout_secs = 900
+
+[insights.rules]
+# Churn risk: the sum of the weights of the signals found, at most 1.
+horizon_days = 90
+inactivity_factor = 3.0
+inactivity_min_days = 30.0
+declining_ratio = 0.5
+low_csat = 3.0
+low_nps = 0.0
+weight_long_inactivity = 0.3
+weight_declining_frequency = 0.2
+weight_unresolved_complaint = 0.2
+weight_repeated_complaints = 0.1
+weight_low_satisfaction = 0.1
+weight_low_nps = 0.1
+weight_withdrawn_consent = 0.1
+# Relationship types: RELATIONAL from this tenure, products and months with
+# contact besides transactions.
+relational_min_tenure_days = 365
+relational_min_products = 2
+relational_min_contact_months = 3
+
 [log]
 format = "json"
 level = "info"
@@ -96,6 +139,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub api: ApiSettings,
     pub interactions: InteractionSettings,
+    pub insights: InsightSettings,
     pub log: LogSettings,
     pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
@@ -421,6 +465,67 @@ impl InteractionSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct InsightSettings {
+    pub reporting_currency: String,
+    #[serde(default)]
+    pub fx_rates: std::collections::BTreeMap<String, f64>,
+    pub window_months: u32,
+    pub vip_share: f64,
+    pub major_share: f64,
+    pub ordinary_share: f64,
+    pub profile_stale_days: i64,
+    pub offer_quiet_days: i64,
+    pub action_ttl_days: i64,
+    pub recompute_timeout_secs: u64,
+    pub rules: crate::domain::insight::Rules,
+}
+
+impl InsightSettings {
+    pub fn model(&self) -> crate::domain::insight::SegmentModel {
+        crate::domain::insight::SegmentModel {
+            window_months: self.window_months,
+            reporting_currency: self.reporting_currency.clone(),
+            fx_rates: self.fx_rates.clone(),
+            shares: crate::domain::insight::TierShares {
+                vip: self.vip_share,
+                major: self.major_share,
+                ordinary: self.ordinary_share,
+            },
+            rules: self.rules.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let model = self.model();
+        model.shares.check()?;
+        model.rules.check()?;
+        if !(1..=60).contains(&self.window_months) {
+            return Err("window_months must be 1 to 60".into());
+        }
+        let code = |c: &str| c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase());
+        if !code(&self.reporting_currency) {
+            return Err("reporting_currency must be an ISO 4217 code such as CNY".into());
+        }
+        if let Some((c, r)) = self
+            .fx_rates
+            .iter()
+            .find(|(c, r)| !(code(c) && r.is_finite() && **r > 0.0))
+        {
+            return Err(format!(
+                "fx_rates.{c} = {r}: codes are ISO 4217, rates positive"
+            ));
+        }
+        if self.profile_stale_days < 1 || self.offer_quiet_days < 0 || self.action_ttl_days < 1 {
+            return Err("profile_stale_days and action_ttl_days must be positive, offer_quiet_days not negative".into());
+        }
+        if self.recompute_timeout_secs == 0 {
+            return Err("recompute_timeout_secs must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -539,7 +644,16 @@ impl Settings {
     /// auth keys are not checked, so a migration Job needs no JWT keys.
     pub fn load_for_migrate(file: Option<PathBuf>) -> Result<Self, ConfigError> {
         let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-        Self::build(file, &env).and_then(|s| s.validate_database().map(|()| s))
+        let settings = Self::build(file, &env)?;
+        settings.validate_database()?;
+        settings.validate_insights()?;
+        Ok(settings)
+    }
+
+    fn validate_insights(&self) -> Result<(), ConfigError> {
+        self.insights
+            .check()
+            .map_err(|why| ConfigError(format!("insights (CK__INSIGHTS__*): {why}")))
     }
 
     /// Loads settings with an explicit environment (tests use this).
@@ -636,6 +750,7 @@ impl Settings {
                 "interactions.import_batch_size (CK__INTERACTIONS__IMPORT_BATCH_SIZE) must be between 1 and 50000",
             );
         }
+        self.validate_insights()?;
         self.validate_database()?;
         self.server.tls.load()?;
         match self.auth.mode {

@@ -20,6 +20,16 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Recompute RFM scores, pyramid tiers, churn risk and relationship
+    /// types of every customer (the nightly job), then exit.
+    RecomputeSegments {
+        /// The end (exclusive) of the window, RFC 3339 (default: now).
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// The window's length in months, 1 to 60 (default: insights.window_months).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60))]
+        window_months: Option<u32>,
+    },
 }
 
 #[tokio::main]
@@ -28,7 +38,9 @@ async fn main() -> std::process::ExitCode {
     let command = cli.command.unwrap_or(Command::Serve);
     let loaded = match command {
         Command::Serve => Settings::load(cli.config),
-        Command::Migrate => Settings::load_for_migrate(cli.config),
+        Command::Migrate | Command::RecomputeSegments { .. } => {
+            Settings::load_for_migrate(cli.config)
+        }
     };
     let settings = match loaded {
         Ok(settings) => settings,
@@ -48,6 +60,10 @@ async fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Serve => startup::serve(settings).await,
         Command::Migrate => startup::migrate(settings).await,
+        Command::RecomputeSegments {
+            as_of,
+            window_months,
+        } => startup::recompute_segments(settings, as_of, window_months).await,
     };
     // After the drain: the spans of the last calls leave before the exit.
     telemetry.shutdown(flush_budget).await;

@@ -24,6 +24,7 @@ use crate::{
         Streams,
         audit::AuditApi,
         customer::CustomerApi,
+        insight::InsightApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
         page_token::PageTokens,
@@ -39,6 +40,7 @@ use crate::{
         v1::{
             audit_service_server::AuditServiceServer,
             customer_service_server::CustomerServiceServer,
+            insight_service_server::InsightServiceServer,
             interaction_service_server::InteractionServiceServer,
             knowledge_service_server::KnowledgeServiceServer,
         },
@@ -206,6 +208,13 @@ impl Application {
         ))
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
+        let insights = InsightServiceServer::new(InsightApi::new(
+            db.clone(),
+            page_tokens.clone(),
+            settings.insights.clone(),
+        ))
+        .max_decoding_message_size(max_bytes)
+        .max_encoding_message_size(max_bytes);
         let audit_service =
             AuditServiceServer::new(AuditApi::new(db.clone(), page_tokens, pseudonyms))
                 .max_decoding_message_size(max_bytes)
@@ -242,6 +251,7 @@ impl Application {
             .add_service(InterceptedService::new(customers, authenticate.clone()))
             .add_service(InterceptedService::new(interactions, authenticate.clone()))
             .add_service(InterceptedService::new(knowledge, authenticate.clone()))
+            .add_service(InterceptedService::new(insights, authenticate.clone()))
             .add_service(InterceptedService::new(audit_service, authenticate));
         let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
@@ -579,5 +589,35 @@ pub async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let db = Db::connect_lazy(&settings.database)?;
     db.migrate().await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// The nightly segmentation job (`recompute-segments`): RFM scores, tiers,
+/// churn risk and relationship types of every customer as of `as_of`
+/// (default now), after applying any pending migration.
+pub async fn recompute_segments(
+    settings: Settings,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    window_months: Option<u32>,
+) -> anyhow::Result<()> {
+    let db = Db::connect_lazy(&settings.database)?;
+    db.migrate().await?;
+    let started = std::time::Instant::now();
+    let (as_of, customers, changed) =
+        crate::api::insight::recompute_now(&db, &settings.insights, as_of, window_months)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}: {e:?}"))?;
+    tracing::info!(
+        as_of = %as_of.to_rfc3339(),
+        customers,
+        tier_changes = changed,
+        seconds = started.elapsed().as_secs_f64(),
+        "segments recomputed"
+    );
+    println!(
+        "segments as of {}: {customers} customers scored, {changed} changed tier, in {:.1} s",
+        as_of.to_rfc3339(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -206,7 +206,7 @@ pub(crate) fn check_etag(etag: &str, customer: &Customer) -> Result<(), Error> {
     Ok(())
 }
 
-fn customer_to_proto(customer: &Customer, caller: &Principal) -> pb::Customer {
+pub(crate) fn customer_to_proto(customer: &Customer, caller: &Principal) -> pb::Customer {
     let profile = &customer.profile;
     let pii = &profile.pii;
     let show = caller.sees_pii_of(&profile.home_branch);

@@ -214,7 +214,7 @@ fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Complaint {
     }
 }
 
-fn interaction_to(interaction: &Interaction) -> pb::Interaction {
+pub(crate) fn interaction_to(interaction: &Interaction) -> pb::Interaction {
     let f = &interaction.fields;
     pb::Interaction {
         name: interaction.name(),
@@ -253,7 +253,7 @@ fn interaction_to(interaction: &Interaction) -> pb::Interaction {
     }
 }
 
-fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
+pub(crate) fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
     pb::FollowUp {
         name: format!("customers/{}/followUps/{}", task.customer.as_str(), task.id),
         assignee: task.assignee.clone(),
@@ -528,7 +528,7 @@ async fn unreachable_customer(
 /// An interaction as the caller may see it: a system acting for the end
 /// customer gets no internal notes, outcome, campaign, sentiment (a risk
 /// signal) or staff identities.
-fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
+pub(crate) fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
     if acting_for(caller).is_none() {
         return interaction;
     }

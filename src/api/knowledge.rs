@@ -125,7 +125,7 @@ fn share_pb(share: &Share) -> pb::KnowledgeShare {
     }
 }
 
-fn item_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
+pub(crate) fn item_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
     let i = &item.item;
     let c = &i.content;
     let now = Utc::now();

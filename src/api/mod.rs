@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod customer;
+pub mod insight;
 pub mod interaction;
 pub mod knowledge;
 pub mod page_token;

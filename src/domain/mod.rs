@@ -25,6 +25,7 @@ macro_rules! string_enum {
 pub mod audit;
 pub mod customer;
 pub mod filter;
+pub mod insight;
 pub mod interaction;
 pub mod knowledge;
 pub mod mask;

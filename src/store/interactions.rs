@@ -1011,3 +1011,49 @@ impl Db {
             .collect()
     }
 }
+
+// What the customer 360 view reads, each bounded and on one connection.
+
+/// A customer's OPEN and IN_PROGRESS complaints, earliest due first.
+pub async fn open_complaints(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    limit: i64,
+) -> Result<Vec<Interaction>, Error> {
+    sqlx::query_as::<_, InteractionRow>(concat!(
+        select_interaction!(),
+        "WHERE i.customer_id = $1 AND i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+         ORDER BY i.complaint_due_time, i.id
+         LIMIT $2"
+    ))
+    .bind(customer.as_str())
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?
+    .into_iter()
+    .map(Interaction::try_from)
+    .collect()
+}
+
+/// A customer's SCHEDULED follow-ups, earliest due first.
+pub async fn scheduled_follow_ups(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    limit: i64,
+) -> Result<Vec<FollowUp>, Error> {
+    sqlx::query_as::<_, FollowUpRow>(concat!(
+        select_follow_up!(),
+        "WHERE f.customer_id = $1 AND f.state = 'SCHEDULED'
+         ORDER BY f.due_time, f.id
+         LIMIT $2"
+    ))
+    .bind(customer.as_str())
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "follow_ups"))
+    .await?
+    .into_iter()
+    .map(FollowUp::try_from)
+    .collect()
+}

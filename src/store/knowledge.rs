@@ -1057,3 +1057,36 @@ impl Db {
             .collect()
     }
 }
+
+/// The visible items about one customer, most useful first: VERIFIED and
+/// fresh, then UNVERIFIED, then STALE (verified but past review), each most
+/// recently updated first.
+pub async fn useful_for_subject(
+    conn: &mut PgConnection,
+    access: &KnowledgeAccess,
+    subject: &str,
+    limit: i64,
+) -> Result<Vec<KnowledgeItem>, Error> {
+    bind_access!(
+        sqlx::query_as::<_, ItemRow>(concat!(
+            select_item!(),
+            "WHERE k.subjects @> ARRAY[$7] AND ",
+            visible!(),
+            " ORDER BY CASE WHEN k.verification_state = 'VERIFIED'
+                              AND (k.next_review_time IS NULL OR k.next_review_time >= now()) THEN 0
+                            WHEN k.verification_state = 'UNVERIFIED' THEN 1
+                            ELSE 2 END,
+                       k.update_time DESC, k.id
+              LIMIT $8"
+        )),
+        access
+    )
+    .bind(subject)
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "knowledge_items"))
+    .await?
+    .into_iter()
+    .map(KnowledgeItem::try_from)
+    .collect()
+}

@@ -7,6 +7,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod interactions;
 pub mod knowledge;
+pub mod segments;
 
 use std::{
     ops::{Deref, DerefMut},
@@ -207,6 +208,20 @@ impl Db {
             .await
             .is_ok()
     }
+}
+
+/// Lets the statements of the caller's transaction run up to `limit`, or to
+/// the call's deadline when that comes first: for work known to outlast the
+/// session's statement timeout (a segmentation of every customer).
+pub async fn allow_statement_time(conn: &mut PgConnection, limit: Duration) -> Result<(), Error> {
+    let budget = remaining()?.map_or(limit, |left| left.min(limit));
+    let millis = budget.as_millis().clamp(1, u128::from(u32::MAX));
+    sqlx::query(AssertSqlSafe(format!(
+        "SET LOCAL statement_timeout = {millis}"
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// A connection from `Db::acquire`: pooled as is, or (inside a call with

@@ -10,6 +10,7 @@ mod grpcurl;
 mod helpers;
 mod idempotency;
 mod import;
+mod insights;
 mod interactions;
 mod knowledge;
 mod lifecycle;

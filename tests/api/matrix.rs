@@ -198,6 +198,7 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     ("InsightService/GetCustomer360", "{}"),
     ("InsightService/RecomputeSegments", "{}"),
     ("InsightService/GetSegmentSummary", r#"{"branch": "B01"}"#),
+    ("InsightService/ListAtRiskCustomers", r#"{"branch": "B01"}"#),
     ("AuditService/ListAccessEvents", "{}"),
     ("AuditService/VerifyAuditChain", "{}"),
 ];

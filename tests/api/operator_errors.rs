@@ -11,7 +11,7 @@ use customer_knowledge::{
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-use crate::helpers::{Bearer, Caller, TestApp, new_customer, reason};
+use crate::helpers::{Caller, TestApp, new_customer, reason};
 
 const KNOWN: &str =
     "known roles: relationship_manager, teller, analyst, compliance, admin, service";
@@ -146,28 +146,8 @@ async fn new_customer_as_headers(app: &TestApp) -> String {
 async fn unimplemented_answers_carry_error_info() {
     let app = TestApp::spawn().await;
 
-    // A method of the contract that a later release builds.
-    let mut insight =
-        InsightServiceClient::with_interceptor(app.channel().await, Bearer::of(&Caller::admin()));
-    let status = insight
-        .get_customer360(pb::GetCustomer360Request {
-            name: "customers/x".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains(
-            "bank.customerknowledge.v1.InsightService.GetCustomer360 is part of the contract"
-        ),
-        "{}",
-        status.message()
-    );
-    let (reason, domain, _) = error_info(&status);
-    assert_eq!(reason, "UNIMPLEMENTED");
-    assert_eq!(domain, ERROR_DOMAIN);
-
-    // Without credentials it is still UNAUTHENTICATED first, with ErrorInfo.
+    // Without credentials a contract method is UNAUTHENTICATED, with
+    // ErrorInfo.
     let status = InsightServiceClient::new(app.channel().await)
         .get_customer360(pb::GetCustomer360Request {
             name: "customers/x".into(),

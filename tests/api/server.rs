@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use customer_knowledge::pb::v1::{
     self as pb, customer::Kind, customer_service_client::CustomerServiceClient,
-    insight_service_client::InsightServiceClient,
 };
 use futures::StreamExt;
 use sqlx::Connection;
@@ -18,7 +17,7 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use crate::helpers::{Bearer, Caller, TestApp};
+use crate::helpers::{Caller, TestApp};
 
 const SERVICES: [&str; 5] = [
     "bank.customerknowledge.v1.CustomerService",
@@ -128,32 +127,6 @@ async fn reflection_v1_lists_every_service() {
             "{service} missing: {names:?}"
         );
     }
-}
-
-#[tokio::test]
-async fn methods_of_later_releases_answer_unimplemented_by_name() {
-    let app = TestApp::spawn().await;
-    let request = || pb::GetCustomer360Request {
-        name: "customers/x".into(),
-    };
-    // Without credentials the answer is UNAUTHENTICATED, as for every built
-    // method: an unbuilt one must not tell strangers what is missing.
-    let status = InsightServiceClient::new(app.channel().await)
-        .get_customer360(request())
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
-    let mut insight =
-        InsightServiceClient::with_interceptor(app.channel().await, Bearer::of(&Caller::admin()));
-    let status = insight.get_customer360(request()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status
-            .message()
-            .contains("bank.customerknowledge.v1.InsightService.GetCustomer360"),
-        "{}",
-        status.message()
-    );
 }
 
 #[tokio::test]
