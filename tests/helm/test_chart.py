@@ -133,13 +133,18 @@ def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
     for doc in docs:
         if doc["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet"):
             specs.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+        elif doc["kind"] == "CronJob":
+            specs.append((f"CronJob/{doc['metadata']['name']}",
+                          doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
     return specs
 
 
-def check_restricted(label: str, docs: list[dict], expect_job: bool) -> None:
+def check_restricted(label: str, docs: list[dict], expect_job: bool, expect_cron: bool = False) -> None:
     """The `restricted` Pod Security Standard on every pod template."""
     specs = pod_specs(docs)
     want = {"Deployment", "Job"} if expect_job else {"Deployment"}
+    if expect_cron:
+        want.add("CronJob")
     check(f"[{label}] pod templates: {', '.join(sorted(want))}",
           sorted(n.split("/")[0] for n, _ in specs) == sorted(want), str([n for n, _ in specs]))
     for name, spec in specs:
@@ -331,6 +336,23 @@ def check_network_policy(label: str, docs: list[dict]) -> None:
           np["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "server")
 
 
+def check_segments_cronjob(label: str, docs: list[dict], values: dict) -> None:
+    cron = one(docs, "CronJob")
+    spec = cron["spec"]
+    c = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    window = values["segments"]["cronJob"].get("windowMonths")
+    want = ["recompute-segments"] + ([f"--window-months={window}"] if window else [])
+    check(f"[{label}] CronJob runs `customer-knowledge recompute-segments`", c.get("args") == want, str(c.get("args")))
+    check(f"[{label}] CronJob never overlaps itself", spec.get("concurrencyPolicy") == "Forbid")
+    check(f"[{label}] CronJob schedule from values",
+          spec.get("schedule") == values["segments"]["cronJob"].get("schedule", "30 1 * * *"), spec.get("schedule"))
+    check(f"[{label}] CronJob reads the server's ConfigMap",
+          c.get("envFrom", [{}])[0].get("configMapRef", {}).get("name")
+          == one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"])
+    check(f"[{label}] CronJob pods are not selected by the Service/PDB/NetworkPolicy (component=segments)",
+          spec["jobTemplate"]["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "segments")
+
+
 def check_notes(label: str, rendered: dict[str, str], values: dict | None) -> None:
     notes = next((t for p, t in rendered.items() if p.endswith("NOTES.txt")), "")
     grpcurl = "grpcurl -cacert ca.crt -servername " if tls_enabled(values) else "grpcurl -plaintext localhost:50051 list"
@@ -355,7 +377,10 @@ def check_release(label: str, values: dict | None) -> list[dict] | None:
     print(f"     rendered: {', '.join(sorted(d['kind'] + '/' + d['metadata']['name'] for d in docs))}")
     validate_schemas(label, docs)
     expect_job = (values or {}).get("database", {}).get("migrationJob", {}).get("enabled", True)
-    check_restricted(label, docs, expect_job)
+    expect_cron = (values or {}).get("segments", {}).get("cronJob", {}).get("enabled", False)
+    check_restricted(label, docs, expect_job, expect_cron)
+    if expect_cron:
+        check_segments_cronjob(label, docs, values or {})
     check_deployment(label, docs, values or {})
     check_service(label, docs)
     if by_kind(docs, "Job"):
@@ -518,6 +543,8 @@ def main() -> int:
         "no-migration-job": {"database": {"migrationJob": {"enabled": False}}, "networkPolicy": {"enabled": False},
                              "serviceAccount": {"create": False, "name": "existing-sa"}},
         "tls": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls"}}},
+        "segments-cronjob": {"segments": {"cronJob": {"enabled": True, "schedule": "0 2 * * *", "windowMonths": 6,
+                                                      "timeZone": "Asia/Shanghai"}}},
         "mutual-tls": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls", "certKey": "server.pem",
                                           "keyKey": "server-key.pem",
                                           "clientCa": {"existingSecret": "ck-client-ca", "key": "ca.pem"}}}},
