@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use customer_knowledge::{config::Settings, startup, telemetry};
+use customer_knowledge::{config::Settings, datagen, startup, telemetry};
 
 /// Customer Knowledge Service.
 #[derive(Parser)]
@@ -20,6 +20,10 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Build a deterministic synthetic bank from a seed and load it into a
+    /// running service through its gRPC API (customers, interactions,
+    /// knowledge items); rerunning with the same seed adds nothing.
+    GenerateData(datagen::load::Args),
 }
 
 #[tokio::main]
@@ -29,6 +33,16 @@ async fn main() -> std::process::ExitCode {
     let loaded = match command {
         Command::Serve => Settings::load(cli.config),
         Command::Migrate => Settings::load_for_migrate(cli.config),
+        // A client of a running service: no settings, no database.
+        Command::GenerateData(args) => {
+            return match datagen::load::run(args).await {
+                Ok(_) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("customer-knowledge generate-data: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
     };
     let settings = match loaded {
         Ok(settings) => settings,
@@ -48,6 +62,7 @@ async fn main() -> std::process::ExitCode {
     let result = match command {
         Command::Serve => startup::serve(settings).await,
         Command::Migrate => startup::migrate(settings).await,
+        Command::GenerateData(_) => unreachable!("returned above"),
     };
     // After the drain: the spans of the last calls leave before the exit.
     telemetry.shutdown(flush_budget).await;
