@@ -462,8 +462,10 @@ struct Ctx {
     spec: Spec,
     ids: Identities,
     batch_size: usize,
-    /// Makes external_refs of this process unique (a rerun appends anew).
+    /// With `appended`, makes the external_refs of this process unique (a
+    /// rerun appends anew).
     run: u64,
+    appended: std::sync::atomic::AtomicU64,
 }
 
 fn now() -> prost_types::Timestamp {
@@ -493,8 +495,13 @@ fn transaction(ctx: &Ctx, rng: &mut StdRng) -> pb::LogInteractionRequest {
                 units: rng.random_range(1..10_000),
                 nanos: 0,
             }),
-            external_ref: format!("LG-{:x}-{:x}", ctx.run, rng.random::<u64>()),
-            source_system: "CORE".into(),
+            // Stored under the caller's own source system (core-banking).
+            external_ref: format!(
+                "LG-{:x}-{}",
+                ctx.run,
+                ctx.appended
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
             ..Default::default()
         }),
         ..Default::default()
@@ -518,7 +525,6 @@ async fn call(
                     let mut r = transaction(ctx, rng);
                     let mut body = ctx.spec.interaction_body(rng);
                     body.occur_time = Some(now());
-                    body.source_system = "CORE".into();
                     body.external_ref = r.interaction.take().unwrap().external_ref;
                     r.interaction = Some(body);
                     r
@@ -861,6 +867,7 @@ async fn main() -> anyhow::Result<()> {
         spec,
         batch_size: args.batch_size,
         run: rand::rng().random(),
+        appended: Default::default(),
     });
     let mut health = None;
     for scenario in scenarios {
