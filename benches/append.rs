@@ -56,8 +56,9 @@ fn transaction(n: usize, prefix: &str) -> pb::Interaction {
             nanos: 0,
         }),
         products: vec!["DEBIT-CARD".into()],
+        // Stored under the caller's own source system (core-banking); a
+        // system may write only under its own name and configured aliases.
         external_ref: format!("{prefix}-{n:09}"),
-        source_system: "CORE".into(),
         ..Default::default()
     }
 }
@@ -86,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
         ("DATABASE_URL", database_url.as_str()),
         ("CK__SERVER__GRPC_ADDR", "127.0.0.1:0"),
         ("CK__AUTH__MODE", "trusted_headers"),
+        // A calling system without configured methods may call nothing.
+        ("CK__AUTH__SYSTEMS__CORE-BANKING__METHODS", "*"),
         ("CK__DATABASE__MAX_CONNECTIONS", "40"),
         ("CK__LOG__LEVEL", "warn"),
     ]

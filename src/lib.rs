@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod datagen;
 pub mod domain;
 pub mod error;
 pub mod metrics;

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use customer_knowledge::{config::Settings, startup, telemetry};
+use customer_knowledge::{config::Settings, datagen, startup, telemetry};
 
 /// Customer Knowledge Service.
 #[derive(Parser)]
@@ -30,17 +30,34 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60))]
         window_months: Option<u32>,
     },
+    /// Build a deterministic synthetic bank from a seed and load it into a
+    /// running service through its gRPC API (customers, interactions,
+    /// knowledge items); rerunning with the same seed adds nothing.
+    GenerateData(datagen::load::Args),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        // A client of a running service: no settings, no database.
+        Command::GenerateData(args) => {
+            return match datagen::load::run(args).await {
+                Ok(_) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("customer-knowledge generate-data: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+        command => command,
+    };
     let loaded = match command {
         Command::Serve => Settings::load(cli.config),
         Command::Migrate | Command::RecomputeSegments { .. } => {
             Settings::load_for_migrate(cli.config)
         }
+        Command::GenerateData(_) => return std::process::ExitCode::SUCCESS,
     };
     let settings = match loaded {
         Ok(settings) => settings,
@@ -64,6 +81,7 @@ async fn main() -> std::process::ExitCode {
             as_of,
             window_months,
         } => startup::recompute_segments(settings, as_of, window_months).await,
+        Command::GenerateData(_) => Ok(()),
     };
     // After the drain: the spans of the last calls leave before the exit.
     telemetry.shutdown(flush_budget).await;

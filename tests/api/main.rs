@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod customers;
+mod datagen;
 mod grpcurl;
 mod helpers;
 mod idempotency;
