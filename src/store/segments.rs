@@ -193,6 +193,12 @@ pub async fn recompute(conn: &mut PgConnection, spec: &RunSpec<'_>) -> Result<(i
         model.fx_rates.iter().map(|(c, r)| (c.clone(), *r)).unzip();
     let rules = serde_json::to_value(&model.rules)
         .map_err(|e| Error::Internal(anyhow::anyhow!("rules: {e}")))?;
+    // One segmentation at a time (a retried job, a CronJob and a call may
+    // meet): the later waits and then replaces, never collides.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ck_segments'))")
+        .execute(&mut *conn)
+        .instrument(statement("SELECT", "segment_runs"))
+        .await?;
     sqlx::query("DELETE FROM segment_runs WHERE as_of = $1")
         .bind(spec.as_of)
         .execute(&mut *conn)
