@@ -5,7 +5,6 @@
 use std::{
     collections::HashMap,
     future::{Future, IntoFuture},
-    sync::Arc,
     time::Duration,
 };
 
@@ -243,12 +242,11 @@ impl Application {
             .add_service(InterceptedService::new(interactions, authenticate.clone()))
             .add_service(InterceptedService::new(knowledge, authenticate.clone()))
             .add_service(InterceptedService::new(audit_service, authenticate));
-        let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
             .routes()
             .into_axum_router()
             .fallback(move |request| {
-                unimplemented::answer(methods.clone(), fallback_authenticator.clone(), request)
+                unimplemented::answer(fallback_authenticator.clone(), request)
             });
 
         // Checked at config load; read again here so that what is served is

@@ -1,14 +1,12 @@
 //! Answers for gRPC methods no service handles: a contract method that a
 //! later release implements authenticates the caller like every implemented
 //! method (UNAUTHENTICATED without valid credentials, DESIGN §3), then gets
-//! UNIMPLEMENTED naming it; anything else gets UNIMPLEMENTED saying the
-//! method is unknown. Both carry `google.rpc.ErrorInfo` like every other
+//! UNIMPLEMENTED naming it (`answer`); anything else gets UNIMPLEMENTED
+//! saying the method is unknown (`unknown_method`, which the RPC layer
+//! answers before any router). Both carry `google.rpc.ErrorInfo` like every other
 //! error, with the contract's reason `UNIMPLEMENTED` (`api::status::layer_status`).
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::HashMap;
 
 use axum::{body::Body, http::Request, response::Response};
 use prost::Message;
@@ -26,11 +24,6 @@ fn unimplemented(message: &str) -> Response {
         None,
     )
     .into_http::<Body>()
-}
-
-/// `/package.Service/Method` paths of every method in a descriptor set.
-pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
-    Ok(method_shapes(descriptor_set)?.into_keys().collect())
 }
 
 /// Every method of a descriptor set by `/package.Service/Method` path, with
@@ -58,24 +51,23 @@ pub fn method_shapes(descriptor_set: &[u8]) -> anyhow::Result<HashMap<String, Me
         .collect())
 }
 
-/// The fallback route of the gRPC router.
-pub async fn answer(
-    methods: Arc<HashSet<String>>,
-    authenticator: Authenticator,
-    request: Request<Body>,
-) -> Response {
-    let path = request.uri().path();
-    let message = if methods.contains(path) {
-        let metadata = MetadataMap::from_headers(request.headers().clone());
-        if let Err(e) = authenticator.authenticate(&metadata) {
-            return tonic::Status::from(e).into_http::<Body>();
-        }
-        let method = path.trim_start_matches('/').replace('/', ".");
-        format!("{method} is part of the contract but not implemented yet")
-    } else {
-        return unknown_method().into_http::<Body>();
-    };
-    unimplemented(&message)
+/// The fallback route of the gRPC router. The RPC layer
+/// (`telemetry::rpc`) answers every path outside the served descriptors
+/// itself, and health and reflection implement all of theirs, so only a
+/// contract method no service implements yet reaches it.
+pub async fn answer(authenticator: Authenticator, request: Request<Body>) -> Response {
+    let metadata = MetadataMap::from_headers(request.headers().clone());
+    if let Err(e) = authenticator.authenticate(&metadata) {
+        return tonic::Status::from(e).into_http::<Body>();
+    }
+    let method = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .replace('/', ".");
+    unimplemented(&format!(
+        "{method} is part of the contract but not implemented yet"
+    ))
 }
 
 /// The answer to a path that is no method of the server, also under a
