@@ -62,3 +62,24 @@ pub fn check_etag(etag: &str, customer: &Customer) -> Result<(), Error> {
     }
     Ok(())
 }
+
+impl CustomerApi {
+    /// `Db::write` for a call that answers one customer: the key keeps its
+    /// name, and a retry re-reads it as the caller may see it now.
+    pub(super) async fn write_customer(
+        &self,
+        key: Option<&IdempotencyKey>,
+        scope: &BranchScope,
+        caller: &Principal,
+        write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<Customer, Error>,
+    ) -> Result<pb::Customer, Error> {
+        self.db
+            .write(
+                key,
+                customer_names,
+                async |tx, names| current_customer(tx, &names[0], scope, caller).await,
+                async |tx| Ok(customer_to_proto(&write(tx).await?, caller)),
+            )
+            .await
+    }
+}

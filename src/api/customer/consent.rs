@@ -26,20 +26,14 @@ where
         let req = request.into_inner();
         let ConsentCommand { id, change, etag } = ConsentCommand::try_from(&req)?;
         let key = request_key(&caller, &req)?;
-        api.db
-            .write(
-                key.as_ref(),
-                customer_names,
-                async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
-                async |tx| {
-                    let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
-                    let current = resolve(found, &scope, &id)?;
-                    check_etag(&etag, &current)?;
-                    let updated = customers::set_consent(tx, &id, &change, &caller.subject).await?;
-                    Ok(customer_to_proto(&updated, &caller))
-                },
-            )
-            .await
+        api.write_customer(key.as_ref(), &scope, &caller, async |tx| {
+            let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
+            let current = resolve(found, &scope, &id)?;
+            check_etag(&etag, &current)?;
+            let updated = customers::set_consent(tx, &id, &change, &caller.subject).await?;
+            Ok(updated)
+        })
+        .await
     })
     .await
 }

@@ -28,6 +28,7 @@ use crate::{
     store::{
         Db,
         customers::{self, Found, Lock},
+        idempotency::IdempotencyKey,
     },
 };
 

@@ -42,18 +42,12 @@ pub(super) async fn create_customer(
                 "create customers for a branch other than their own",
             ));
         }
-        api.db
-            .write(
-                key.as_ref(),
-                customer_names,
-                async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
-                async |tx| {
-                    let customer = customers::insert(tx, &id, &profile, &scope).await?;
-                    Ok(customer_to_proto(&customer, &caller))
-                },
-            )
-            .await
-            .inspect(|created| audit.customer(&created.name))
+        api.write_customer(key.as_ref(), &scope, &caller, async |tx| {
+            let customer = customers::insert(tx, &id, &profile, &scope).await?;
+            Ok(customer)
+        })
+        .await
+        .inspect(|created| audit.customer(&created.name))
     })
     .await
 }
@@ -136,33 +130,27 @@ pub(super) async fn update_customer(
         let key = request_key(&caller, &req)?;
         let patch = violations.into_result(ProfilePatch { fields, values })?;
         let etag = customer.etag.clone();
-        api.db
-            .write(
-                key.as_ref(),
-                customer_names,
-                async |tx, names| current_customer(tx, &names[0], &scope, &caller).await,
-                async |tx| {
-                    let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
-                    let current = resolve(found, &scope, &id)?;
-                    check_etag(&etag, &current)?;
-                    let mut profile = current.profile.clone();
-                    patch.apply(&mut profile);
-                    if !scope.admits(&profile.home_branch) {
-                        return Err(Error::denied("move a customer to another branch"));
-                    }
-                    let changed: Vec<&str> = patch.fields.iter().map(|f| f.path()).collect();
-                    let updated = customers::update_profile(
-                        tx,
-                        &id,
-                        &profile,
-                        &changed,
-                        patch.fields.contains(&ProfileField::ExternalIds),
-                    )
-                    .await?;
-                    Ok(customer_to_proto(&updated, &caller))
-                },
+        api.write_customer(key.as_ref(), &scope, &caller, async |tx| {
+            let found = customers::get(tx, &id, scope.branch(), Lock::Update).await?;
+            let current = resolve(found, &scope, &id)?;
+            check_etag(&etag, &current)?;
+            let mut profile = current.profile.clone();
+            patch.apply(&mut profile);
+            if !scope.admits(&profile.home_branch) {
+                return Err(Error::denied("move a customer to another branch"));
+            }
+            let changed: Vec<&str> = patch.fields.iter().map(|f| f.path()).collect();
+            let updated = customers::update_profile(
+                tx,
+                &id,
+                &profile,
+                &changed,
+                patch.fields.contains(&ProfileField::ExternalIds),
             )
-            .await
+            .await?;
+            Ok(updated)
+        })
+        .await
     })
     .await
 }

@@ -91,9 +91,10 @@ impl InteractionApi {
                 async |tx, names| {
                     Ok(follow_up_to(
                         &current_follow_up(tx, &names[0], scope).await?,
+                        Utc::now(),
                     ))
                 },
-                async |tx| Ok(follow_up_to(&write(tx).await?)),
+                async |tx| Ok(follow_up_to(&write(tx).await?, Utc::now())),
             )
             .await
     }
@@ -113,9 +114,10 @@ impl InteractionApi {
                 async |tx, names| {
                     Ok(interaction_to(
                         &current_interactions(tx, &names, scope).await?.remove(0),
+                        Utc::now(),
                     ))
                 },
-                async |tx| Ok(interaction_to(&write(tx).await?)),
+                async |tx| Ok(interaction_to(&write(tx).await?, Utc::now())),
             )
             .await
     }

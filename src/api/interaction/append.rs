@@ -219,13 +219,19 @@ pub(super) async fn batch_log_interactions(
                 async |tx, names| {
                     let current = current_interactions(tx, &names, &scope).await?;
                     Ok(pb::BatchLogInteractionsResponse {
-                        interactions: current.iter().map(interaction_to).collect(),
+                        interactions: current
+                            .iter()
+                            .map(|x| interaction_to(x, Utc::now()))
+                            .collect(),
                     })
                 },
                 async |tx| {
                     let logged = api.append_all(tx, &scope, &rows).await?;
                     Ok(pb::BatchLogInteractionsResponse {
-                        interactions: logged.iter().map(interaction_to).collect(),
+                        interactions: logged
+                            .iter()
+                            .map(|x| interaction_to(x, Utc::now()))
+                            .collect(),
                     })
                 },
             )

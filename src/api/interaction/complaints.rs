@@ -108,7 +108,7 @@ pub(super) async fn list_complaints(
             &mut page,
             limit,
             &context,
-            |i| interaction_to(i).encoded_len(),
+            |i| interaction_to(i, Utc::now()).encoded_len(),
             |last, _| {
                 let due = last
                     .fields
@@ -121,7 +121,7 @@ pub(super) async fn list_complaints(
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));
         Ok(pb::ListComplaintsResponse {
-            interactions: page.iter().map(interaction_to).collect(),
+            interactions: page.iter().map(|x| interaction_to(x, Utc::now())).collect(),
             next_page_token,
         })
     })

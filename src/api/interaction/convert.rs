@@ -94,7 +94,7 @@ pub(super) fn complaint_state_from(value: i32) -> Option<ComplaintState> {
     })
 }
 
-pub(super) fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Complaint {
+pub fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Complaint {
     use pb::complaint::{Severity as S, State as P};
     pb::Complaint {
         state: match complaint.state {
@@ -117,7 +117,9 @@ pub(super) fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Com
     }
 }
 
-pub(super) fn interaction_to(interaction: &Interaction) -> pb::Interaction {
+/// The wire form of an interaction; `now` tells whether its complaint is
+/// overdue.
+pub fn interaction_to(interaction: &Interaction, now: DateTime<Utc>) -> pb::Interaction {
     let f = &interaction.fields;
     pb::Interaction {
         name: interaction.name(),
@@ -149,14 +151,15 @@ pub(super) fn interaction_to(interaction: &Interaction) -> pb::Interaction {
         nps: f.nps.map(i32::from),
         external_ref: f.external_ref.clone(),
         source_system: f.source_system.clone(),
-        complaint: f.complaint.as_ref().map(|c| complaint_to(c, Utc::now())),
+        complaint: f.complaint.as_ref().map(|c| complaint_to(c, now)),
         etag: interaction.etag(),
         create_time: Some(timestamp(interaction.create_time)),
         update_time: Some(timestamp(interaction.update_time)),
     }
 }
 
-pub(super) fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
+/// The wire form of a follow-up; `now` tells whether it is overdue.
+pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
     pb::FollowUp {
         name: format!("customers/{}/followUps/{}", task.customer.as_str(), task.id),
         assignee: task.assignee.clone(),
@@ -173,7 +176,7 @@ pub(super) fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
         completion_interaction: task.completion_interaction.clone(),
         complete_time: task.complete_time.map(timestamp),
         created_by: task.created_by.clone(),
-        overdue: task.state == FollowUpState::Scheduled && task.due_time < Utc::now(),
+        overdue: task.state == FollowUpState::Scheduled && task.due_time < now,
         etag: crate::domain::customer::etag(task.version),
         create_time: Some(timestamp(task.create_time)),
         update_time: Some(timestamp(task.update_time)),
@@ -186,7 +189,7 @@ pub(super) fn follow_up_to(task: &FollowUp) -> pb::FollowUp {
 /// An interaction as the caller may see it: a system acting for the end
 /// customer gets no internal notes, outcome, campaign, sentiment (a risk
 /// signal) or staff identities.
-pub(super) fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
+pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
     if acting_for(caller).is_none() {
         return interaction;
     }

@@ -52,7 +52,7 @@ pub(super) async fn get(
         let task = store::get_follow_up(&mut conn, &customer, &id, false)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
-        Ok(follow_up_to(&task))
+        Ok(follow_up_to(&task, Utc::now()))
     })
     .await
 }
@@ -271,8 +271,8 @@ pub(super) async fn complete_follow_up(
                     let task = current_follow_up(tx, &names[0], &scope).await?;
                     let logged = current_interactions(tx, &names[1..], &scope).await?;
                     Ok(pb::CompleteFollowUpResponse {
-                        follow_up: Some(follow_up_to(&task)),
-                        interaction: logged.first().map(interaction_to),
+                        follow_up: Some(follow_up_to(&task, Utc::now())),
+                        interaction: logged.first().map(|x| interaction_to(x, Utc::now())),
                     })
                 },
                 async |tx| {
@@ -283,8 +283,8 @@ pub(super) async fn complete_follow_up(
                     let task =
                         store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
                     Ok(pb::CompleteFollowUpResponse {
-                        follow_up: Some(follow_up_to(&task)),
-                        interaction: Some(interaction_to(&logged)),
+                        follow_up: Some(follow_up_to(&task, Utc::now())),
+                        interaction: Some(interaction_to(&logged, Utc::now())),
                     })
                 },
             )
@@ -326,7 +326,7 @@ pub(super) async fn list_follow_ups(
             });
         crate::audit::note_customers(&request, page.iter().map(|f| f.customer.as_str()));
         Ok(pb::ListFollowUpsResponse {
-            follow_ups: page.iter().map(follow_up_to).collect(),
+            follow_ups: page.iter().map(|x| follow_up_to(x, Utc::now())).collect(),
             next_page_token,
         })
     })

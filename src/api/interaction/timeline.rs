@@ -17,7 +17,10 @@ pub(super) async fn get_interaction(
         let mut conn = api.db.acquire().await?;
         readable_customer(&mut conn, &customer, &scope).await?;
         match store::get(&mut conn, &customer, &id, false).await? {
-            Some(interaction) => Ok(for_caller(interaction_to(&interaction), &caller)),
+            Some(interaction) => Ok(for_caller(
+                interaction_to(&interaction, Utc::now()),
+                &caller,
+            )),
             None => Err(Error::not_found(name.clone())),
         }
     })
@@ -53,7 +56,7 @@ pub(super) async fn list_interactions(
             &mut page,
             limit,
             &context,
-            |i| interaction_to(i).encoded_len(),
+            |i| interaction_to(i, Utc::now()).encoded_len(),
             |last, _| {
                 join_cursor(&[
                     &last.fields.occur_time.timestamp_micros().to_string(),
@@ -64,7 +67,7 @@ pub(super) async fn list_interactions(
         Ok(pb::ListInteractionsResponse {
             interactions: page
                 .iter()
-                .map(|i| for_caller(interaction_to(i), &caller))
+                .map(|i| for_caller(interaction_to(i, Utc::now()), &caller))
                 .collect(),
             next_page_token,
         })

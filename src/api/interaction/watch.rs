@@ -110,7 +110,7 @@ impl Watcher {
         self.last = item.cursor;
         self.last_sent = Instant::now();
         tx.send(Ok(pb::WatchInteractionsResponse {
-            interaction: Some(interaction_to(&item.interaction)),
+            interaction: Some(interaction_to(&item.interaction, Utc::now())),
             resume_token: resume_token(STREAM, item.cursor),
             heartbeat: false,
         }))

@@ -204,9 +204,29 @@ pub(super) async fn current_items(
     Ok(items)
 }
 
-/// What an idempotency key keeps of an item response: its name only.
-pub(super) fn item_names(item: &pb::KnowledgeItem) -> Vec<String> {
-    vec![item.name.clone()]
+impl KnowledgeApi {
+    /// `Db::write` for a call that answers one item: the key keeps its name,
+    /// and a retry re-reads it as the caller may see it now.
+    pub(super) async fn write_item(
+        &self,
+        key: Option<&IdempotencyKey>,
+        access: &KnowledgeAccess,
+        write: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<KnowledgeItem, Error>,
+    ) -> Result<pb::KnowledgeItem, Error> {
+        self.db
+            .write(
+                key,
+                |item: &pb::KnowledgeItem| vec![item.name.clone()],
+                async |tx, names| {
+                    Ok(item_pb(
+                        &current_items(tx, &names, access).await?.remove(0),
+                        Utc::now(),
+                    ))
+                },
+                async |tx| Ok(item_pb(&write(tx).await?, Utc::now())),
+            )
+            .await
+    }
 }
 
 pub(super) fn union_subjects(items: &[KnowledgeItem], extra: &[(String, String)]) -> Vec<String> {

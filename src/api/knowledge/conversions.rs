@@ -33,51 +33,40 @@ pub(super) async fn externalize_knowledge(
             .iter()
             .map(|(c, i)| format!("customers/{c}/interactions/{i}"))
             .collect();
-        api.db
-            .write(
-                key.as_ref(),
-                item_names,
-                async |tx, names| {
-                    Ok(item_pb(
-                        &current_items(tx, &names, &access).await?.remove(0),
-                    ))
-                },
-                async |tx| {
-                    let sources = api.load_sources(tx, &access, &items).await?;
-                    if let Some(explicit) = sources.iter().find(|s| s.item.nature != Nature::Tacit)
-                    {
-                        return Err(wrong_nature(
-                            explicit,
-                            Nature::Tacit,
-                            "ExternalizeKnowledge",
-                        ));
-                    }
-                    if !subjects_given {
-                        item.content.subjects = union_subjects(&sources, &interaction_sources);
-                    }
-                    api.insert_new(tx, &caller, &access, &item, &interaction_sources)
-                        .await?;
-                    store::record_conversion(
-                        tx,
-                        &converted(
-                            &caller,
-                            Conversion::Externalization,
-                            &items,
-                            &item.id,
-                            // Only interactions: the customer carried it.
-                            if sources.is_empty() {
-                                CarrierType::Customer
-                            } else {
-                                CarrierType::Employee
-                            },
-                            item.carrier.kind,
-                        ),
-                    )
-                    .await?;
-                    Ok(item_pb(&store::reread(tx, &item.id).await?))
-                },
+        api.write_item(key.as_ref(), &access, async |tx| {
+            let sources = api.load_sources(tx, &access, &items).await?;
+            if let Some(explicit) = sources.iter().find(|s| s.item.nature != Nature::Tacit) {
+                return Err(wrong_nature(
+                    explicit,
+                    Nature::Tacit,
+                    "ExternalizeKnowledge",
+                ));
+            }
+            if !subjects_given {
+                item.content.subjects = union_subjects(&sources, &interaction_sources);
+            }
+            api.insert_new(tx, &caller, &access, &item, &interaction_sources)
+                .await?;
+            store::record_conversion(
+                tx,
+                &converted(
+                    &caller,
+                    Conversion::Externalization,
+                    &items,
+                    &item.id,
+                    // Only interactions: the customer carried it.
+                    if sources.is_empty() {
+                        CarrierType::Customer
+                    } else {
+                        CarrierType::Employee
+                    },
+                    item.carrier.kind,
+                ),
             )
-            .await
+            .await?;
+            store::reread(tx, &item.id).await
+        })
+        .await
     })
     .await
     .inspect(|response| audit.customers_in(response.get_ref()))
@@ -116,41 +105,30 @@ pub(super) async fn combine_knowledge(
         );
         let key = request_key(&caller, &req)?;
         violations.into_result(())?;
-        api.db
-            .write(
-                key.as_ref(),
-                item_names,
-                async |tx, names| {
-                    Ok(item_pb(
-                        &current_items(tx, &names, &access).await?.remove(0),
-                    ))
-                },
-                async |tx| {
-                    let sources = api.load_sources(tx, &access, &items).await?;
-                    if let Some(tacit) = sources.iter().find(|s| s.item.nature != Nature::Explicit)
-                    {
-                        return Err(wrong_nature(tacit, Nature::Explicit, "CombineKnowledge"));
-                    }
-                    if !subjects_given {
-                        item.content.subjects = union_subjects(&sources, &[]);
-                    }
-                    api.insert_new(tx, &caller, &access, &item, &[]).await?;
-                    store::record_conversion(
-                        tx,
-                        &converted(
-                            &caller,
-                            Conversion::Combination,
-                            &items,
-                            &item.id,
-                            sources[0].item.carrier.kind,
-                            item.carrier.kind,
-                        ),
-                    )
-                    .await?;
-                    Ok(item_pb(&store::reread(tx, &item.id).await?))
-                },
+        api.write_item(key.as_ref(), &access, async |tx| {
+            let sources = api.load_sources(tx, &access, &items).await?;
+            if let Some(tacit) = sources.iter().find(|s| s.item.nature != Nature::Explicit) {
+                return Err(wrong_nature(tacit, Nature::Explicit, "CombineKnowledge"));
+            }
+            if !subjects_given {
+                item.content.subjects = union_subjects(&sources, &[]);
+            }
+            api.insert_new(tx, &caller, &access, &item, &[]).await?;
+            store::record_conversion(
+                tx,
+                &converted(
+                    &caller,
+                    Conversion::Combination,
+                    &items,
+                    &item.id,
+                    sources[0].item.carrier.kind,
+                    item.carrier.kind,
+                ),
             )
-            .await
+            .await?;
+            store::reread(tx, &item.id).await
+        })
+        .await
     })
     .await
     .inspect(|response| audit.customers_in(response.get_ref()))
@@ -198,7 +176,7 @@ pub(super) async fn internalize_knowledge(
                             tacit_item: tacit.map(|t| rules::item_name(&t)).unwrap_or_default(),
                             create_time: Some(timestamp(time)),
                         }),
-                        tacit_item: items.get(1).map(item_pb),
+                        tacit_item: items.get(1).map(|x| item_pb(x, Utc::now())),
                     })
                 },
                 async |tx| {
@@ -261,7 +239,7 @@ pub(super) async fn internalize_knowledge(
                     let time =
                         store::record_internalization(tx, &id, &employee, tacit.as_deref()).await?;
                     let tacit_item = match &tacit {
-                        Some(t) => Some(item_pb(&store::reread(tx, t).await?)),
+                        Some(t) => Some(item_pb(&store::reread(tx, t).await?, Utc::now())),
                         None => None,
                     };
                     Ok(pb::InternalizeKnowledgeResponse {
@@ -328,7 +306,7 @@ pub(super) async fn socialize_knowledge(
                 async |tx, names| {
                     let items = current_items(tx, &names, &access).await?;
                     Ok(pb::SocializeKnowledgeResponse {
-                        knowledge_items: items.iter().map(item_pb).collect(),
+                        knowledge_items: items.iter().map(|x| item_pb(x, Utc::now())).collect(),
                     })
                 },
                 async |tx| {
@@ -377,7 +355,7 @@ pub(super) async fn socialize_knowledge(
                             ),
                         )
                         .await?;
-                        created.push(item_pb(&store::reread(tx, &item.id).await?));
+                        created.push(item_pb(&store::reread(tx, &item.id).await?, Utc::now()));
                     }
                     Ok(pb::SocializeKnowledgeResponse {
                         knowledge_items: created,

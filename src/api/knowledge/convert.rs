@@ -76,10 +76,10 @@ pub fn share_pb(share: &Share) -> pb::KnowledgeShare {
     }
 }
 
-pub fn item_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
+/// The wire form of an item; `now` tells whether its verification is stale.
+pub fn item_pb(item: &KnowledgeItem, now: DateTime<Utc>) -> pb::KnowledgeItem {
     let i = &item.item;
     let c = &i.content;
-    let now = Utc::now();
     pb::KnowledgeItem {
         name: item.name(),
         title: c.title.clone(),

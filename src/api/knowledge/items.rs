@@ -39,23 +39,10 @@ pub(super) async fn create_knowledge_item(
             scope_team,
             scope_branch,
         };
-        api.db
-            .write(
-                key.as_ref(),
-                item_names,
-                async |tx, names| {
-                    Ok(item_pb(
-                        &current_items(tx, &names, &access).await?.remove(0),
-                    ))
-                },
-                async |tx| {
-                    let created = api
-                        .insert_new(tx, &caller, &access, &item, &sources)
-                        .await?;
-                    Ok(item_pb(&created))
-                },
-            )
-            .await
+        api.write_item(key.as_ref(), &access, async |tx| {
+            api.insert_new(tx, &caller, &access, &item, &sources).await
+        })
+        .await
     })
     .await
     .inspect(|response| audit.customers_in(response.get_ref()))
@@ -70,7 +57,7 @@ pub(super) async fn get_knowledge_item(
         let access = KnowledgeAccess::of(&caller)?;
         let id = parse_item("name", &request.get_ref().name)?;
         let item = api.db.get_knowledge_item(&id, &access).await?;
-        Ok(item_pb(&found(item, &access, &id)?))
+        Ok(item_pb(&found(item, &access, &id)?, Utc::now()))
     })
     .await
     .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
@@ -124,12 +111,7 @@ pub(super) async fn update_knowledge_item(
         let values = read_content(&input, &fields, "knowledge_item", &mut violations);
         let key = request_key(&caller, &req)?;
         violations.into_result(())?;
-        api.db
-            .write(
-                key.as_ref(),
-                item_names,
-                async |tx, names| Ok(item_pb(&current_items(tx, &names, &access).await?.remove(0))),
-                async |tx| {
+        api.write_item(key.as_ref(), &access, async |tx| {
                 let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
                 if current.item.author != caller.subject && !caller.has(Role::Admin) {
                     return Err(Error::denied("change an item someone else wrote"));
@@ -179,10 +161,9 @@ pub(super) async fn update_knowledge_item(
                     .iter()
                     .any(|f| ["title", "body", "kind", "subjects"].contains(f));
                 let updated = store::update(tx, &id, &content, reset, &fields).await?;
-                Ok(item_pb(&updated))
-            },
-            )
-            .await
+                Ok(updated)
+            })
+        .await
     })
     .await
     .inspect(|response| audit.customers_in(response.get_ref()))
@@ -208,11 +189,11 @@ pub(super) async fn list_knowledge_items(
             &mut page,
             limit,
             &context,
-            |i| item_pb(i).encoded_len(),
+            |i| item_pb(i, Utc::now()).encoded_len(),
             |last, _| last.item.id.clone(),
         );
         Ok(pb::ListKnowledgeItemsResponse {
-            knowledge_items: page.iter().map(item_pb).collect(),
+            knowledge_items: page.iter().map(|x| item_pb(x, Utc::now())).collect(),
             next_page_token,
         })
     })
@@ -254,11 +235,11 @@ pub(super) async fn search_knowledge_items(
             &mut page,
             limit,
             &context,
-            |i| item_pb(i).encoded_len(),
+            |i| item_pb(i, Utc::now()).encoded_len(),
             |_, kept| (offset + kept as i64).to_string(),
         );
         Ok(pb::SearchKnowledgeItemsResponse {
-            knowledge_items: page.iter().map(item_pb).collect(),
+            knowledge_items: page.iter().map(|x| item_pb(x, Utc::now())).collect(),
             next_page_token,
         })
     })
@@ -291,33 +272,20 @@ pub(super) async fn verify_knowledge_item(
         let interval =
             rules::review_interval(interval).map_err(|e| Error::invalid("review_interval", e))?;
         let key = request_key(&caller, &req)?;
-        api.db
-            .write(
-                key.as_ref(),
-                item_names,
-                async |tx, names| {
-                    Ok(item_pb(
-                        &current_items(tx, &names, &access).await?.remove(0),
-                    ))
-                },
-                async |tx| {
-                    let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
-                    if current.item.author == caller.subject {
-                        return Err(Error::denied("verify an item it wrote itself"));
-                    }
-                    if !req.etag.is_empty()
-                        && req.etag != crate::domain::customer::etag(current.version)
-                    {
-                        return Err(Error::EtagMismatch {
-                            resource: current.name(),
-                        });
-                    }
-                    let verified =
-                        store::verify(tx, &id, &caller.subject, Utc::now() + interval).await?;
-                    Ok(item_pb(&verified))
-                },
-            )
-            .await
+        api.write_item(key.as_ref(), &access, async |tx| {
+            let current = found(store::get(tx, &id, &access, true).await?, &access, &id)?;
+            if current.item.author == caller.subject {
+                return Err(Error::denied("verify an item it wrote itself"));
+            }
+            if !req.etag.is_empty() && req.etag != crate::domain::customer::etag(current.version) {
+                return Err(Error::EtagMismatch {
+                    resource: current.name(),
+                });
+            }
+            let verified = store::verify(tx, &id, &caller.subject, Utc::now() + interval).await?;
+            Ok(verified)
+        })
+        .await
     })
     .await
     .inspect(|response| audit.customers_in(response.get_ref()))

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, pin::Pin};
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -36,6 +36,7 @@ use crate::{
     store::{
         Db, customers,
         feed::ChangeFeed,
+        idempotency::IdempotencyKey,
         interactions,
         knowledge::{self as store, ConversionRecord, ItemQuery, KnowledgeEvent},
     },

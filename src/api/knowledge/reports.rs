@@ -45,7 +45,7 @@ pub(super) async fn get_knowledge_lineage(
                 .map(|(node, depth)| pb::knowledge_lineage::Node {
                     name: rules::item_name(node),
                     redacted: !visible.contains_key(node),
-                    item: visible.get(node).map(item_pb),
+                    item: visible.get(node).map(|x| item_pb(x, Utc::now())),
                     depth: *depth,
                 })
                 .collect(),

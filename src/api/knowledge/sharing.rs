@@ -83,7 +83,7 @@ pub(super) async fn share_knowledge_item(
                     })?;
                     let share = store::get_share(tx, &item.item.id, share_id).await?;
                     Ok(pb::ShareKnowledgeItemResponse {
-                        knowledge_item: Some(item_pb(&item)),
+                        knowledge_item: Some(item_pb(&item, Utc::now())),
                         share: Some(share_pb(&share)),
                     })
                 },
@@ -157,7 +157,7 @@ pub(super) async fn share_knowledge_item(
                 .await?;
                 let _ = share_id.set(id);
                 Ok(pb::ShareKnowledgeItemResponse {
-                    knowledge_item: Some(item_pb(&updated)),
+                    knowledge_item: Some(item_pb(&updated, Utc::now())),
                     share: Some(share_pb(&share)),
                 })
             },
