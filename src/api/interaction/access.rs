@@ -66,7 +66,8 @@ pub(super) async fn current_follow_up(
         .ok_or_else(|| Error::not_found(name.to_string()))
 }
 
-pub(super) async fn readable_customer(
+/// A customer the caller may read: Ok, or the error to return (AIP-211).
+pub async fn readable_customer(
     conn: &mut sqlx::PgConnection,
     id: &CustomerId,
     scope: &BranchScope,

@@ -185,7 +185,6 @@ pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
     }
 }
 
-/// A reachable customer for reads, or the error to return.
 /// An interaction as the caller may see it: a system acting for the end
 /// customer gets no internal notes, outcome, campaign, sentiment (a risk
 /// signal) or staff identities.
