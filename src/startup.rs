@@ -5,7 +5,6 @@
 use std::{
     collections::HashMap,
     future::{Future, IntoFuture},
-    sync::Arc,
     time::Duration,
 };
 
@@ -157,8 +156,6 @@ impl Application {
 
         let max_bytes = settings.server.max_message_bytes;
         let systems = settings.auth.systems();
-        // Methods of the contract not built yet authenticate too (fallback below).
-        let fallback_authenticator = authenticator.clone();
         let authenticate = move |mut request: Request<()>| -> Result<Request<()>, Status> {
             // The audit slot first, so that a refused login is recorded too.
             crate::audit::admit(&request)?;
@@ -253,13 +250,12 @@ impl Application {
             .add_service(InterceptedService::new(knowledge, authenticate.clone()))
             .add_service(InterceptedService::new(insights, authenticate.clone()))
             .add_service(InterceptedService::new(audit_service, authenticate));
-        let methods = Arc::new(unimplemented::contract_methods(pb::FILE_DESCRIPTOR_SET)?);
         let router = builder
             .routes()
             .into_axum_router()
-            .fallback(move |request| {
-                unimplemented::answer(methods.clone(), fallback_authenticator.clone(), request)
-            });
+            // The RPC layer answers unknown paths before routing; this only
+            // keeps the answer a gRPC one should anything get past it.
+            .fallback(|| async { unimplemented::unknown_method().into_http::<axum::body::Body>() });
 
         // Checked at config load; read again here so that what is served is
         // what is on disk now. The trial builds the rustls acceptor, so a

@@ -29,7 +29,7 @@ pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Error> {
 /// The idempotency key of a mutating request, if it carries a `request_id`.
 /// `without_request_id` is the request with its `request_id` cleared: its
 /// bytes are the fingerprint that tells a retry from a different request.
-pub(crate) fn idempotency_key(
+fn idempotency_key(
     principal: &Principal,
     method: &'static str,
     request_id: &str,
@@ -46,6 +46,73 @@ pub(crate) fn idempotency_key(
         request_id,
         fingerprint: Sha256::digest(without_request_id.encode_to_vec()).to_vec(),
     }))
+}
+
+/// A mutating request that may carry a `request_id` (AIP-155), under the
+/// method name its idempotency keys are stored with.
+pub(crate) trait Mutation: Message + Clone {
+    const METHOD: &'static str;
+    fn request_id(&self) -> &str;
+    /// The request with its `request_id` cleared: the fingerprint's bytes.
+    fn without_request_id(&self) -> Self;
+}
+
+macro_rules! mutations {
+    ($($request:ident => $method:literal),+ $(,)?) => {$(
+        impl Mutation for crate::pb::v1::$request {
+            const METHOD: &'static str = $method;
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn without_request_id(&self) -> Self {
+                crate::pb::v1::$request {
+                    request_id: String::new(),
+                    ..self.clone()
+                }
+            }
+        }
+    )+};
+}
+
+mutations!(
+    CreateCustomerRequest => "CreateCustomer",
+    UpdateCustomerRequest => "UpdateCustomer",
+    DeleteCustomerRequest => "DeleteCustomer",
+    UpdateConsentRequest => "UpdateConsent",
+    GrantConsentRequest => "GrantConsent",
+    WithdrawConsentRequest => "WithdrawConsent",
+    LinkCustomersRequest => "LinkCustomers",
+    LogInteractionRequest => "LogInteraction",
+    BatchLogInteractionsRequest => "BatchLogInteractions",
+    UpdateComplaintRequest => "UpdateComplaint",
+    ScheduleFollowUpRequest => "ScheduleFollowUp",
+    CompleteFollowUpRequest => "CompleteFollowUp",
+    ReassignFollowUpRequest => "ReassignFollowUp",
+    CancelFollowUpRequest => "CancelFollowUp",
+    CreateKnowledgeItemRequest => "CreateKnowledgeItem",
+    UpdateKnowledgeItemRequest => "UpdateKnowledgeItem",
+    VerifyKnowledgeItemRequest => "VerifyKnowledgeItem",
+    ShareKnowledgeItemRequest => "ShareKnowledgeItem",
+    ExternalizeKnowledgeRequest => "ExternalizeKnowledge",
+    CombineKnowledgeRequest => "CombineKnowledge",
+    InternalizeKnowledgeRequest => "InternalizeKnowledge",
+    SocializeKnowledgeRequest => "SocializeKnowledge",
+);
+
+/// The idempotency key of a mutating request, if it carries a `request_id`.
+pub(crate) fn request_key<R: Mutation>(
+    principal: &Principal,
+    request: &R,
+) -> Result<Option<IdempotencyKey>, Error> {
+    if request.request_id().is_empty() {
+        return Ok(None);
+    }
+    idempotency_key(
+        principal,
+        R::METHOD,
+        request.request_id(),
+        &request.without_request_id(),
+    )
 }
 
 /// The proto form of a time (public for the property tests).

@@ -1,37 +1,16 @@
-//! Answers for gRPC methods no service handles: a contract method that a
-//! later release implements authenticates the caller like every implemented
-//! method (UNAUTHENTICATED without valid credentials, DESIGN §3), then gets
-//! UNIMPLEMENTED naming it; anything else gets UNIMPLEMENTED saying the
-//! method is unknown. Both carry `google.rpc.ErrorInfo` like every other
-//! error, with the contract's reason `UNIMPLEMENTED` (`api::status::layer_status`).
+//! Answers for gRPC paths no service handles. Every method of the contract
+//! is served, so what is left is a path the server does not offer: the RPC
+//! layer answers it UNIMPLEMENTED (`unknown_method`) before any router, with
+//! `google.rpc.ErrorInfo` like every other error and the contract's reason
+//! `UNIMPLEMENTED` (`api::status::layer_status`). `method_shapes` tells the
+//! RPC layer which paths are served and how they stream.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::collections::HashMap;
 
-use axum::{body::Body, http::Request, response::Response};
 use prost::Message;
-use tonic::{Code, metadata::MetadataMap};
+use tonic::Code;
 
-use crate::{
-    api::status::layer_status, auth::Authenticator, error::ErrorReason, telemetry::rpc::MethodShape,
-};
-
-fn unimplemented(message: &str) -> Response {
-    layer_status(
-        Code::Unimplemented,
-        ErrorReason::Unimplemented,
-        message,
-        None,
-    )
-    .into_http::<Body>()
-}
-
-/// `/package.Service/Method` paths of every method in a descriptor set.
-pub fn contract_methods(descriptor_set: &[u8]) -> anyhow::Result<HashSet<String>> {
-    Ok(method_shapes(descriptor_set)?.into_keys().collect())
-}
+use crate::{api::status::layer_status, error::ErrorReason, telemetry::rpc::MethodShape};
 
 /// Every method of a descriptor set by `/package.Service/Method` path, with
 /// whether it streams requests or responses.
@@ -56,26 +35,6 @@ pub fn method_shapes(descriptor_set: &[u8]) -> anyhow::Result<HashMap<String, Me
             })
         })
         .collect())
-}
-
-/// The fallback route of the gRPC router.
-pub async fn answer(
-    methods: Arc<HashSet<String>>,
-    authenticator: Authenticator,
-    request: Request<Body>,
-) -> Response {
-    let path = request.uri().path();
-    let message = if methods.contains(path) {
-        let metadata = MetadataMap::from_headers(request.headers().clone());
-        if let Err(e) = authenticator.authenticate(&metadata) {
-            return tonic::Status::from(e).into_http::<Body>();
-        }
-        let method = path.trim_start_matches('/').replace('/', ".");
-        format!("{method} is part of the contract but not implemented yet")
-    } else {
-        return unknown_method().into_http::<Body>();
-    };
-    unimplemented(&message)
 }
 
 /// The answer to a path that is no method of the server, also under a

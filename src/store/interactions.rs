@@ -492,17 +492,17 @@ pub async fn timeline(
         .collect()
 }
 
-impl Db {
-    pub async fn list_complaints(
-        &self,
-        scope: Option<&str>,
-        query: &ComplaintQuery,
-        limit: i64,
-    ) -> Result<Vec<Interaction>, Error> {
-        let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
-        sqlx::query_as::<_, InteractionRow>(concat!(
-            select_interaction!(),
-            "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL
+/// Complaints in the caller's `scope`, in due-time order.
+pub async fn list_complaints(
+    conn: &mut PgConnection,
+    scope: Option<&str>,
+    query: &ComplaintQuery,
+    limit: i64,
+) -> Result<Vec<Interaction>, Error> {
+    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
+    sqlx::query_as::<_, InteractionRow>(concat!(
+        select_interaction!(),
+        "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR i.customer_id = $2)
                AND ($3::text IS NULL OR c.home_branch = $3)
@@ -514,24 +514,23 @@ impl Db {
                     OR (i.complaint_due_time, i.customer_id, i.id) > ($7, $8, $9))
              ORDER BY i.complaint_due_time, i.customer_id, i.id
              LIMIT $10"
-        ))
-        .bind(scope)
-        .bind(query.customer.as_ref().map(CustomerId::as_str))
-        .bind(query.home_branch.as_deref())
-        .bind(query.state.map(ComplaintState::as_str))
-        .bind(query.severity.map(Severity::as_str))
-        .bind(query.overdue)
-        .bind(after_due)
-        .bind(after_customer)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
-        .instrument(statement("SELECT", "interactions"))
-        .await?
-        .into_iter()
-        .map(Interaction::try_from)
-        .collect()
-    }
+    ))
+    .bind(scope)
+    .bind(query.customer.as_ref().map(CustomerId::as_str))
+    .bind(query.home_branch.as_deref())
+    .bind(query.state.map(ComplaintState::as_str))
+    .bind(query.severity.map(Severity::as_str))
+    .bind(query.overdue)
+    .bind(after_due)
+    .bind(after_customer)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?
+    .into_iter()
+    .map(Interaction::try_from)
+    .collect()
 }
 
 #[derive(Debug, Default, Clone)]
@@ -890,17 +889,17 @@ pub struct FollowUpQuery {
     pub after: Option<DueCursor>,
 }
 
-impl Db {
-    pub async fn list_follow_ups(
-        &self,
-        scope: Option<&str>,
-        query: &FollowUpQuery,
-        limit: i64,
-    ) -> Result<Vec<FollowUp>, Error> {
-        let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
-        sqlx::query_as::<_, FollowUpRow>(concat!(
-            select_follow_up!(),
-            "WHERE c.delete_time IS NULL
+/// Follow-ups in the caller's `scope`, in due-time order.
+pub async fn list_follow_ups(
+    conn: &mut PgConnection,
+    scope: Option<&str>,
+    query: &FollowUpQuery,
+    limit: i64,
+) -> Result<Vec<FollowUp>, Error> {
+    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
+    sqlx::query_as::<_, FollowUpRow>(concat!(
+        select_follow_up!(),
+        "WHERE c.delete_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR f.customer_id = $2)
                AND ($3::text IS NULL OR f.assignee = $3)
@@ -913,29 +912,38 @@ impl Db {
                     OR (f.due_time, f.customer_id, f.id) > ($9, $10, $11))
              ORDER BY f.due_time, f.customer_id, f.id
              LIMIT $12"
-        ))
-        .bind(scope)
-        .bind(query.customer.as_ref().map(CustomerId::as_str))
-        .bind(query.assignee.as_deref())
-        .bind(query.branch.as_deref())
-        .bind(query.state.map(FollowUpState::as_str))
-        .bind(query.overdue)
-        .bind(query.due_from)
-        .bind(query.due_before)
-        .bind(after_due)
-        .bind(after_customer)
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
-        .instrument(statement("SELECT", "follow_ups"))
-        .await?
-        .into_iter()
-        .map(FollowUp::try_from)
-        .collect()
-    }
+    ))
+    .bind(scope)
+    .bind(query.customer.as_ref().map(CustomerId::as_str))
+    .bind(query.assignee.as_deref())
+    .bind(query.branch.as_deref())
+    .bind(query.state.map(FollowUpState::as_str))
+    .bind(query.overdue)
+    .bind(query.due_from)
+    .bind(query.due_before)
+    .bind(after_due)
+    .bind(after_customer)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "follow_ups"))
+    .await?
+    .into_iter()
+    .map(FollowUp::try_from)
+    .collect()
 }
 
 // The feed.
+
+/// The feed's starting point, read on a connection the caller holds.
+pub async fn feed_start(conn: &mut PgConnection) -> Result<FeedCursor, Error> {
+    let horizon: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(conn)
+            .instrument(statement("SELECT", "interactions"))
+            .await?;
+    Ok((horizon - 1, i64::MAX))
+}
 
 /// A position in the commit-ordered feed: (writing transaction id, sequence).
 pub type FeedCursor = (i64, i64);
@@ -960,12 +968,7 @@ struct FeedRow {
 impl Db {
     /// The feed's starting point: everything committed so far lies before it.
     pub async fn feed_start(&self) -> Result<FeedCursor, Error> {
-        let horizon: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut *self.acquire().await?)
-                .instrument(statement("SELECT", "interactions"))
-                .await?;
-        Ok((horizon - 1, i64::MAX))
+        feed_start(&mut *self.acquire().await?).await
     }
 
     /// Interactions after `cursor` whose transactions are all finished, in

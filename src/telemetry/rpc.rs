@@ -242,26 +242,12 @@ where
         if !served {
             // tonic's routers answer an unknown method of a known service
             // with a bare UNIMPLEMENTED; every answer carries ErrorInfo.
-            shared.metrics.call_started();
-            return RpcFuture {
-                state: State::Answered(Some(
-                    crate::api::unimplemented::unknown_method().into_http(),
-                )),
-                deadline: None,
-                body_deadline: false,
-                permit: None,
-                call: Some(Call {
-                    shared: shared.clone(),
-                    service: labels.0,
-                    method: labels.1,
-                    span: span.clone(),
-                    started: Instant::now(),
-                    deadline: None,
-                    finished: false,
-                    audit: None,
-                }),
+            let call = Call::start(&shared, labels, &span, None, None);
+            return RpcFuture::answered(
+                crate::api::unimplemented::unknown_method().into_http(),
+                call,
                 trace_id,
-            };
+            );
         }
         // The contract's own methods are admitted against the limit; health
         // and reflection must answer under any load, and a watch stream
@@ -272,33 +258,18 @@ where
                 Ok(permit) => Some(permit),
                 Err(_) => {
                     shared.metrics.call_shed();
-                    shared.metrics.call_started();
-                    let call = Call {
-                        shared: shared.clone(),
-                        service: labels.0,
-                        method: labels.1,
-                        span: span.clone(),
-                        started: Instant::now(),
-                        deadline: timeout,
-                        finished: false,
-                        audit: None,
-                    };
-                    return RpcFuture {
-                        state: State::Answered(Some(
-                            layer_status(
-                                Code::ResourceExhausted,
-                                crate::error::ErrorReason::Overloaded,
-                                "the service is at its concurrency limit; retry with backoff",
-                                Some(SHED_RETRY_DELAY),
-                            )
-                            .into_http(),
-                        )),
-                        deadline: None,
-                        body_deadline: false,
-                        permit: None,
-                        call: Some(call),
+                    let call = Call::start(&shared, labels, &span, timeout, None);
+                    return RpcFuture::answered(
+                        layer_status(
+                            Code::ResourceExhausted,
+                            crate::error::ErrorReason::Overloaded,
+                            "the service is at its concurrency limit; retry with backoff",
+                            Some(SHED_RETRY_DELAY),
+                        )
+                        .into_http(),
+                        call,
                         trace_id,
-                    };
+                    );
                 }
             }
         } else {
@@ -320,19 +291,8 @@ where
         let called = CalledMethod(Arc::from(request.uri().path()));
         request.extensions_mut().insert(called);
 
-        shared.metrics.call_started();
-        let started = Instant::now();
-        let deadline = timeout.map(|t| tokio::time::Instant::from_std(started) + t);
-        let call = Call {
-            shared: shared.clone(),
-            service: labels.0,
-            method: labels.1,
-            span: span.clone(),
-            started,
-            deadline: timeout,
-            finished: false,
-            audit,
-        };
+        let call = Call::start(&shared, labels, &span, timeout, audit);
+        let deadline = timeout.map(|t| tokio::time::Instant::from_std(call.started) + t);
         let handler = crate::store::with_deadline(deadline, self.inner.call(request));
         RpcFuture {
             state: State::Running(Box::pin(handler.instrument(span))),
@@ -405,6 +365,28 @@ struct Call {
 }
 
 impl Call {
+    /// A call that starts now, counted as started; `deadline` is its time
+    /// limit, if it has one.
+    fn start(
+        shared: &Arc<Shared>,
+        (service, method): (String, String),
+        span: &Span,
+        deadline: Option<Duration>,
+        audit: Option<AuditedCall>,
+    ) -> Call {
+        shared.metrics.call_started();
+        Call {
+            shared: shared.clone(),
+            service,
+            method,
+            span: span.clone(),
+            started: Instant::now(),
+            deadline,
+            finished: false,
+            audit,
+        }
+    }
+
     fn finish(&mut self, code: i32) {
         if self.finished {
             return;
@@ -465,7 +447,7 @@ type Handler<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>
 enum State<B, E> {
     /// The handler is running.
     Running(Handler<B, E>),
-    /// The layer answered itself (the call was shed).
+    /// The layer answered itself (the call was shed, or its method is unknown).
     Answered(Option<Response<B>>),
 }
 
@@ -519,6 +501,20 @@ fn deadline_exceeded() -> Status {
 }
 
 // The response waiting in `State::Answered` is moved, never pinned.
+impl<B, E> RpcFuture<B, E> {
+    /// The layer's own answer, given without calling the handler.
+    fn answered(response: Response<B>, call: Call, trace_id: Option<String>) -> Self {
+        RpcFuture {
+            state: State::Answered(Some(response)),
+            deadline: None,
+            body_deadline: false,
+            permit: None,
+            call: Some(call),
+            trace_id,
+        }
+    }
+}
+
 impl<B, E> Unpin for RpcFuture<B, E> {}
 
 impl<B, E> Future for RpcFuture<B, E>

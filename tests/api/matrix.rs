@@ -575,7 +575,7 @@ fn allow(class: Class, kind: Kind) -> Allow {
 }
 
 /// The codes a call may answer with.
-fn expected(class: Class, kind: Kind, known: bool, outcome: &Outcome) -> Vec<Code> {
+fn expected(class: Class, kind: Kind, known: bool) -> Vec<Code> {
     let mut codes: Vec<Code> = match allow(class, kind) {
         N => [Code::Unauthenticated].into(),
         D => [Code::PermissionDenied].into(),
@@ -583,10 +583,6 @@ fn expected(class: Class, kind: Kind, known: bool, outcome: &Outcome) -> Vec<Cod
         A => [Code::Ok, Code::FailedPrecondition].into(),
     };
     if class != Class::Unauthenticated {
-        // A method of a later release, after authentication.
-        if outcome.code == Code::Unimplemented && outcome.message.contains("not implemented yet") {
-            codes.push(Code::Unimplemented);
-        }
         // A new method's generic request may be malformed.
         if !known {
             codes.push(Code::InvalidArgument);
@@ -898,7 +894,7 @@ async fn run_variant(
             .map(String::from)
             .collect();
         cells.push(Cell {
-            expected: expected(class, kind, known, &outcome),
+            expected: expected(class, kind, known),
             outcome,
             kind,
             leaked,

@@ -1,5 +1,5 @@
-//! The server around the services: health, reflection, UNIMPLEMENTED (after
-//! authentication) for methods of later releases, trusted headers, and the graceful drain.
+//! The server around the services: health, reflection, trusted headers, and
+//! the graceful drain.
 
 use std::time::Duration;
 

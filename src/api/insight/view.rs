@@ -8,9 +8,12 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use super::{InsightApi, convert};
 use crate::{
     api::{
-        customer::{customer_to_proto, parse_name, resolve},
-        interaction::{follow_up_to, for_caller, interaction_to},
-        knowledge::item_pb,
+        customer::{
+            access::{parse_name, resolve},
+            convert::customer_to_proto,
+        },
+        interaction::convert::{follow_up_to, for_caller, interaction_to},
+        knowledge::convert::item_pb,
         timestamp,
     },
     domain::{
@@ -180,14 +183,14 @@ impl InsightApi {
             customer: Some(customer_to_proto(&customer, caller)),
             recent_interactions: recent
                 .iter()
-                .map(|i| for_caller(interaction_to(i), caller))
+                .map(|i| for_caller(interaction_to(i, now), caller))
                 .collect(),
             open_complaints: complaints
                 .iter()
-                .map(|i| for_caller(interaction_to(i), caller))
+                .map(|i| for_caller(interaction_to(i, now), caller))
                 .collect(),
-            due_follow_ups: follow_ups.iter().map(follow_up_to).collect(),
-            knowledge: items.iter().map(item_pb).collect(),
+            due_follow_ups: follow_ups.iter().map(|f| follow_up_to(f, now)).collect(),
+            knowledge: items.iter().map(|k| item_pb(k, now)).collect(),
             satisfaction_trend: months
                 .into_iter()
                 .map(

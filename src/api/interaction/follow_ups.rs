@@ -1,6 +1,5 @@
-//! The rest of a follow-up's life cycle: read one, hand it to someone else,
-//! cancel it. Scheduling and completing stay with the interaction handlers
-//! (completing logs an interaction).
+//! A follow-up's life cycle: schedule, read, hand to someone else, cancel,
+//! complete (which logs an interaction), and the follow-up list.
 
 use store::FollowUpChange;
 
@@ -53,7 +52,7 @@ pub(super) async fn get(
         let task = store::get_follow_up(&mut conn, &customer, &id, false)
             .await?
             .ok_or_else(|| Error::not_found(name.clone()))?;
-        Ok(follow_up_to(&task))
+        Ok(follow_up_to(&task, Utc::now()))
     })
     .await
 }
@@ -62,6 +61,174 @@ pub(super) async fn reassign(
     api: &InteractionApi,
     request: Request<pb::ReassignFollowUpRequest>,
 ) -> Result<Response<pb::FollowUp>, Status> {
+    crate::audit::note_customer(&request, &request.get_ref().name);
+    edit(api, request).await
+}
+
+pub(super) async fn cancel(
+    api: &InteractionApi,
+    request: Request<pb::CancelFollowUpRequest>,
+) -> Result<Response<pb::FollowUp>, Status> {
+    crate::audit::note_customer(&request, &request.get_ref().name);
+    edit(api, request).await
+}
+
+/// ReassignFollowUp and CancelFollowUp: a change only a SCHEDULED
+/// follow-up of a customer the caller may write takes.
+async fn edit<R>(
+    api: &InteractionApi,
+    request: Request<R>,
+) -> Result<Response<pb::FollowUp>, Status>
+where
+    R: Mutation,
+    for<'a> FollowUpEdit: TryFrom<&'a R, Error = Error>,
+{
+    respond(async {
+        let caller = principal(&request)?;
+        let scope = caller.customer_write_scope()?;
+        let req = request.into_inner();
+        let key = request_key(&caller, &req)?;
+        let edit = FollowUpEdit::try_from(&req)?;
+        if let FollowUpAction::Reassign { branch, .. } = &edit.action
+            && !branch.is_empty()
+            && !scope.admits(branch)
+        {
+            return Err(Error::denied(format!(
+                "hand follow-ups to branch {branch} (outside the caller's reach)"
+            )));
+        }
+        let FollowUpEdit {
+            customer,
+            id,
+            name,
+            etag,
+            action,
+        } = &edit;
+        api.write_follow_up(key.as_ref(), &scope, async |tx| {
+            lock_reachable_customer(tx, customer, &scope).await?;
+            let task = scheduled_follow_up(tx, customer, id, name, etag).await?;
+            let change = match action {
+                FollowUpAction::Reassign {
+                    assignee,
+                    branch,
+                    due_time,
+                } => FollowUpChange::Reassign {
+                    assignee,
+                    branch: if branch.is_empty() {
+                        &task.branch
+                    } else {
+                        branch
+                    },
+                    due_time: due_time.unwrap_or(task.due_time),
+                },
+                FollowUpAction::Cancel { reason } => FollowUpChange::Cancel { reason },
+            };
+            store::change_follow_up(tx, customer, id, change).await
+        })
+        .await
+    })
+    .await
+}
+
+pub(super) async fn schedule_follow_up(
+    api: &InteractionApi,
+    request: Request<pb::ScheduleFollowUpRequest>,
+) -> Result<Response<pb::FollowUp>, Status> {
+    respond(async {
+        crate::audit::note_customer(&request, &request.get_ref().parent);
+        let caller = principal(&request)?;
+        let scope = caller.customer_write_scope()?;
+        let req = request.into_inner();
+        let mut violations = Violations::default();
+        let customer = CustomerId::from_name(&req.parent)
+            .inspect_err(|e| violations.add("parent", e.clone()))
+            .ok();
+        let input = req.follow_up.clone().unwrap_or_default();
+        if req.follow_up.is_none() {
+            violations.add("follow_up", "is required");
+        }
+        let assignee = org_code(&input.assignee, true)
+            .inspect_err(|e| violations.add("follow_up.assignee", e.clone()))
+            .unwrap_or_default();
+        let branch = org_code(&input.branch, false)
+            .inspect_err(|e| violations.add("follow_up.branch", e.clone()))
+            .unwrap_or_default();
+        let due_time = match input.due_time.as_ref().map(from_timestamp) {
+            Some(Some(t)) => t,
+            Some(None) => {
+                violations.add("follow_up.due_time", "is not a valid timestamp");
+                Utc::now()
+            }
+            None => {
+                violations.add("follow_up.due_time", "is required");
+                Utc::now()
+            }
+        };
+        let purpose = rules::text(&input.purpose, rules::MAX_PURPOSE)
+            .inspect_err(|e| violations.add("follow_up.purpose", e.clone()))
+            .unwrap_or_default();
+        let channel = match input.channel {
+            0 => None,
+            value => channel_from(value).or_else(|| {
+                violations.add("follow_up.channel", "is not a channel");
+                None
+            }),
+        };
+        if !input.source_interaction.is_empty()
+            && rules::parse_child_name(&input.source_interaction, "interactions").is_err()
+        {
+            violations.add(
+                "follow_up.source_interaction",
+                "must be customers/{customer}/interactions/{interaction}",
+            );
+        }
+        let id = if req.follow_up_id.is_empty() {
+            uuid::Uuid::now_v7().to_string()
+        } else {
+            CustomerId::parse(&req.follow_up_id)
+                .map(|id| id.as_str().to_string())
+                .inspect_err(|e| violations.add("follow_up_id", e.clone()))
+                .unwrap_or_default()
+        };
+        let key = request_key(&caller, &req)?;
+        let customer = violations.into_value(customer)?;
+        api.write_follow_up(key.as_ref(), &scope, async |tx| {
+            let owner = lock_reachable_customer(tx, &customer, &scope).await?;
+            let now = Utc::now();
+            let task = FollowUp {
+                customer: customer.clone(),
+                id,
+                assignee,
+                branch: if branch.is_empty() {
+                    owner.profile.home_branch.clone()
+                } else {
+                    branch
+                },
+                due_time,
+                state: FollowUpState::Scheduled,
+                purpose,
+                channel,
+                source_interaction: input.source_interaction.clone(),
+                completion_interaction: String::new(),
+                complete_time: None,
+                cancel_reason: String::new(),
+                cancel_time: None,
+                created_by: caller.subject.clone(),
+                version: 1,
+                create_time: now,
+                update_time: now,
+            };
+            store::insert_follow_up(tx, &task).await
+        })
+        .await
+    })
+    .await
+}
+
+pub(super) async fn complete_follow_up(
+    api: &InteractionApi,
+    request: Request<pb::CompleteFollowUpRequest>,
+) -> Result<Response<pb::CompleteFollowUpResponse>, Status> {
     respond(async {
         crate::audit::note_customer(&request, &request.get_ref().name);
         let caller = principal(&request)?;
@@ -71,58 +238,54 @@ pub(super) async fn reassign(
         let target = rules::parse_child_name(&req.name, "followUps")
             .inspect_err(|e| violations.add("name", e.clone()))
             .ok();
-        let assignee = org_code(&req.assignee, true)
-            .inspect_err(|e| violations.add("assignee", e.clone()))
-            .unwrap_or_default();
-        let branch = org_code(&req.branch, false)
-            .inspect_err(|e| violations.add("branch", e.clone()))
-            .unwrap_or_default();
-        let due_time = req.due_time.as_ref().and_then(|ts| {
-            from_timestamp(ts).or_else(|| {
-                violations.add("due_time", "is not a valid timestamp");
-                None
-            })
-        });
-        let key = idempotency_key(
-            &caller,
-            "ReassignFollowUp",
-            &req.request_id,
-            &pb::ReassignFollowUpRequest {
-                request_id: String::new(),
-                ..req.clone()
-            },
-        )?;
-        let (customer, id) = violations.into_value(target)?;
-        if !branch.is_empty() && !scope.admits(&branch) {
-            return Err(Error::denied(format!(
-                "hand follow-ups to branch {branch} (outside the caller's reach)"
-            )));
+        let mut input = req.interaction.clone().unwrap_or_default();
+        if req.interaction.is_none() {
+            violations.add("interaction", "is required");
         }
+        match (input.kind, kind_from(input.kind)) {
+            (0, _) | (_, Some(Kind::FollowUp)) => {
+                input.kind = pb::interaction::Kind::FollowUp as i32
+            }
+            _ => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
+        }
+        let new = read_interaction(
+            &input,
+            None,
+            &caller,
+            &api.sla,
+            &api.sources,
+            "interaction",
+            &mut violations,
+        );
+        let key = request_key(&caller, &req)?;
+        let (customer, id) = violations.into_value(target)?;
         api.db
             .write(
                 key.as_ref(),
-                |f: &pb::FollowUp| vec![f.name.clone()],
+                |r: &pb::CompleteFollowUpResponse| {
+                    let follow_up = r.follow_up.as_ref().map(|f| f.name.clone());
+                    let interaction = r.interaction.as_ref().map(|i| i.name.clone());
+                    follow_up.into_iter().chain(interaction).collect()
+                },
                 async |tx, names| {
-                    Ok(follow_up_to(
-                        &current_follow_up(tx, &names[0], &scope).await?,
-                    ))
+                    let task = current_follow_up(tx, &names[0], &scope).await?;
+                    let logged = current_interactions(tx, &names[1..], &scope).await?;
+                    Ok(pb::CompleteFollowUpResponse {
+                        follow_up: Some(follow_up_to(&task, Utc::now())),
+                        interaction: logged.first().map(|x| interaction_to(x, Utc::now())),
+                    })
                 },
                 async |tx| {
+                    let rows = [(customer.clone(), new)];
                     lock_reachable_customer(tx, &customer, &scope).await?;
+                    scheduled_follow_up(tx, &customer, &id, &req.name, &req.etag).await?;
+                    let logged = api.append_all(tx, &scope, &rows).await?.remove(0);
                     let task =
-                        scheduled_follow_up(tx, &customer, &id, &req.name, &req.etag).await?;
-                    let change = FollowUpChange::Reassign {
-                        assignee: &assignee,
-                        branch: if branch.is_empty() {
-                            &task.branch
-                        } else {
-                            &branch
-                        },
-                        due_time: due_time.unwrap_or(task.due_time),
-                    };
-                    Ok(follow_up_to(
-                        &store::change_follow_up(tx, &customer, &id, change).await?,
-                    ))
+                        store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
+                    Ok(pb::CompleteFollowUpResponse {
+                        follow_up: Some(follow_up_to(&task, Utc::now())),
+                        interaction: Some(interaction_to(&logged, Utc::now())),
+                    })
                 },
             )
             .await
@@ -130,59 +293,42 @@ pub(super) async fn reassign(
     .await
 }
 
-pub(super) async fn cancel(
+pub(super) async fn list_follow_ups(
     api: &InteractionApi,
-    request: Request<pb::CancelFollowUpRequest>,
-) -> Result<Response<pb::FollowUp>, Status> {
+    request: Request<pb::ListFollowUpsRequest>,
+) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
     respond(async {
-        crate::audit::note_customer(&request, &request.get_ref().name);
+        crate::audit::note_customer(&request, &request.get_ref().parent);
         let caller = principal(&request)?;
-        let scope = caller.customer_write_scope()?;
-        let req = request.into_inner();
-        let mut violations = Violations::default();
-        let target = rules::parse_child_name(&req.name, "followUps")
-            .inspect_err(|e| violations.add("name", e.clone()))
-            .ok();
-        let reason = match rules::text(req.reason.trim(), rules::MAX_PURPOSE) {
-            Ok(reason) if !reason.is_empty() => reason,
-            Ok(_) => {
-                violations.add("reason", "is required");
-                String::new()
-            }
-            Err(why) => {
-                violations.add("reason", why);
-                String::new()
-            }
-        };
-        let key = idempotency_key(
-            &caller,
-            "CancelFollowUp",
-            &req.request_id,
-            &pb::CancelFollowUpRequest {
-                request_id: String::new(),
-                ..req.clone()
-            },
-        )?;
-        let (customer, id) = violations.into_value(target)?;
-        api.db
-            .write(
-                key.as_ref(),
-                |f: &pb::FollowUp| vec![f.name.clone()],
-                async |tx, names| {
-                    Ok(follow_up_to(
-                        &current_follow_up(tx, &names[0], &scope).await?,
-                    ))
-                },
-                async |tx| {
-                    lock_reachable_customer(tx, &customer, &scope).await?;
-                    scheduled_follow_up(tx, &customer, &id, &req.name, &req.etag).await?;
-                    let change = FollowUpChange::Cancel { reason: &reason };
-                    Ok(follow_up_to(
-                        &store::change_follow_up(tx, &customer, &id, change).await?,
-                    ))
-                },
-            )
-            .await
+        let scope = caller.customer_read_scope()?;
+        let req = request.get_ref();
+        let customer = parse_parent(&req.parent)?;
+        let limit = page_size(req.page_size)?;
+        let mut query = follow_up_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
+        let context = format!(
+            "ListFollowUps|{}|{}|{}",
+            caller.subject, req.parent, req.filter
+        );
+        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
+            query.after = Some(parse_due_cursor(&cursor)?);
+        }
+        let mut conn = api.db.acquire().await?;
+        if let Some(customer) = &customer {
+            readable_customer(&mut conn, customer, &scope).await?;
+        }
+        query.customer = customer;
+        let mut page = store::list_follow_ups(&mut conn, scope.branch(), &query, limit + 1).await?;
+        drop(conn);
+        let next_page_token = api
+            .page_tokens
+            .next_page(&mut page, limit, &context, |last| {
+                due_cursor_text(last.due_time, &last.customer, &last.id)
+            });
+        crate::audit::note_customers(&request, page.iter().map(|f| f.customer.as_str()));
+        Ok(pb::ListFollowUpsResponse {
+            follow_ups: page.iter().map(|x| follow_up_to(x, Utc::now())).collect(),
+            next_page_token,
+        })
     })
     .await
 }

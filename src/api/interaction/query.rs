@@ -1,0 +1,154 @@
+//! List filters and page-token cursors of the interaction lists.
+
+use super::*;
+
+/// `customers/-` (every reachable customer) or one customer.
+pub(super) fn parse_parent(parent: &str) -> Result<Option<CustomerId>, Error> {
+    if parent == "customers/-" {
+        Ok(None)
+    } else {
+        parse_name("parent", parent).map(Some)
+    }
+}
+
+pub(super) fn parse_time(term: &Term) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(&term.value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!(
+                "{} needs an RFC 3339 time such as \"2026-01-31T00:00:00Z\"",
+                term.field
+            )
+        })
+}
+
+/// `>`/`>=` set the lower bound, `<`/`<=` the upper (exclusive) one; Postgres
+/// keeps microseconds, so the strict/inclusive difference is one of them.
+pub(super) fn time_range(
+    term: &Term,
+    from: &mut Option<DateTime<Utc>>,
+    before: &mut Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let time = parse_time(term)?;
+    let micro = Duration::microseconds(1);
+    match term.op {
+        Op::Ge => set_once(from, term, time),
+        Op::Gt => set_once(from, term, time + micro),
+        Op::Lt => set_once(before, term, time),
+        Op::Le => set_once(before, term, time + micro),
+        _ => Err(unsupported(term, "<, <=, > or >=")),
+    }
+}
+
+pub(super) fn parse_bool(term: &Term) -> Result<bool, String> {
+    match (term.op, term.value.as_str()) {
+        (Op::Eq, "true") => Ok(true),
+        (Op::Eq, "false") => Ok(false),
+        _ => Err(format!("{} takes = true or = false", term.field)),
+    }
+}
+
+pub(super) fn timeline_filter(filter: &str) -> Result<TimelineQuery, String> {
+    let mut query = TimelineQuery::default();
+    for term in parse_terms(filter)? {
+        match (term.field.as_str(), term.op) {
+            ("channel", Op::Eq) => {
+                let channel = Channel::parse(&term.value)
+                    .ok_or_else(|| format!("channel {} is not a channel", term.value))?;
+                set_once(&mut query.channel, &term, channel)?
+            }
+            ("kind", Op::Eq) => {
+                let kind = Kind::parse(&term.value)
+                    .ok_or_else(|| format!("kind {} is not an interaction kind", term.value))?;
+                set_once(&mut query.kind, &term, kind)?
+            }
+            ("occur_time", _) => time_range(&term, &mut query.occur_from, &mut query.occur_before)?,
+            ("channel" | "kind", _) => return Err(unsupported(&term, "'='")),
+            (field, _) => {
+                return Err(format!(
+                    "unknown field {field}: filter on channel, kind or occur_time"
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+pub(super) fn complaint_filter(filter: &str) -> Result<ComplaintQuery, String> {
+    let mut query = ComplaintQuery::default();
+    for term in parse_terms(filter)? {
+        match (term.field.as_str(), term.op) {
+            ("home_branch", Op::Eq) => set_once(&mut query.home_branch, &term, term.value.clone())?,
+            ("state", Op::Eq) => {
+                let state = ComplaintState::parse(&term.value)
+                    .ok_or_else(|| format!("state {} is not a complaint state", term.value))?;
+                set_once(&mut query.state, &term, state)?
+            }
+            ("severity", Op::Eq) => {
+                let severity = Severity::parse(&term.value)
+                    .ok_or_else(|| format!("severity {} is not a severity", term.value))?;
+                set_once(&mut query.severity, &term, severity)?
+            }
+            ("overdue", _) => set_once(&mut query.overdue, &term, parse_bool(&term)?)?,
+            ("home_branch" | "state" | "severity", _) => return Err(unsupported(&term, "'='")),
+            (field, _) => {
+                return Err(format!(
+                    "unknown field {field}: filter on home_branch, state, severity or overdue"
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+pub(super) fn follow_up_filter(filter: &str) -> Result<FollowUpQuery, String> {
+    let mut query = FollowUpQuery::default();
+    for term in parse_terms(filter)? {
+        match (term.field.as_str(), term.op) {
+            ("assignee", Op::Eq) => set_once(&mut query.assignee, &term, term.value.clone())?,
+            ("branch", Op::Eq) => set_once(&mut query.branch, &term, term.value.clone())?,
+            ("state", Op::Eq) => {
+                let state = FollowUpState::parse(&term.value)
+                    .ok_or_else(|| format!("state {} is not SCHEDULED or COMPLETED", term.value))?;
+                set_once(&mut query.state, &term, state)?
+            }
+            ("overdue", _) => set_once(&mut query.overdue, &term, parse_bool(&term)?)?,
+            ("due_time", _) => time_range(&term, &mut query.due_from, &mut query.due_before)?,
+            ("assignee" | "branch" | "state", _) => return Err(unsupported(&term, "'='")),
+            (field, _) => {
+                return Err(format!(
+                    "unknown field {field}: filter on assignee, branch, state, overdue or due_time"
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// Cursor text of keyset tokens: fields joined by a separator ids never hold.
+pub(super) fn join_cursor(parts: &[&str]) -> String {
+    parts.join("|")
+}
+
+pub(super) fn split_cursor<const N: usize>(cursor: &str) -> Result<[String; N], Error> {
+    let invalid = || Error::invalid("page_token", "is not a page token of this list");
+    let parts: Vec<String> = cursor.split('|').map(String::from).collect();
+    parts.try_into().map_err(|_| invalid())
+}
+
+/// The page-token text of a due-time cursor, and back.
+pub(super) fn due_cursor_text(due: DateTime<Utc>, customer: &CustomerId, id: &str) -> String {
+    join_cursor(&[&due.timestamp_micros().to_string(), customer.as_str(), id])
+}
+
+pub(super) fn parse_due_cursor(text: &str) -> Result<DueCursor, Error> {
+    let [micros, customer, id] = split_cursor::<3>(text)?;
+    Ok((time_from_micros(&micros)?, customer, id))
+}
+
+pub(super) fn time_from_micros(text: &str) -> Result<DateTime<Utc>, Error> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| Error::invalid("page_token", "is not a page token of this list"))
+}

@@ -1,0 +1,76 @@
+//! Reading interactions: one by name, and a customer's timeline.
+
+use super::*;
+
+pub(super) async fn get_interaction(
+    api: &InteractionApi,
+    request: Request<pb::GetInteractionRequest>,
+) -> Result<Response<pb::Interaction>, Status> {
+    respond(async {
+        crate::audit::note_customer(&request, &request.get_ref().name);
+        let caller = principal(&request)?;
+        let scope = caller.customer_read_scope()?;
+        let name = &request.get_ref().name;
+        let (customer, id) =
+            rules::parse_child_name(name, "interactions").map_err(|e| Error::invalid("name", e))?;
+        check_acting_for(&caller, customer.as_str())?;
+        let mut conn = api.db.acquire().await?;
+        readable_customer(&mut conn, &customer, &scope).await?;
+        match store::get(&mut conn, &customer, &id, false).await? {
+            Some(interaction) => Ok(for_caller(
+                interaction_to(&interaction, Utc::now()),
+                &caller,
+            )),
+            None => Err(Error::not_found(name.clone())),
+        }
+    })
+    .await
+}
+
+pub(super) async fn list_interactions(
+    api: &InteractionApi,
+    request: Request<pb::ListInteractionsRequest>,
+) -> Result<Response<pb::ListInteractionsResponse>, Status> {
+    respond(async {
+        crate::audit::note_customer(&request, &request.get_ref().parent);
+        let caller = principal(&request)?;
+        let scope = caller.customer_read_scope()?;
+        let req = request.get_ref();
+        let customer = parse_name("parent", &req.parent)?;
+        let limit = page_size(req.page_size)?;
+        let mut query = timeline_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
+        let context = format!(
+            "ListInteractions|{}|{}|{}",
+            caller.subject, req.parent, req.filter
+        );
+        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
+            let [micros, id] = split_cursor::<2>(&cursor)?;
+            query.after = Some((time_from_micros(&micros)?, id));
+        }
+        check_acting_for(&caller, customer.as_str())?;
+        let mut conn = api.db.acquire().await?;
+        readable_customer(&mut conn, &customer, &scope).await?;
+        let mut page = store::timeline(&mut conn, &customer, &query, limit + 1).await?;
+        drop(conn);
+        let next_page_token = api.page_tokens.next_sized_page(
+            &mut page,
+            limit,
+            &context,
+            |i| interaction_to(i, Utc::now()).encoded_len(),
+            |last, _| {
+                join_cursor(&[
+                    &last.fields.occur_time.timestamp_micros().to_string(),
+                    &last.fields.id,
+                ])
+            },
+        );
+        Ok(pb::ListInteractionsResponse {
+            interactions: page
+                .iter()
+                .map(|i| for_caller(interaction_to(i, Utc::now()), &caller))
+                .collect(),
+            next_page_token,
+        })
+    })
+    .await
+}

@@ -1,0 +1,197 @@
+//! Read-only views over the knowledge graph: lineage and the flow matrix.
+
+use super::*;
+
+pub(super) async fn get_knowledge_lineage(
+    api: &KnowledgeApi,
+    request: Request<pb::GetKnowledgeLineageRequest>,
+) -> Result<Response<pb::KnowledgeLineage>, Status> {
+    respond(async {
+        let caller = principal(&request)?;
+        let access = KnowledgeAccess::of(&caller)?;
+        let req = request.get_ref();
+        let id = parse_item("name", &req.name)?;
+        let depth = match req.depth {
+            0 => 3,
+            d if (1..=rules::MAX_LINEAGE_DEPTH).contains(&d) => d,
+            _ => {
+                return Err(Error::invalid(
+                    "depth",
+                    format!("must be between 1 and {}", rules::MAX_LINEAGE_DEPTH),
+                ));
+            }
+        };
+        let root = api.db.get_knowledge_item(&id, &access).await?;
+        found(root, &access, &id)?;
+        let mut rows = api.db.knowledge_lineage(&id, depth).await?;
+        let truncated = rows.nodes.len() > 1000;
+        rows.nodes.truncate(1000);
+        let ids: Vec<&str> = rows.nodes.iter().map(|(n, _)| n.as_str()).collect();
+        let visible: BTreeMap<String, KnowledgeItem> = api
+            .db
+            .visible_knowledge_items(&access, &ids)
+            .await?
+            .into_iter()
+            .map(|i| (i.item.id.clone(), i))
+            .collect();
+        let kept: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        let seen: Vec<&str> = visible.keys().map(String::as_str).collect();
+        let internalizations = api.db.internalizations_of(&seen).await?;
+        Ok(pb::KnowledgeLineage {
+            root: rules::item_name(&id),
+            nodes: rows
+                .nodes
+                .iter()
+                .map(|(node, depth)| pb::knowledge_lineage::Node {
+                    name: rules::item_name(node),
+                    redacted: !visible.contains_key(node),
+                    item: visible.get(node).map(|x| item_pb(x, Utc::now())),
+                    depth: *depth,
+                })
+                .collect(),
+            edges: rows
+                .edges
+                .iter()
+                .filter(|(s, t, _, _)| kept.contains(s.as_str()) && kept.contains(t.as_str()))
+                .map(|(s, t, c, time)| pb::knowledge_lineage::Edge {
+                    source: rules::item_name(s),
+                    target: rules::item_name(t),
+                    conversion: conversion_to(*c) as i32,
+                    create_time: Some(timestamp(*time)),
+                })
+                .collect(),
+            internalizations: internalizations
+                .iter()
+                .map(|(item, employee, tacit, time)| pb::Internalization {
+                    item: rules::item_name(item),
+                    employee: employee.clone(),
+                    tacit_item: if tacit.is_empty() {
+                        String::new()
+                    } else {
+                        rules::item_name(tacit)
+                    },
+                    create_time: Some(timestamp(*time)),
+                })
+                .collect(),
+            shares: visible
+                .values()
+                .flat_map(|i| i.grants.iter().map(share_pb))
+                .collect(),
+            truncated,
+        })
+    })
+    .await
+    .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
+}
+
+pub(super) async fn get_knowledge_flow(
+    api: &KnowledgeApi,
+    request: Request<pb::GetKnowledgeFlowRequest>,
+) -> Result<Response<pb::KnowledgeFlow>, Status> {
+    respond(async {
+        let caller = principal(&request)?;
+        let access = KnowledgeAccess::of(&caller)?;
+        let req = request.get_ref();
+        let branch = (!req.branch.is_empty())
+            .then(|| org_code(&req.branch, true).map_err(|e| Error::invalid("branch", e)))
+            .transpose()?;
+        let team = (!req.team.is_empty())
+            .then(|| org_code(&req.team, true).map_err(|e| Error::invalid("team", e)))
+            .transpose()?;
+        // Branch staff report on their own branch or team only.
+        if access.subject_branch.is_some() {
+            let own_branch = branch.as_deref().is_none_or(|b| b == access.branch);
+            let own_team = team.as_deref().is_none_or(|t| t == access.team);
+            if branch.is_none() && team.is_none() || !own_branch || !own_team {
+                return Err(Error::denied(
+                    "report on knowledge flows beyond its own branch or team",
+                ));
+            }
+        }
+        let end = match &req.end_time {
+            Some(ts) => from_timestamp(ts)
+                .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
+            None => Utc::now(),
+        };
+        let start = match &req.start_time {
+            Some(ts) => from_timestamp(ts)
+                .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
+            None => end - Duration::days(30),
+        };
+        if start >= end {
+            return Err(Error::invalid("start_time", "must be before end_time"));
+        }
+        let rows = api
+            .db
+            .knowledge_flow(&access, branch.as_deref(), team.as_deref(), start, end)
+            .await?;
+        let conversion_count: i64 = rows.conversions.iter().map(|r| r.3).sum();
+        let share_count: i64 = rows.shares.iter().map(|r| r.2).sum();
+        let fraction = |n: i64, total: i64| {
+            if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            }
+        };
+        let mut transitions: BTreeMap<(CarrierType, CarrierType), i64> = BTreeMap::new();
+        for (_, from, to, n) in &rows.conversions {
+            *transitions.entry((*from, *to)).or_default() += n;
+        }
+        Ok(pb::KnowledgeFlow {
+            branch: branch.unwrap_or_default(),
+            team: team.unwrap_or_default(),
+            start_time: Some(timestamp(start)),
+            end_time: Some(timestamp(end)),
+            cells: rows
+                .conversions
+                .iter()
+                .map(|(c, from, to, n)| pb::knowledge_flow::Cell {
+                    conversion: conversion_to(*c) as i32,
+                    from_carrier: carrier_to(*from) as i32,
+                    to_carrier: carrier_to(*to) as i32,
+                    count: *n,
+                    fraction: fraction(*n, conversion_count),
+                })
+                .collect(),
+            conversion_totals: Conversion::ALL
+                .iter()
+                .map(|c| {
+                    let n = rows
+                        .conversions
+                        .iter()
+                        .filter(|r| r.0 == *c)
+                        .map(|r| r.3)
+                        .sum();
+                    pb::knowledge_flow::ConversionTotal {
+                        conversion: conversion_to(*c) as i32,
+                        count: n,
+                        fraction: fraction(n, conversion_count),
+                    }
+                })
+                .collect(),
+            transition_totals: transitions
+                .iter()
+                .map(|((from, to), n)| pb::knowledge_flow::TransitionTotal {
+                    from_carrier: carrier_to(*from) as i32,
+                    to_carrier: carrier_to(*to) as i32,
+                    count: *n,
+                    fraction: fraction(*n, conversion_count),
+                })
+                .collect(),
+            shares: rows
+                .shares
+                .iter()
+                .map(|(from, to, n)| pb::knowledge_flow::ShareTotal {
+                    from_carrier: carrier_to(*from) as i32,
+                    to_carrier: carrier_to(*to) as i32,
+                    count: *n,
+                    fraction: fraction(*n, share_count),
+                })
+                .collect(),
+            conversion_count,
+            share_count,
+        })
+    })
+    .await
+}
