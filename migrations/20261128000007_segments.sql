@@ -82,8 +82,3 @@ CREATE TABLE customer_products (
     products    text[] NOT NULL,
     PRIMARY KEY (as_of, customer_id)
 );
-
--- Satisfaction answers of one customer by time: the 360 view reads them
--- without walking the rest of a long history.
-CREATE INDEX interactions_answers ON interactions (customer_id, occur_time)
-    WHERE satisfaction IS NOT NULL OR nps IS NOT NULL;

@@ -90,8 +90,6 @@ WITH fx (currency, rate) AS (
            count(*) FILTER (WHERE tx AND i.occur_time >= $1 - r.period) AS recent_count,
            count(*) FILTER (WHERE tx AND i.occur_time >= $1 - 2 * r.period
                                      AND i.occur_time < $1 - r.period) AS previous_count,
-           count(DISTINCT date_trunc('month', i.occur_time, 'UTC'))
-               FILTER (WHERE NOT tx AND in_window) AS contact_months,
            count(*) FILTER (WHERE i.complaint_state IN ('OPEN', 'IN_PROGRESS')) AS open_complaints,
            count(*) FILTER (WHERE i.kind = 'COMPLAINT'
                                   AND i.occur_time >= $1 - 2 * r.period) AS recent_complaints,
@@ -108,12 +106,21 @@ WITH fx (currency, rate) AS (
                                  i.occur_time >= $1 - r.period AS recent) f
      WHERE i.occur_time < $1
      GROUP BY i.customer_id
+), contact AS (
+    -- Months of the window with contact besides transactions; distinct
+    -- pairs first, so the pass above stays a plain hash aggregate.
+    SELECT m.customer_id, count(*)::int AS contact_months
+      FROM (SELECT DISTINCT i.customer_id, date_trunc('month', i.occur_time, 'UTC')
+              FROM interactions i
+             WHERE i.kind <> 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1) m
+     GROUP BY m.customer_id
 ), held AS (
-    SELECT i.customer_id, count(DISTINCT p)::int AS product_count,
-           array_agg(DISTINCT p ORDER BY p) AS products
-      FROM interactions i, unnest(i.products) p
-     WHERE i.kind = 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1
-     GROUP BY i.customer_id
+    SELECT h.customer_id, count(*)::int AS product_count,
+           array_agg(h.product ORDER BY h.product) AS products
+      FROM (SELECT DISTINCT i.customer_id, p AS product
+              FROM interactions i, unnest(i.products) p
+             WHERE i.kind = 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1) h
+     GROUP BY h.customer_id
 ), base AS (
     SELECT c.id,
            COALESCE(a.lifetime_transactions, 0) AS lifetime_transactions,
@@ -123,7 +130,7 @@ WITH fx (currency, rate) AS (
            COALESCE(a.monetary, 0) AS monetary,
            COALESCE(a.recent_count, 0) AS recent_count,
            COALESCE(a.previous_count, 0) AS previous_count,
-           COALESCE(a.contact_months, 0)::int AS contact_months,
+           COALESCE(ct.contact_months, 0) AS contact_months,
            COALESCE(a.open_complaints, 0) AS open_complaints,
            COALESCE(a.recent_complaints, 0) AS recent_complaints,
            COALESCE(a.csat_sum, 0) AS csat_sum, COALESCE(a.csat_count, 0) AS csat_count,
@@ -137,6 +144,7 @@ WITH fx (currency, rate) AS (
       FROM customers c
       LEFT JOIN activity a ON a.customer_id = c.id
       LEFT JOIN held h ON h.customer_id = c.id
+      LEFT JOIN contact ct ON ct.customer_id = c.id
      WHERE c.delete_time IS NULL
        AND (c.create_time < $1 OR a.lifetime_transactions > 0)
        AND NOT EXISTS (SELECT 1 FROM customer_consents x
@@ -198,6 +206,11 @@ pub async fn recompute(conn: &mut PgConnection, spec: &RunSpec<'_>) -> Result<(i
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('ck_segments'))")
         .execute(&mut *conn)
         .instrument(statement("SELECT", "segment_runs"))
+        .await?;
+    // Its aggregates and ranks group millions of rows: memory for them, in
+    // this transaction only, rather than sorts spilled to disk.
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM segment_runs WHERE as_of = $1")
         .bind(spec.as_of)

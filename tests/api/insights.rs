@@ -786,3 +786,104 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     assert!(high.next_page_token.is_empty());
     let _ = z;
 }
+
+fn inquiry(customer: &str, at: DateTime<Utc>) -> pb::LogInteractionRequest {
+    pb::LogInteractionRequest {
+        parent: customer.into(),
+        interaction: Some(pb::Interaction {
+            channel: pb::interaction::Channel::Branch as i32,
+            kind: pb::interaction::Kind::Inquiry as i32,
+            occur_time: ts(at),
+            summary: "asked about rates".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn relationship_types_follow_the_documented_rules() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now();
+    let partner = new_customer(&app, "Partner", "B01").await;
+    let household = new_customer(&app, "Household", "B01").await;
+    let relational = new_customer(&app, "Relational", "B01").await;
+    let transactional = new_customer(&app, "Transactional", "B01").await;
+    let one_time = new_customer(&app, "One time", "B01").await;
+    let none = new_customer(&app, "No transaction", "B01").await;
+    app.customers(&Caller::admin())
+        .await
+        .link_customers(pb::LinkCustomersRequest {
+            name: partner.clone(),
+            linked_customer: household.clone(),
+            relationship: pb::customer_link::Relationship::Household as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let day = Duration::days;
+    log_all(
+        &app,
+        vec![
+            transaction(&partner, now - day(5), 100, "DEPOSIT-3M"),
+            // Tenure over a year, two products in the window, and contact in
+            // three months besides transactions (35 days apart: three months).
+            transaction(&relational, now - day(400), 100, "DEPOSIT-3M"),
+            transaction(&relational, now - day(60), 100, "DEPOSIT-3M"),
+            transaction(&relational, now - day(30), 100, "FUND-A"),
+            inquiry(&relational, now - day(10)),
+            inquiry(&relational, now - day(45)),
+            inquiry(&relational, now - day(80)),
+            // As deep in products and contact, but only 200 days of tenure.
+            transaction(&transactional, now - day(200), 100, "DEPOSIT-3M"),
+            transaction(&transactional, now - day(30), 100, "FUND-A"),
+            inquiry(&transactional, now - day(10)),
+            inquiry(&transactional, now - day(45)),
+            inquiry(&transactional, now - day(80)),
+            transaction(&one_time, now - day(3), 100, "DEPOSIT-3M"),
+        ],
+    )
+    .await;
+    recompute(&app, Utc::now()).await;
+    use pb::RelationshipType as R;
+    for (name, want) in [
+        (&partner, R::Partner),
+        (&household, R::Partner),
+        (&relational, R::Relational),
+        (&transactional, R::Transactional),
+        (&one_time, R::OneTime),
+        (&none, R::Unspecified),
+    ] {
+        let view = facts(&app, name).await;
+        assert_eq!(
+            view.relationship_type, want as i32,
+            "{name}: {:?}",
+            view.relationship_reasons
+        );
+        assert!(!view.relationship_reasons.is_empty(), "{name}");
+    }
+    let summary = insights(&app, &Caller::admin())
+        .await
+        .get_segment_summary(pb::GetSegmentSummaryRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let count = |kind: R| {
+        summary
+            .relationships
+            .iter()
+            .find(|r| r.relationship_type == kind as i32)
+            .map_or(0, |r| r.customer_count)
+    };
+    assert_eq!(
+        [
+            R::Partner,
+            R::Relational,
+            R::Transactional,
+            R::OneTime,
+            R::Unspecified
+        ]
+        .map(count),
+        [2, 1, 1, 1, 1]
+    );
+}
