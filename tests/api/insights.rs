@@ -887,3 +887,69 @@ async fn relationship_types_follow_the_documented_rules() {
         [2, 1, 1, 1, 1]
     );
 }
+
+#[tokio::test]
+async fn the_recompute_segments_job_scores_every_customer_and_replaces_its_run() {
+    let app = TestApp::spawn().await;
+    let customer = new_customer(&app, "Nightly", "B01").await;
+    log_all(
+        &app,
+        vec![transaction(
+            &customer,
+            Utc::now() - Duration::days(1),
+            700,
+            "DEPOSIT-3M",
+        )],
+    )
+    .await;
+    let as_of = Utc::now().to_rfc3339();
+    let url = app.database_url.clone();
+    let run = move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_customer-knowledge"))
+            .args([
+                "recompute-segments",
+                "--as-of",
+                &as_of,
+                "--window-months",
+                "60",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("DATABASE_URL", &url)
+            .env("CK__LOG__LEVEL", "warn")
+            .output()
+            .expect("run the binary")
+    };
+    for _ in 0..2 {
+        let output = tokio::task::spawn_blocking(run.clone()).await.unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("1 customers scored"), "{stdout}");
+    }
+    // Run twice for one as_of: one run stored, with the job's window.
+    let runs: Vec<(i32,)> = sqlx::query_as("SELECT window_months FROM segment_runs")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(runs, [(60,)]);
+    let view = facts(&app, &customer).await;
+    assert_eq!(view.segment.unwrap().monetary_value, cny(700));
+    // A bad flag is refused before anything runs; so is a future as_of.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_customer-knowledge"))
+        .args(["recompute-segments", "--window-months", "61"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_customer-knowledge"))
+        .args(["recompute-segments", "--as-of", "2099-01-01T00:00:00Z"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("CK__LOG__LEVEL", "warn")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("as_of"));
+}

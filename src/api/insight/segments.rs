@@ -105,7 +105,11 @@ pub async fn recompute_now(
     window_months: Option<u32>,
 ) -> Result<(DateTime<Utc>, i64, i64), Error> {
     let model = settings.model();
-    let as_of = micros(as_of.unwrap_or_else(Utc::now));
+    let now = Utc::now();
+    let as_of = micros(as_of.unwrap_or(now));
+    if as_of > now + chrono::Duration::minutes(5) {
+        return Err(Error::invalid("as_of", "must not be in the future"));
+    }
     let mut tx = db.begin().await?;
     let run = run_segmentation(
         &mut tx,
