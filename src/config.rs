@@ -62,6 +62,14 @@ stream_idle_timeout_secs = 300
 
 [interactions]
 import_batch_size = 5000
+# Group commit of LogInteraction: concurrent calls are written in one
+# transaction (one INSERT, one NOTIFY, one fsync) by a batcher that takes
+# whatever is queued when it becomes free, at most group_commit_max_batch
+# calls, without waiting for more; each caller is answered after its row is
+# committed. group_commit_workers batches may be in flight at once.
+group_commit = true
+group_commit_max_batch = 64
+group_commit_workers = 2
 complaint_sla_hours_low = 120
 complaint_sla_hours_medium = 72
 complaint_sla_hours_high = 24
@@ -442,6 +450,12 @@ pub struct ApiSettings {
 pub struct InteractionSettings {
     /// Rows ImportInteractions writes per transaction.
     pub import_batch_size: usize,
+    /// LogInteraction calls coalesce into shared transactions.
+    pub group_commit: bool,
+    /// Most LogInteraction calls one group commit writes.
+    pub group_commit_max_batch: usize,
+    /// Group commits in flight at once.
+    pub group_commit_workers: usize,
     /// More source system names a calling system (by its JWT `sub`) writes
     /// under, besides its own: `core-banking = ["CBS", "T24"]`.
     #[serde(default)]
@@ -454,6 +468,15 @@ pub struct InteractionSettings {
 }
 
 impl InteractionSettings {
+    /// LogInteraction's group commit, when it is on.
+    pub fn group_commit(&self) -> Option<crate::api::interaction::GroupCommitSettings> {
+        self.group_commit
+            .then_some(crate::api::interaction::GroupCommitSettings {
+                max_batch: self.group_commit_max_batch,
+                workers: self.group_commit_workers,
+            })
+    }
+
     pub fn complaint_sla(&self) -> crate::domain::interaction::ComplaintSla {
         let hours = |h: u32| chrono::Duration::hours(i64::from(h));
         crate::domain::interaction::ComplaintSla {
@@ -748,6 +771,16 @@ impl Settings {
         if !(1..=50_000).contains(&self.interactions.import_batch_size) {
             return fail(
                 "interactions.import_batch_size (CK__INTERACTIONS__IMPORT_BATCH_SIZE) must be between 1 and 50000",
+            );
+        }
+        if !(1..=1000).contains(&self.interactions.group_commit_max_batch) {
+            return fail(
+                "interactions.group_commit_max_batch (CK__INTERACTIONS__GROUP_COMMIT_MAX_BATCH) must be between 1 and 1000",
+            );
+        }
+        if !(1..=16).contains(&self.interactions.group_commit_workers) {
+            return fail(
+                "interactions.group_commit_workers (CK__INTERACTIONS__GROUP_COMMIT_WORKERS) must be between 1 and 16",
             );
         }
         self.validate_insights()?;

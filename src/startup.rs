@@ -184,17 +184,21 @@ impl Application {
         // The change feed holds a listening connection for as long as it
         // runs, so it has connections of its own: calls keep the whole pool.
         let feed = ChangeFeed::start(own_pool(&settings.database, 2)?, stopping_rx.clone());
-        let interactions =
-            InteractionServiceServer::new(InteractionApi::new(InteractionApiParts {
-                db: db.clone(),
-                page_tokens: page_tokens.clone(),
-                sla: settings.interactions.complaint_sla(),
-                sources: SourceSystems::new(settings.interactions.source_systems.clone()),
-                import_batch_size: settings.interactions.import_batch_size,
-                feed: feed.clone(),
-                streams: streams.clone(),
-                metrics: metrics.clone(),
-            }))
+        let interactions = InteractionApi::new(InteractionApiParts {
+            db: db.clone(),
+            page_tokens: page_tokens.clone(),
+            sla: settings.interactions.complaint_sla(),
+            sources: SourceSystems::new(settings.interactions.source_systems.clone()),
+            import_batch_size: settings.interactions.import_batch_size,
+            feed: feed.clone(),
+            streams: streams.clone(),
+            metrics: metrics.clone(),
+        });
+        let interactions = match settings.interactions.group_commit() {
+            Some(group) => interactions.with_group_commit(group),
+            None => interactions,
+        };
+        let interactions = InteractionServiceServer::new(interactions)
             .max_decoding_message_size(max_bytes)
             .max_encoding_message_size(max_bytes);
         let knowledge = KnowledgeServiceServer::new(KnowledgeApi::new(

@@ -26,10 +26,13 @@ pub struct IdempotencyKey {
     pub fingerprint: Vec<u8>,
 }
 
-enum Claim {
+/// What claiming a key found.
+pub enum Claim {
     New,
     /// The names the original write stored.
     Replay(Vec<String>),
+    /// The key was used before for a different request.
+    Reused,
 }
 
 async fn claim(
@@ -71,7 +74,7 @@ async fn claim(
     .instrument(statement("SELECT", "idempotency_keys"))
     .await?;
     if fingerprint != key.fingerprint {
-        return Err(Error::RequestIdReused);
+        return Ok(Claim::Reused);
     }
     let resources = resources.ok_or_else(|| {
         Error::Internal(anyhow::anyhow!(
@@ -79,6 +82,44 @@ async fn claim(
         ))
     })?;
     Ok(Claim::Replay(resources))
+}
+
+/// Stores the resource `names` a write produced under its claimed `key`, in
+/// the write's transaction.
+pub async fn record(
+    conn: &mut PgConnection,
+    key: &IdempotencyKey,
+    names: &[String],
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET resources = $4
+         WHERE principal = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(&key.principal)
+    .bind(key.method)
+    .bind(key.request_id)
+    .bind(names)
+    .execute(conn)
+    .instrument(statement("UPDATE", "idempotency_keys"))
+    .await?;
+    Ok(())
+}
+
+/// Gives back a key claimed in this transaction for a write that failed
+/// while the transaction goes on to commit others: a retry then writes
+/// anew, as it does after a rollback.
+pub async fn release(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<(), Error> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys
+         WHERE principal = $1 AND method = $2 AND request_id = $3 AND resources IS NULL",
+    )
+    .bind(&key.principal)
+    .bind(key.method)
+    .bind(key.request_id)
+    .execute(conn)
+    .instrument(statement("DELETE", "idempotency_keys"))
+    .await?;
+    Ok(())
 }
 
 impl Db {
@@ -95,9 +136,14 @@ impl Db {
         write: impl AsyncFnOnce(&mut PgConnection) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut tx = self.begin().await?;
-        if let Some(key) = key
-            && let Claim::Replay(stored) = claim(&mut tx, key, self.idempotency_retention).await?
-        {
+        let claimed = match key {
+            Some(key) => claim(&mut tx, key, self.idempotency_retention).await?,
+            None => Claim::New,
+        };
+        if let Claim::Reused = claimed {
+            return Err(Error::RequestIdReused);
+        }
+        if let Claim::Replay(stored) = claimed {
             // A write stores at least one name in its own transaction; replay
             // closures rely on it.
             if stored.is_empty() {
@@ -111,20 +157,22 @@ impl Db {
         }
         let response = write(&mut tx).await?;
         if let Some(key) = key {
-            sqlx::query(
-                "UPDATE idempotency_keys SET resources = $4
-                 WHERE principal = $1 AND method = $2 AND request_id = $3",
-            )
-            .bind(&key.principal)
-            .bind(key.method)
-            .bind(key.request_id)
-            .bind(names(&response))
-            .execute(&mut *tx)
-            .instrument(statement("UPDATE", "idempotency_keys"))
-            .await?;
+            record(&mut tx, key, &names(&response)).await?;
         }
         tx.commit().await?;
         Ok(response)
+    }
+
+    /// Claims `key` in the caller's transaction (a concurrent claim of it
+    /// waits for that transaction to end): what `write` does first, for a
+    /// caller that writes for several keys in one transaction (the group
+    /// commit of LogInteraction). Errors are the database's only.
+    pub async fn claim_key(
+        &self,
+        conn: &mut PgConnection,
+        key: &IdempotencyKey,
+    ) -> Result<Claim, Error> {
+        claim(conn, key, self.idempotency_retention).await
     }
 
     /// Deletes keys older than the retention, a bounded batch at a time so a

@@ -186,6 +186,30 @@ pub async fn lock_customers(
     .await?)
 }
 
+/// Of `wanted` (customer id, the caller's branch scope) pairs, the indexes
+/// of those whose customer exists, is not erased and is in that pair's
+/// scope, share-locked like `lock_customers`: one statement for the calls
+/// of a group commit, each checked in its own caller's scope.
+pub async fn lock_customers_each(
+    conn: &mut PgConnection,
+    wanted: &[(&str, Option<&str>)],
+) -> Result<Vec<usize>, Error> {
+    let ids: Vec<&str> = wanted.iter().map(|(id, _)| *id).collect();
+    let scopes: Vec<Option<&str>> = wanted.iter().map(|(_, scope)| *scope).collect();
+    let found: Vec<i64> = sqlx::query_scalar(
+        "SELECT t.n FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS t(id, scope, n)
+         JOIN customers c ON c.id = t.id
+         WHERE c.delete_time IS NULL AND (t.scope IS NULL OR c.home_branch = t.scope)
+         ORDER BY c.id FOR SHARE OF c",
+    )
+    .bind(&ids)
+    .bind(&scopes)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "customers"))
+    .await?;
+    Ok(found.into_iter().map(|n| n as usize - 1).collect())
+}
+
 /// How many of the interactions (customer id, interaction id) exist for
 /// customers that are not erased and are in `scope`.
 pub async fn count_reachable(

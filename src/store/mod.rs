@@ -48,6 +48,12 @@ pub async fn with_deadline<F: Future>(deadline: Option<Instant>, call: F) -> F::
     }
 }
 
+/// The current call's deadline, or None outside a call (or without one):
+/// for work handed to another task, which does not inherit it.
+pub fn deadline() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
 /// What is left of the current call's time, or None outside a call.
 fn remaining() -> Result<Option<Duration>, Error> {
     match DEADLINE.try_with(|d| d.checked_duration_since(Instant::now())) {

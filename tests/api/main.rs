@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod customers;
 mod datagen;
+mod group_commit;
 mod grpcurl;
 mod helpers;
 mod idempotency;

@@ -46,7 +46,7 @@ fn log_request(parent: &str, timeout: Option<Duration>) -> Request<pb::LogIntera
 }
 
 /// Holds `LOCK TABLE interactions` in an open transaction until dropped.
-async fn lock_interactions(app: &TestApp) -> PgConnection {
+pub(crate) async fn lock_interactions(app: &TestApp) -> PgConnection {
     let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE interactions IN ACCESS EXCLUSIVE MODE")
         .execute(&mut conn)
@@ -68,7 +68,7 @@ async fn waiting_statements(app: &TestApp) -> i64 {
 }
 
 /// Polls until `count` of the service's statements wait for a lock.
-async fn until_waiting(app: &TestApp, count: i64) {
+pub(crate) async fn until_waiting(app: &TestApp, count: i64) {
     let started = Instant::now();
     while waiting_statements(app).await < count {
         assert!(

@@ -12,13 +12,23 @@ pub(super) async fn unreachable_customer(
     id: &CustomerId,
     scope: &BranchScope,
 ) -> Error {
-    match customers::get(conn, id, scope.branch(), Lock::None).await {
-        Ok(found) => match resolve(found, scope, id) {
-            Err(e) => e,
-            Ok(_) => Error::Internal(anyhow::anyhow!("customer became reachable mid-call")),
-        },
+    unreachable_because(conn, id, scope)
+        .await
+        .unwrap_or_else(|e| e)
+}
+
+/// `unreachable_customer`, telling the database's own failure (Err: the
+/// transaction is lost) from the caller's error (Ok).
+pub(super) async fn unreachable_because(
+    conn: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    scope: &BranchScope,
+) -> Result<Error, Error> {
+    let found = customers::get(conn, id, scope.branch(), Lock::None).await?;
+    Ok(match resolve(found, scope, id) {
         Err(e) => e,
-    }
+        Ok(_) => Error::Internal(anyhow::anyhow!("customer became reachable mid-call")),
+    })
 }
 
 /// A write under an external reference that holds another interaction.
@@ -39,16 +49,29 @@ pub(super) async fn current_interactions(
 ) -> Result<Vec<Interaction>, Error> {
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let (customer, id) = rules::parse_child_name(name, "interactions")
-            .map_err(|e| Error::Internal(anyhow::anyhow!("stored name: {e}")))?;
-        let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
-        resolve(found, scope, &customer)?;
-        let interaction = store::get(tx, &customer, &id, false)
-            .await?
-            .ok_or_else(|| Error::not_found(name.clone()))?;
-        out.push(interaction);
+        out.push(current_interaction(tx, name, scope).await??);
     }
     Ok(out)
+}
+
+/// One interaction of `current_interactions`: Err when the database failed
+/// (the transaction is lost), Ok(Err) for the caller's own error.
+pub(super) async fn current_interaction(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    scope: &BranchScope,
+) -> Result<Result<Interaction, Error>, Error> {
+    let (customer, id) = match rules::parse_child_name(name, "interactions") {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(Err(Error::Internal(anyhow::anyhow!("stored name: {e}")))),
+    };
+    let found = customers::get(tx, &customer, scope.branch(), Lock::None).await?;
+    if let Err(e) = resolve(found, scope, &customer) {
+        return Ok(Err(e));
+    }
+    Ok(store::get(tx, &customer, &id, false)
+        .await?
+        .ok_or_else(|| Error::not_found(name.to_string())))
 }
 
 /// A follow-up by name as it is now, of a customer the caller may still reach.

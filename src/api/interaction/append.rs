@@ -155,6 +155,24 @@ pub(super) async fn log_interaction(
         };
         let key = request_key(&caller, &req)?;
         let customer = violations.into_value(customer)?;
+        let mut call = group_commit::Queued {
+            key,
+            scope,
+            customer,
+            new,
+        };
+        if let Some(group) = &api.group_commit {
+            match group.submit(call).await {
+                Ok(answer) => return answer,
+                Err(back) => call = back,
+            }
+        }
+        let group_commit::Queued {
+            key,
+            scope,
+            customer,
+            new,
+        } = call;
         let rows = [(customer, new)];
         api.write_interaction(key.as_ref(), &scope, async |tx| {
             Ok(api.append_all(tx, &scope, &rows).await?.remove(0))

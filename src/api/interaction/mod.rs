@@ -51,6 +51,7 @@ mod append;
 mod complaints;
 pub mod convert;
 mod follow_ups;
+mod group_commit;
 mod query;
 mod timeline;
 mod validate;
@@ -58,6 +59,7 @@ mod watch;
 
 use access::*;
 use convert::*;
+pub use group_commit::GroupCommitSettings;
 use query::*;
 use validate::*;
 use watch::*;
@@ -71,6 +73,8 @@ pub struct InteractionApi {
     feed: ChangeFeed,
     streams: Streams,
     metrics: Metrics,
+    /// LogInteraction's group commit; None: each call commits alone.
+    group_commit: Option<group_commit::GroupCommit>,
 }
 
 /// What InteractionApi is built from.
@@ -106,7 +110,20 @@ impl InteractionApi {
             feed,
             streams,
             metrics,
+            group_commit: None,
         }
+    }
+
+    /// Turns LogInteraction's group commit on (`interactions.group_commit`);
+    /// its batchers run on the current Tokio runtime until the service is
+    /// dropped.
+    pub fn with_group_commit(mut self, settings: GroupCommitSettings) -> Self {
+        self.group_commit = Some(group_commit::GroupCommit::start(
+            self.db.clone(),
+            self.metrics.clone(),
+            settings,
+        ));
+        self
     }
 }
 
