@@ -793,3 +793,58 @@ async fn the_complaint_summary_matches_figures_worked_out_by_hand() {
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["start_time"]);
 }
+
+#[tokio::test]
+async fn the_mobile_backend_sees_its_complaint_without_assignee_or_root_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[auth.systems.mobile-backend]\n\
+         methods = [\"InteractionService/GetInteraction\"]\n\
+         acts_for_customers = true\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CK_CONFIG".into(), config.display().to_string());
+    })
+    .await;
+    let customer = new_customer(&app, "张伟", "B01").await;
+    let mut rm = app.interactions(&Caller::rm("B01")).await;
+    let logged = rm
+        .log_interaction(complaint(
+            &customer,
+            None,
+            Severity::Medium,
+            Category::Fees,
+            "CARD-GOLD",
+            "E-handler",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    rm.resolve_complaint(resolve(&logged.name, "Refunded", "Batch ran twice"))
+        .await
+        .unwrap();
+    let mut claims = Caller::new("mobile-backend", None, &["service"]).claims();
+    claims["on_behalf_of"] = serde_json::json!(customer);
+    let mut mobile = pb::interaction_service_client::InteractionServiceClient::with_interceptor(
+        app.channel().await,
+        crate::helpers::Bearer::token(&crate::helpers::sign(&claims)),
+    );
+    let seen = mobile
+        .get_interaction(pb::GetInteractionRequest {
+            name: logged.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .complaint
+        .unwrap();
+    assert_eq!(seen.state, State::Resolved as i32);
+    assert_eq!(
+        (seen.category, seen.product.as_str()),
+        (Category::Fees as i32, "CARD-GOLD")
+    );
+    assert_eq!((seen.assignee.as_str(), seen.root_cause.as_str()), ("", ""));
+}

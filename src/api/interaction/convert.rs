@@ -212,7 +212,8 @@ pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
 
 /// An interaction as the caller may see it: a system acting for the end
 /// customer gets no internal notes, outcome, campaign, sentiment (a risk
-/// signal) or staff identities.
+/// signal), staff identities (nor a complaint's assignee) or the root cause
+/// the bank found for a complaint.
 pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
     if acting_for(caller).is_none() {
         return interaction;
@@ -235,6 +236,11 @@ pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Inter
         campaign: String::new(),
         sentiment: 0,
         recorded_by: None,
+        complaint: interaction.complaint.map(|c| pb::Complaint {
+            assignee: String::new(),
+            root_cause: String::new(),
+            ..c
+        }),
         source_system,
         external_ref,
         ..interaction
