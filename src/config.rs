@@ -74,6 +74,13 @@ complaint_sla_hours_low = 120
 complaint_sla_hours_medium = 72
 complaint_sla_hours_high = 24
 complaint_sla_hours_critical = 4
+# A resolved complaint schedules a 回访 follow-up this many days later for
+# its assignee (or whoever resolved it); 0 schedules none.
+complaint_follow_up_days = 3
+# The product team (a team id, e.g. "T-PRODUCT") that gets a
+# COMPLAINT_INSIGHT knowledge item when a complaint is resolved with a root
+# cause; unset: no item is written.
+# complaint_insight_team = "T-PRODUCT"
 
 [insights]
 # Values (M of RFM, tiers, summaries) are in this currency; amounts in
@@ -465,6 +472,11 @@ pub struct InteractionSettings {
     pub complaint_sla_hours_medium: u32,
     pub complaint_sla_hours_high: u32,
     pub complaint_sla_hours_critical: u32,
+    /// Days from a complaint's resolution to its 回访 follow-up; 0: none.
+    pub complaint_follow_up_days: u32,
+    /// The team a COMPLAINT_INSIGHT item goes to; None: no item.
+    #[serde(default)]
+    pub complaint_insight_team: Option<String>,
 }
 
 impl InteractionSettings {
@@ -484,6 +496,16 @@ impl InteractionSettings {
             medium: hours(self.complaint_sla_hours_medium),
             high: hours(self.complaint_sla_hours_high),
             critical: hours(self.complaint_sla_hours_critical),
+        }
+    }
+
+    pub fn complaint_policy(&self) -> crate::domain::interaction::ComplaintPolicy {
+        crate::domain::interaction::ComplaintPolicy {
+            follow_up_days: self.complaint_follow_up_days,
+            insight_team: self
+                .complaint_insight_team
+                .clone()
+                .filter(|t| !t.is_empty()),
         }
     }
 }
@@ -782,6 +804,18 @@ impl Settings {
             return fail(
                 "interactions.group_commit_workers (CK__INTERACTIONS__GROUP_COMMIT_WORKERS) must be between 1 and 16",
             );
+        }
+        if self.interactions.complaint_follow_up_days > 366 {
+            return fail(
+                "interactions.complaint_follow_up_days (CK__INTERACTIONS__COMPLAINT_FOLLOW_UP_DAYS) must be at most 366",
+            );
+        }
+        if let Some(team) = &self.interactions.complaint_insight_team
+            && let Err(why) = crate::domain::customer::org_code(team, false)
+        {
+            return fail(&format!(
+                "interactions.complaint_insight_team (CK__INTERACTIONS__COMPLAINT_INSIGHT_TEAM) {why}"
+            ));
         }
         self.validate_insights()?;
         self.validate_database()?;

@@ -44,6 +44,14 @@ pub enum Error {
         reason: ErrorReason,
         message: String,
     },
+    /// FAILED_PRECONDITION because of the state a resource is in, which
+    /// `ErrorInfo.metadata["state"]` names for callers to branch on.
+    #[error("{message}")]
+    WrongState {
+        reason: ErrorReason,
+        state: String,
+        message: String,
+    },
     #[error("the caller may not {action}")]
     PermissionDenied { action: String },
     #[error("{0}")]

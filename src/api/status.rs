@@ -184,6 +184,17 @@ impl From<Error> for Status {
             Error::FailedPrecondition { reason, message } => {
                 status(Code::FailedPrecondition, reason, message, plain())
             }
+            Error::WrongState {
+                reason,
+                state,
+                message,
+            } => status_with(
+                Code::FailedPrecondition,
+                reason,
+                message,
+                plain(),
+                HashMap::from([("state".to_string(), state)]),
+            ),
             Error::PermissionDenied { action } => status(
                 Code::PermissionDenied,
                 ErrorReason::PermissionDenied,

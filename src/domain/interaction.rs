@@ -13,6 +13,8 @@ pub const MAX_PRODUCTS: usize = 20;
 pub const MAX_EXTERNAL_REF: usize = 128;
 pub const MAX_RESOLUTION: usize = 2000;
 pub const MAX_PURPOSE: usize = 500;
+pub const MAX_ROOT_CAUSE: usize = 1000;
+pub const MAX_REOPEN_REASON: usize = 500;
 /// How far in the future `occur_time` may lie (clock skew between systems).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 /// Interactions in one BatchLogInteractions call.
@@ -60,6 +62,18 @@ string_enum!(
 string_enum!(
     /// How serious a complaint is; sets its SLA.
     Severity { Low = "LOW", Medium = "MEDIUM", High = "HIGH", Critical = "CRITICAL" }
+);
+string_enum!(
+    /// What a complaint is about, for reporting.
+    ComplaintCategory {
+        Fees = "FEES",
+        ServiceQuality = "SERVICE_QUALITY",
+        Product = "PRODUCT",
+        DigitalChannels = "DIGITAL_CHANNELS",
+        StaffConduct = "STAFF_CONDUCT",
+        FraudDispute = "FRAUD_DISPUTE",
+        Other = "OTHER",
+    }
 );
 string_enum!(
     /// Where a follow-up task stands.
@@ -139,12 +153,46 @@ pub struct Complaint {
     pub resolution: String,
     pub resolve_time: Option<DateTime<Utc>>,
     pub close_time: Option<DateTime<Utc>>,
+    pub category: Option<ComplaintCategory>,
+    /// A product code; empty when not given.
+    pub product: String,
+    pub root_cause: String,
+    /// The employee handling it; empty when nobody is named.
+    pub assignee: String,
+    pub reopen_count: i32,
+    pub reopen_reason: String,
 }
 
 impl Complaint {
+    /// A complaint as logged: OPEN, due by the SLA of its severity.
+    pub fn opened(severity: Severity, due_time: DateTime<Utc>) -> Complaint {
+        Complaint {
+            state: ComplaintState::Open,
+            severity,
+            due_time,
+            resolution: String::new(),
+            resolve_time: None,
+            close_time: None,
+            category: None,
+            product: String::new(),
+            root_cause: String::new(),
+            assignee: String::new(),
+            reopen_count: 0,
+            reopen_reason: String::new(),
+        }
+    }
+
     pub fn is_overdue(&self, now: DateTime<Utc>) -> bool {
         self.state.is_open() && self.due_time < now
     }
+}
+
+/// What resolving a complaint sets off: the 回访 follow-up some days later
+/// (0: none) and the COMPLAINT_INSIGHT item for a product team (None: none).
+#[derive(Debug, Clone, Default)]
+pub struct ComplaintPolicy {
+    pub follow_up_days: u32,
+    pub insight_team: Option<String>,
 }
 
 /// A validated interaction to append.
@@ -241,6 +289,19 @@ impl NewInteraction {
                 .map(|c| c.severity.as_str())
                 .unwrap_or_default(),
         );
+        // Only when given, so that what was logged before these fields
+        // existed keeps its fingerprint.
+        if let Some(c) = &self.complaint
+            && (c.category.is_some() || !c.product.is_empty() || !c.assignee.is_empty())
+        {
+            field(
+                c.category
+                    .map(ComplaintCategory::as_str)
+                    .unwrap_or_default(),
+            );
+            field(&c.product);
+            field(&c.assignee);
+        }
         hash.finalize().to_vec()
     }
 }

@@ -13,8 +13,8 @@ use crate::{
     domain::{
         customer::CustomerId,
         interaction::{
-            Channel, Complaint, ComplaintState, FollowUpState, Interaction, Kind, Money,
-            NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
+            Channel, Complaint, ComplaintCategory, ComplaintState, FollowUpState, Interaction,
+            Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
         },
     },
     error::{Error, ErrorReason},
@@ -31,7 +31,10 @@ macro_rules! interaction_columns {
          i.amount_currency, i.amount_units, i.amount_nanos, i.campaign, i.outcome, i.sentiment,
          i.satisfaction, i.nps, i.source_system, i.external_ref, i.complaint_state,
          i.complaint_severity, i.complaint_due_time, i.complaint_resolution,
-         i.complaint_resolve_time, i.complaint_close_time, i.version, i.create_time, i.update_time"
+         i.complaint_resolve_time, i.complaint_close_time, i.complaint_category,
+         i.complaint_product, i.complaint_root_cause, i.complaint_assignee,
+         i.complaint_reopen_count, i.complaint_reopen_reason, i.version, i.create_time,
+         i.update_time"
     };
 }
 
@@ -74,6 +77,12 @@ struct InteractionRow {
     complaint_resolution: String,
     complaint_resolve_time: Option<DateTime<Utc>>,
     complaint_close_time: Option<DateTime<Utc>>,
+    complaint_category: Option<String>,
+    complaint_product: String,
+    complaint_root_cause: String,
+    complaint_assignee: String,
+    complaint_reopen_count: i32,
+    complaint_reopen_reason: String,
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
@@ -105,6 +114,15 @@ impl TryFrom<InteractionRow> for Interaction {
                 resolution: row.complaint_resolution,
                 resolve_time: row.complaint_resolve_time,
                 close_time: row.complaint_close_time,
+                category: row
+                    .complaint_category
+                    .map(|c| parse("complaint category", &c, ComplaintCategory::parse))
+                    .transpose()?,
+                product: row.complaint_product,
+                root_cause: row.complaint_root_cause,
+                assignee: row.complaint_assignee,
+                reopen_count: row.complaint_reopen_count,
+                reopen_reason: row.complaint_reopen_reason,
             }),
             _ => None,
         };
@@ -257,22 +275,24 @@ pub async fn append(
                                  $11::jsonb[], $12::text[], $13::int8[], $14::int4[], $15::text[],
                                  $16::text[], $17::text[], $18::int2[], $19::int2[], $20::text[],
                                  $21::text[], $22::text[], $23::text[], $24::timestamptz[],
-                                 $25::bytea[])
+                                 $25::bytea[], $26::text[], $27::text[], $28::text[])
                 AS t(customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
                      notes, products, currency, units, nanos, campaign, outcome, sentiment,
                      satisfaction, nps, source_system, external_ref, complaint_state,
-                     complaint_severity, complaint_due_time, fingerprint)
+                     complaint_severity, complaint_due_time, fingerprint, complaint_category,
+                     complaint_product, complaint_assignee)
          ), i AS (
             INSERT INTO interactions AS i (customer_id, id, channel, kind, occur_time,
                 recorded_by_employee, recorded_by_team, recorded_by_branch, summary, notes,
                 products, amount_currency, amount_units, amount_nanos, campaign, outcome,
                 sentiment, satisfaction, nps, source_system, external_ref, complaint_state,
-                complaint_severity, complaint_due_time, fingerprint)
+                complaint_severity, complaint_due_time, fingerprint, complaint_category,
+                complaint_product, complaint_assignee)
             SELECT customer_id, id, channel, kind, occur_time, employee, team, branch, summary,
                    notes, ARRAY(SELECT jsonb_array_elements_text(products)), currency, units,
                    nanos, campaign, outcome, sentiment, satisfaction, nps, source_system,
                    external_ref, complaint_state, complaint_severity, complaint_due_time,
-                   fingerprint
+                   fingerprint, complaint_category, complaint_product, complaint_assignee
             FROM input
             ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
             DO NOTHING
@@ -323,6 +343,20 @@ pub async fn append(
         .map(|c| c.severity.as_str())))
     .bind(column!(|(_, n)| n.complaint.as_ref().map(|c| c.due_time)))
     .bind(column!(|(_, n)| n.fingerprint()))
+    .bind(column!(|(_, n)| n
+        .complaint
+        .as_ref()
+        .and_then(|c| c.category.map(ComplaintCategory::as_str))))
+    .bind(column!(|(_, n)| n
+        .complaint
+        .as_ref()
+        .map(|c| c.product.as_str())
+        .unwrap_or_default()))
+    .bind(column!(|(_, n)| n
+        .complaint
+        .as_ref()
+        .map(|c| c.assignee.as_str())
+        .unwrap_or_default()))
     .fetch_all(&mut *conn)
     .instrument(statement("INSERT", "interactions"))
     .await
@@ -581,18 +615,31 @@ fn due_cursor_params(
     }
 }
 
+/// What a complaint change is recorded as in the outbox: the event type
+/// (`complaint.updated`, `complaint.resolved`, ...), the state it left and
+/// who made it (the outbox row's `create_time` says when).
+pub struct ComplaintEvent<'a> {
+    pub event_type: &'static str,
+    pub from: ComplaintState,
+    pub by: &'a str,
+}
+
 /// Writes a complaint's new state of an interaction locked by `get(.., true)`.
 pub async fn update_complaint(
     conn: &mut PgConnection,
     customer: &CustomerId,
     id: &str,
     complaint: &Complaint,
+    event: ComplaintEvent<'_>,
 ) -> Result<Interaction, Error> {
     let row: InteractionRow = sqlx::query_as(concat!(
         "WITH i AS (
             UPDATE interactions SET complaint_state = $3, complaint_due_time = $4,
                    complaint_resolution = $5, complaint_resolve_time = $6,
-                   complaint_close_time = $7, version = version + 1, update_time = now()
+                   complaint_close_time = $7, complaint_category = $8, complaint_product = $9,
+                   complaint_root_cause = $10, complaint_assignee = $11,
+                   complaint_reopen_count = $12, complaint_reopen_reason = $13,
+                   version = version + 1, update_time = now()
             WHERE customer_id = $1 AND id = $2
             RETURNING *)
          SELECT ",
@@ -606,19 +653,106 @@ pub async fn update_complaint(
     .bind(&complaint.resolution)
     .bind(complaint.resolve_time)
     .bind(complaint.close_time)
+    .bind(complaint.category.map(ComplaintCategory::as_str))
+    .bind(&complaint.product)
+    .bind(&complaint.root_cause)
+    .bind(&complaint.assignee)
+    .bind(complaint.reopen_count)
+    .bind(&complaint.reopen_reason)
     .fetch_one(&mut *conn)
     .instrument(statement("UPDATE", "interactions"))
     .await?;
     let interaction = Interaction::try_from(row)?;
+    // Codes and ids only: resolution, root cause and reason are free text
+    // and stay out of the outbox.
     append_outbox(
         conn,
         "interaction",
         &interaction.name(),
-        "complaint.updated",
-        serde_json::json!({ "state": complaint.state.as_str() }),
+        event.event_type,
+        serde_json::json!({
+            "state": complaint.state.as_str(),
+            "from_state": event.from.as_str(),
+            "by": event.by,
+            "reopen_count": complaint.reopen_count,
+        }),
     )
     .await?;
     Ok(interaction)
+}
+
+/// The figures of one group of GetComplaintSummary.
+#[derive(Debug, FromRow)]
+pub struct ComplaintFiguresRow {
+    /// `total`, `category`, `product` or `branch`.
+    pub dimension: String,
+    /// The category, product code or branch id; empty for the total and for
+    /// complaints logged without a category or product.
+    pub key: String,
+    pub received: i64,
+    pub resolved: i64,
+    pub open: i64,
+    pub overdue: i64,
+    pub reopened: i64,
+    pub median_resolution_seconds: Option<f64>,
+}
+
+/// GetComplaintSummary in one statement: the complaints received in
+/// [`start`, `end`) of the customers of the caller's `reach` (None: every
+/// branch) and of the requested `branch`, grouped by category, product,
+/// branch and in total at once (GROUPING SETS). Erased customers count:
+/// their complaints keep their codes for aggregates.
+pub async fn complaint_summary(
+    conn: &mut PgConnection,
+    reach: Option<&str>,
+    branch: Option<&str>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<ComplaintFiguresRow>, Error> {
+    Ok(sqlx::query_as::<_, ComplaintFiguresRow>(
+        "WITH received AS (
+            SELECT COALESCE(i.complaint_category, '') AS category,
+                   i.complaint_product AS product,
+                   c.home_branch AS branch,
+                   i.complaint_state IN ('RESOLVED', 'CLOSED')
+                       AND i.complaint_resolve_time IS NOT NULL AS resolved,
+                   i.complaint_state IN ('OPEN', 'IN_PROGRESS') AS open,
+                   i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+                       AND i.complaint_due_time < now() AS overdue,
+                   i.complaint_reopen_count > 0 AS reopened,
+                   extract(epoch FROM i.complaint_resolve_time - i.occur_time)::float8
+                       AS resolution_seconds
+            FROM interactions i JOIN customers c ON c.id = i.customer_id
+            WHERE i.complaint_state IS NOT NULL
+              AND i.occur_time >= $3 AND i.occur_time < $4
+              AND ($1::text IS NULL OR c.home_branch = $1)
+              AND ($2::text IS NULL OR c.home_branch = $2)
+         )
+         SELECT CASE WHEN GROUPING(category) = 0 THEN 'category'
+                     WHEN GROUPING(product) = 0 THEN 'product'
+                     WHEN GROUPING(branch) = 0 THEN 'branch'
+                     ELSE 'total' END AS dimension,
+                CASE WHEN GROUPING(category) = 0 THEN category
+                     WHEN GROUPING(product) = 0 THEN product
+                     WHEN GROUPING(branch) = 0 THEN branch
+                     ELSE '' END AS key,
+                count(*) AS received,
+                count(*) FILTER (WHERE resolved) AS resolved,
+                count(*) FILTER (WHERE open) AS open,
+                count(*) FILTER (WHERE overdue) AS overdue,
+                count(*) FILTER (WHERE reopened) AS reopened,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_seconds)
+                    FILTER (WHERE resolved) AS median_resolution_seconds
+         FROM received
+         GROUP BY GROUPING SETS ((category), (product), (branch), ())",
+    )
+    .bind(reach)
+    .bind(branch)
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?)
 }
 
 /// Erasure of a customer's free text on interactions and follow-ups; counts
@@ -626,7 +760,7 @@ pub async fn update_complaint(
 pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Result<(), Error> {
     sqlx::query(
         "UPDATE interactions SET summary = '', notes = '', outcome = '', complaint_resolution = '',
-                fingerprint = NULL, version = version + 1, update_time = now()
+                complaint_root_cause = '', complaint_reopen_reason = '', fingerprint = NULL, version = version + 1, update_time = now()
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())

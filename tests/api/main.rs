@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod bad_input;
+mod complaints;
 mod customers;
 mod datagen;
 mod group_commit;

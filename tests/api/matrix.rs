@@ -140,6 +140,19 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     ),
     ("InteractionService/ListComplaints", "{}"),
     (
+        "InteractionService/ResolveComplaint",
+        r#"{"resolution": "matrix probe", "root_cause": "matrix probe"}"#,
+    ),
+    ("InteractionService/CloseComplaint", "{}"),
+    (
+        "InteractionService/ReopenComplaint",
+        r#"{"reason": "matrix probe"}"#,
+    ),
+    (
+        "InteractionService/GetComplaintSummary",
+        r#"{"branch": "B01"}"#,
+    ),
+    (
         "InteractionService/ScheduleFollowUp",
         r#"{"follow_up": {"assignee": "E-rm-B01", "due_time": "$future", "purpose": "matrix probe"}}"#,
     ),

@@ -476,6 +476,7 @@ impl Harness {
                         high: hours(48),
                         critical: hours(24),
                     },
+                    complaints: Default::default(),
                     sources: SourceSystems::new(HashMap::from([(
                         "core-banking".to_string(),
                         vec!["cbs".to_string()],

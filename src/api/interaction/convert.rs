@@ -94,6 +94,25 @@ pub(super) fn complaint_state_from(value: i32) -> Option<ComplaintState> {
     })
 }
 
+/// A category off the wire: None when unspecified, Err when unknown. The
+/// proto names and the stored spellings are the same words.
+pub(super) fn category_from(value: i32) -> Result<Option<ComplaintCategory>, ()> {
+    use pb::complaint::Category as P;
+    match P::try_from(value).map_err(|_| ())? {
+        P::Unspecified => Ok(None),
+        known => ComplaintCategory::parse(known.as_str_name())
+            .map(Some)
+            .ok_or(()),
+    }
+}
+
+pub(super) fn category_to(category: Option<ComplaintCategory>) -> pb::complaint::Category {
+    use pb::complaint::Category as P;
+    category
+        .and_then(|c| P::from_str_name(c.as_str()))
+        .unwrap_or(P::Unspecified)
+}
+
 pub fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Complaint {
     use pb::complaint::{Severity as S, State as P};
     pb::Complaint {
@@ -114,6 +133,12 @@ pub fn complaint_to(complaint: &Complaint, now: DateTime<Utc>) -> pb::Complaint 
         resolve_time: complaint.resolve_time.map(timestamp),
         close_time: complaint.close_time.map(timestamp),
         overdue: complaint.is_overdue(now),
+        category: category_to(complaint.category) as i32,
+        product: complaint.product.clone(),
+        root_cause: complaint.root_cause.clone(),
+        assignee: complaint.assignee.clone(),
+        reopen_count: complaint.reopen_count,
+        reopen_reason: complaint.reopen_reason.clone(),
     }
 }
 
@@ -187,7 +212,8 @@ pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
 
 /// An interaction as the caller may see it: a system acting for the end
 /// customer gets no internal notes, outcome, campaign, sentiment (a risk
-/// signal) or staff identities.
+/// signal), staff identities (nor a complaint's assignee) or the root cause
+/// the bank found for a complaint.
 pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Interaction {
     if acting_for(caller).is_none() {
         return interaction;
@@ -210,6 +236,11 @@ pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Inter
         campaign: String::new(),
         sentiment: 0,
         recorded_by: None,
+        complaint: interaction.complaint.map(|c| pb::Complaint {
+            assignee: String::new(),
+            root_cause: String::new(),
+            ..c
+        }),
         source_system,
         external_ref,
         ..interaction

@@ -24,9 +24,9 @@ use crate::{
         customer::{CustomerId, org_code},
         filter::{Op, Term, parse_terms, set_once, unsupported},
         interaction::{
-            self as rules, Channel, Complaint, ComplaintSla, ComplaintState, FollowUpState,
-            Interaction, Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity,
-            SourceSystems, staff_source,
+            self as rules, Channel, Complaint, ComplaintCategory, ComplaintPolicy, ComplaintSla,
+            ComplaintState, FollowUpState, Interaction, Kind, Money, NewInteraction, RecordedBy,
+            Sentiment, Severity, SourceSystems, staff_source,
         },
         principal::{BranchScope, Principal, Role},
         systems::{acting_for, check_acting_for},
@@ -68,6 +68,7 @@ pub struct InteractionApi {
     db: Db,
     page_tokens: PageTokens,
     sla: ComplaintSla,
+    complaints: ComplaintPolicy,
     sources: SourceSystems,
     import_batch_size: usize,
     feed: ChangeFeed,
@@ -82,6 +83,7 @@ pub struct InteractionApiParts {
     pub db: Db,
     pub page_tokens: PageTokens,
     pub sla: ComplaintSla,
+    pub complaints: ComplaintPolicy,
     pub sources: SourceSystems,
     pub import_batch_size: usize,
     pub feed: ChangeFeed,
@@ -95,6 +97,7 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            complaints,
             sources,
             import_batch_size,
             feed,
@@ -105,6 +108,7 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            complaints,
             sources,
             import_batch_size,
             feed,
@@ -183,6 +187,38 @@ impl InteractionService for InteractionApi {
         request: Request<pb::ListComplaintsRequest>,
     ) -> Result<Response<pb::ListComplaintsResponse>, Status> {
         complaints::list_complaints(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ResolveComplaint")]
+    async fn resolve_complaint(
+        &self,
+        request: Request<pb::ResolveComplaintRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        complaints::resolve_complaint(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CloseComplaint")]
+    async fn close_complaint(
+        &self,
+        request: Request<pb::CloseComplaintRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        complaints::close_complaint(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ReopenComplaint")]
+    async fn reopen_complaint(
+        &self,
+        request: Request<pb::ReopenComplaintRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        complaints::reopen_complaint(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "GetComplaintSummary")]
+    async fn get_complaint_summary(
+        &self,
+        request: Request<pb::GetComplaintSummaryRequest>,
+    ) -> Result<Response<pb::ComplaintSummary>, Status> {
+        complaints::complaint_summary(self, request).await
     }
 
     #[tracing::instrument(skip_all, name = "ScheduleFollowUp")]

@@ -185,15 +185,29 @@ pub(super) fn read_interaction(
             })
         })
         .unwrap_or_default();
+    let given = complaint.clone().unwrap_or_default();
+    let category = category_from(given.category).unwrap_or_else(|_| {
+        bad(
+            "complaint.category",
+            "must be FEES, SERVICE_QUALITY, PRODUCT, DIGITAL_CHANNELS, STAFF_CONDUCT, FRAUD_DISPUTE or OTHER".into(),
+        );
+        None
+    });
+    let product = org_code(&given.product, false).unwrap_or_else(|why| {
+        bad("complaint.product", why);
+        String::new()
+    });
+    let assignee = org_code(&given.assignee, false).unwrap_or_else(|why| {
+        bad("complaint.assignee", why);
+        String::new()
+    });
     let complaint = (kind == Kind::Complaint).then(|| {
         let severity = severity.unwrap_or(Severity::Medium);
         Complaint {
-            state: ComplaintState::Open,
-            severity,
-            due_time: sla.due(severity, occur_time),
-            resolution: String::new(),
-            resolve_time: None,
-            close_time: None,
+            category,
+            product,
+            assignee,
+            ..Complaint::opened(severity, sla.due(severity, occur_time))
         }
     });
     let id = match id {
@@ -369,6 +383,11 @@ pub(super) struct ComplaintUpdate {
     pub(super) resolution: String,
     pub(super) due_time: Option<DateTime<Utc>>,
     pub(super) etag: String,
+    /// None keeps the category; likewise empty text below keeps the field.
+    pub(super) category: Option<ComplaintCategory>,
+    pub(super) product: String,
+    pub(super) root_cause: String,
+    pub(super) assignee: String,
 }
 
 impl TryFrom<&pb::UpdateComplaintRequest> for ComplaintUpdate {
@@ -382,11 +401,28 @@ impl TryFrom<&pb::UpdateComplaintRequest> for ComplaintUpdate {
             due_time,
             etag,
             request_id: _,
+            category,
+            product,
+            root_cause,
+            assignee,
         } = request;
         let mut violations = Violations::default();
         let target = rules::parse_child_name(name, "interactions")
             .inspect_err(|e| violations.add("name", e.clone()))
             .ok();
+        let category = category_from(*category).unwrap_or_else(|_| {
+            violations.add("category", "is not a complaint category");
+            None
+        });
+        let product = org_code(product, false)
+            .inspect_err(|e| violations.add("product", e.clone()))
+            .unwrap_or_default();
+        let root_cause = rules::text(root_cause, rules::MAX_ROOT_CAUSE)
+            .inspect_err(|e| violations.add("root_cause", e.clone()))
+            .unwrap_or_default();
+        let assignee = org_code(assignee, false)
+            .inspect_err(|e| violations.add("assignee", e.clone()))
+            .unwrap_or_default();
         let state = match *state {
             0 => None,
             value => complaint_state_from(value).or_else(|| {
@@ -412,6 +448,57 @@ impl TryFrom<&pb::UpdateComplaintRequest> for ComplaintUpdate {
             resolution,
             due_time,
             etag: etag.clone(),
+            category,
+            product,
+            root_cause,
+            assignee,
         })
+    }
+}
+
+/// The complaint a Resolve, Close or Reopen request names, with the etag
+/// the caller last saw.
+pub(super) struct ComplaintTarget {
+    pub(super) customer: CustomerId,
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) etag: String,
+}
+
+impl ComplaintTarget {
+    pub(super) fn read(
+        name: &str,
+        etag: &str,
+        violations: &mut Violations,
+    ) -> Option<ComplaintTarget> {
+        let (customer, id) = rules::parse_child_name(name, "interactions")
+            .inspect_err(|e| violations.add("name", e.clone()))
+            .ok()?;
+        Some(ComplaintTarget {
+            customer,
+            id,
+            name: name.to_string(),
+            etag: etag.to_string(),
+        })
+    }
+}
+
+/// Required free text of at most `max` characters.
+pub(super) fn required_text(
+    value: &str,
+    max: usize,
+    field: &str,
+    violations: &mut Violations,
+) -> String {
+    match rules::text(value.trim(), max) {
+        Ok(text) if !text.is_empty() => text,
+        Ok(_) => {
+            violations.add(field, "is required");
+            String::new()
+        }
+        Err(why) => {
+            violations.add(field, why);
+            String::new()
+        }
     }
 }
