@@ -82,6 +82,7 @@ mutations!(
     GrantConsentRequest => "GrantConsent",
     WithdrawConsentRequest => "WithdrawConsent",
     LinkCustomersRequest => "LinkCustomers",
+    UnlinkCustomersRequest => "UnlinkCustomers",
     LogInteractionRequest => "LogInteraction",
     BatchLogInteractionsRequest => "BatchLogInteractions",
     UpdateComplaintRequest => "UpdateComplaint",
@@ -100,6 +101,8 @@ mutations!(
     CombineKnowledgeRequest => "CombineKnowledge",
     InternalizeKnowledgeRequest => "InternalizeKnowledge",
     SocializeKnowledgeRequest => "SocializeKnowledge",
+    RetractKnowledgeItemRequest => "RetractKnowledgeItem",
+    RevokeKnowledgeGrantRequest => "RevokeKnowledgeGrant",
 );
 
 /// The idempotency key of a mutating request, if it carries a `request_id`.

@@ -70,7 +70,7 @@ string_enum!(
 );
 string_enum!(
     /// What WatchKnowledge reports.
-    Change { Created = "CREATED", Shared = "SHARED", Verified = "VERIFIED" }
+    Change { Created = "CREATED", Shared = "SHARED", Verified = "VERIFIED", Retracted = "RETRACTED" }
 );
 
 impl Visibility {
@@ -140,6 +140,16 @@ pub struct Share {
     pub expire_time: Option<DateTime<Utc>>,
     pub shared_by: String,
     pub create_time: DateTime<Utc>,
+    /// When and by whom a grant was revoked before it lapsed.
+    pub revoked: Option<(DateTime<Utc>, String)>,
+}
+
+/// When, why and by whom an item was retracted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retraction {
+    pub time: DateTime<Utc>,
+    pub reason: String,
+    pub by: String,
 }
 
 /// The fields a caller writes, validated.
@@ -175,6 +185,9 @@ pub struct KnowledgeItem {
     pub derived_from: Vec<Derivation>,
     pub verification: Verification,
     pub grants: Vec<Share>,
+    /// Set once the item is retracted; only lineage and the watch stream
+    /// ever read a retracted item.
+    pub retraction: Option<Retraction>,
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,

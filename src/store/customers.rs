@@ -742,6 +742,57 @@ pub async fn link(
     reread(conn, customer).await
 }
 
+/// Removes the link `link` made; both customers were locked by the caller.
+/// No such link: FAILED_PRECONDITION (NOT_LINKED).
+pub async fn unlink(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    linked: &CustomerId,
+    relationship: Relationship,
+) -> Result<Customer, Error> {
+    let (first, second) = if relationship.is_symmetric() && linked < customer {
+        (linked, customer)
+    } else {
+        (customer, linked)
+    };
+    let removed = sqlx::query(
+        "DELETE FROM customer_links
+         WHERE customer_id = $1 AND linked_customer_id = $2 AND relationship = $3",
+    )
+    .bind(first.as_str())
+    .bind(second.as_str())
+    .bind(relationship.as_str())
+    .execute(&mut *conn)
+    .instrument(statement("DELETE", "customer_links"))
+    .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::FailedPrecondition {
+            reason: ErrorReason::NotLinked,
+            message: format!(
+                "{} is not linked to {} as {}",
+                customer.name(),
+                linked.name(),
+                relationship.as_str()
+            ),
+        });
+    }
+    bump_version(conn, customer).await?;
+    bump_version(conn, linked).await?;
+    append_outbox(
+        conn,
+        "customer",
+        customer.as_str(),
+        "customer.unlinked",
+        serde_json::json!({
+            "name": customer.name(),
+            "linked_customer": linked.name(),
+            "relationship": relationship.as_str(),
+        }),
+    )
+    .await?;
+    reread(conn, customer).await
+}
+
 /// How many of `ids` have granted consent for `purpose`.
 pub async fn count_consented(
     conn: &mut PgConnection,

@@ -12,8 +12,8 @@ use crate::{
     domain::{
         knowledge::{
             Carrier, CarrierType, Change, Conversion, Derivation, ItemContent, KnowledgeAccess,
-            KnowledgeItem, KnowledgeKind, Nature, NewItem, Sensitivity, Share, Verification,
-            VerificationState, Visibility,
+            KnowledgeItem, KnowledgeKind, Nature, NewItem, Retraction, Sensitivity, Share,
+            Verification, VerificationState, Visibility,
         },
         search,
     },
@@ -24,8 +24,11 @@ use crate::{
 pub const KNOWLEDGE_CHANNEL: &str = "ck_knowledge";
 
 /// DESIGN §3 as SQL over `k` (knowledge_items), with the access bound as
-/// $1 all, $2 bank_only, $3 subject_branch, $4 subject, $5 team, $6 branch.
-macro_rules! visible {
+/// $1 all, $2 bank_only, $3 subject_branch, $4 subject, $5 team, $6 branch:
+/// whom the item admits, retracted or not. A grant is live until it lapses
+/// or is revoked. Reads use `visible!()`; only lineage and the watch stream's
+/// RETRACTED changes look past a retraction.
+macro_rules! admitted {
     () => {
         "($1::bool OR (
             ($3::text IS NULL OR NOT EXISTS (
@@ -37,9 +40,17 @@ macro_rules! visible {
                 OR EXISTS (
                     SELECT 1 FROM knowledge_shares g
                     WHERE g.item_id = k.id AND g.is_grant
+                      AND g.revoke_time IS NULL
                       AND (g.expire_time IS NULL OR g.expire_time > now())
                       AND ((g.to_carrier_type = 'TEAM' AND $5 <> '' AND g.to_carrier_id = $5)
                         OR (g.to_carrier_type = 'BRANCH' AND $6 <> '' AND g.to_carrier_id = $6))))))))"
+    };
+}
+
+/// `admitted!()` for a live (not retracted) item: every read.
+macro_rules! visible {
+    () => {
+        concat!("(k.retract_time IS NULL AND ", admitted!(), ")")
     };
 }
 
@@ -48,7 +59,8 @@ macro_rules! select_item {
         "SELECT k.id, k.title, k.body, k.nature, k.kind, k.subjects, k.carrier_type, k.carrier_id,
                 k.author, k.scope_team, k.scope_branch, k.visibility, k.sensitivity, k.tags,
                 k.sources, k.verification_state, k.verifier, k.verify_time, k.next_review_time,
-                k.version, k.create_time, k.update_time,
+                k.version, k.create_time, k.update_time, k.retract_time, k.retract_reason,
+                k.retracted_by,
                 COALESCE((SELECT jsonb_agg(jsonb_build_object('item', e.source_item,
                                                               'conversion', e.conversion)
                                            ORDER BY e.create_time, e.source_item)
@@ -61,6 +73,7 @@ macro_rules! select_item {
                               'shared_by', s.shared_by, 'create_time', s.create_time)
                                            ORDER BY s.id)
                           FROM knowledge_shares s WHERE s.item_id = k.id AND s.is_grant
+                            AND s.revoke_time IS NULL
                             AND (s.expire_time IS NULL OR s.expire_time > now())), '[]') AS grants
          FROM knowledge_items k "
     };
@@ -84,6 +97,10 @@ struct ShareJson {
     expire_time: Option<DateTime<Utc>>,
     shared_by: String,
     create_time: DateTime<Utc>,
+    #[serde(default)]
+    revoke_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    revoked_by: String,
 }
 
 #[derive(FromRow)]
@@ -110,6 +127,9 @@ struct ItemRow {
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
+    retract_time: Option<DateTime<Utc>>,
+    retract_reason: String,
+    retracted_by: String,
     derived_from: sqlx::types::Json<Vec<DerivationJson>>,
     grants: sqlx::types::Json<Vec<ShareJson>>,
 }
@@ -142,6 +162,7 @@ fn share_from(id: &str, s: ShareJson) -> Result<Share, Error> {
         expire_time: s.expire_time,
         shared_by: s.shared_by,
         create_time: s.create_time,
+        revoked: s.revoke_time.map(|t| (t, s.revoked_by)),
     })
 }
 
@@ -199,6 +220,11 @@ impl TryFrom<ItemRow> for KnowledgeItem {
                 next_review_time: row.next_review_time,
             },
             grants,
+            retraction: row.retract_time.map(|time| Retraction {
+                time,
+                reason: row.retract_reason,
+                by: row.retracted_by,
+            }),
             version: row.version,
             create_time: row.create_time,
             update_time: row.update_time,
@@ -291,6 +317,112 @@ pub async fn get(
         .await?
         .map(KnowledgeItem::try_from)
         .transpose()
+}
+
+/// An item the caller is admitted to, retracted or not: the lineage root and
+/// what a retraction's retry re-reads.
+pub async fn get_admitted(
+    conn: &mut PgConnection,
+    id: &str,
+    access: &KnowledgeAccess,
+) -> Result<Option<KnowledgeItem>, Error> {
+    bind_access!(
+        sqlx::query_as::<_, ItemRow>(concat!(select_item!(), "WHERE k.id = $7 AND ", admitted!())),
+        access
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .instrument(statement("SELECT", "knowledge_items"))
+    .await?
+    .map(KnowledgeItem::try_from)
+    .transpose()
+}
+
+/// Retracts a live item (locked by the caller): kept, hidden from reads,
+/// and a RETRACTED change for its watchers.
+pub async fn retract(
+    conn: &mut PgConnection,
+    id: &str,
+    reason: &str,
+    by: &str,
+) -> Result<KnowledgeItem, Error> {
+    sqlx::query(
+        "UPDATE knowledge_items SET retract_time = now(), retract_reason = $2, retracted_by = $3,
+                version = version + 1, update_time = now()
+         WHERE id = $1 AND retract_time IS NULL",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(by)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    record_event(conn, id, Change::Retracted).await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(id),
+        "knowledge_item.retracted",
+        serde_json::json!({ "retracted_by": by }),
+    )
+    .await?;
+    get_admitted(conn, id, &unrestricted())
+        .await?
+        .ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "knowledge item vanished in its transaction"
+            ))
+        })
+}
+
+/// Ends the live grants of an item to `grantee` now; the share rows stay with
+/// their revoke time. None live: FAILED_PRECONDITION (NO_LIVE_GRANT).
+pub async fn revoke_grant(
+    conn: &mut PgConnection,
+    id: &str,
+    grantee: &Carrier,
+    by: &str,
+) -> Result<KnowledgeItem, Error> {
+    let revoked: Vec<i64> = sqlx::query_scalar(
+        "UPDATE knowledge_shares SET revoke_time = now(), revoked_by = $4
+         WHERE item_id = $1 AND is_grant AND to_carrier_type = $2 AND to_carrier_id = $3
+           AND revoke_time IS NULL AND (expire_time IS NULL OR expire_time > now())
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(grantee.kind.as_str())
+    .bind(&grantee.id)
+    .bind(by)
+    .fetch_all(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_shares"))
+    .await?;
+    if revoked.is_empty() {
+        return Err(Error::FailedPrecondition {
+            reason: ErrorReason::NoLiveGrant,
+            message: format!(
+                "{} has no live grant to {} {}",
+                crate::domain::knowledge::item_name(id),
+                grantee.kind.as_str(),
+                grantee.id
+            ),
+        });
+    }
+    sqlx::query(
+        "UPDATE knowledge_items SET version = version + 1, update_time = now() WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    append_outbox(
+        conn,
+        "knowledge_item",
+        &crate::domain::knowledge::item_name(id),
+        "knowledge_item.grant_revoked",
+        serde_json::json!({ "to": grantee.kind.as_str(), "revoked_by": by }),
+    )
+    .await?;
+    reread(conn, id).await
 }
 
 /// Inserts a new item. An id that is taken answers ALREADY_EXISTS only to a
@@ -582,7 +714,8 @@ pub async fn get_share(conn: &mut PgConnection, item: &str, share_id: i64) -> Re
                 'to_type', s.to_carrier_type, 'to_id', s.to_carrier_id,
                 'grant', s.is_grant, 'visibility', s.visibility,
                 'purpose', s.purpose, 'expire_time', s.expire_time,
-                'shared_by', s.shared_by, 'create_time', s.create_time)
+                'shared_by', s.shared_by, 'create_time', s.create_time,
+                'revoke_time', s.revoke_time, 'revoked_by', s.revoked_by)
          FROM knowledge_shares s WHERE s.item_id = $1 AND s.id = $2",
     )
     .bind(item)
@@ -763,6 +896,31 @@ impl Db {
         get(&mut conn, id, access, false).await
     }
 
+    pub async fn get_admitted_knowledge_item(
+        &self,
+        id: &str,
+        access: &KnowledgeAccess,
+    ) -> Result<Option<KnowledgeItem>, Error> {
+        let mut conn = self.acquire().await?;
+        get_admitted(&mut conn, id, access).await
+    }
+
+    /// Which of `ids` are retracted, whoever may see them: a lineage marks
+    /// them even when it redacts them.
+    pub async fn retracted_among(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::BTreeSet<String>, Error> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM knowledge_items WHERE id = ANY($1) AND retract_time IS NOT NULL",
+        )
+        .bind(ids)
+        .fetch_all(&mut *self.acquire().await?)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn list_knowledge_items(
         &self,
         access: &KnowledgeAccess,
@@ -917,7 +1075,8 @@ impl Db {
         .await?)
     }
 
-    /// The visible items among `ids`.
+    /// The items among `ids` the caller is admitted to, retracted ones
+    /// included: the nodes of a lineage.
     pub async fn visible_knowledge_items(
         &self,
         access: &KnowledgeAccess,
@@ -927,7 +1086,7 @@ impl Db {
             sqlx::query_as::<_, ItemRow>(concat!(
                 select_item!(),
                 "WHERE k.id = ANY($7) AND ",
-                visible!()
+                admitted!()
             )),
             access
         )
@@ -1026,14 +1185,16 @@ impl Db {
                         k.carrier_id, k.author, k.scope_team, k.scope_branch, k.visibility,
                         k.sensitivity, k.tags, k.sources, k.verification_state, k.verifier,
                         k.verify_time, k.next_review_time, k.version, k.create_time,
-                        k.update_time, '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
+                        k.update_time, k.retract_time, k.retract_reason, k.retracted_by,
+                        '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
                         ev.change, ev.create_time AS change_time, ev.txid, ev.seq
                  FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
                  WHERE (ev.txid, ev.seq) > ($7, $8)
                    AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                    AND (cardinality($9::text[]) = 0 OR k.subjects && $9)
+                   AND (k.retract_time IS NULL OR ev.change = 'RETRACTED')
                    AND ",
-                visible!(),
+                admitted!(),
                 " ORDER BY ev.txid, ev.seq LIMIT $10"
             )),
             access

@@ -11,9 +11,9 @@ use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::helpers::{Bearer, Caller, TestApp, new_customer, reason};
 
-type InsightClient = InsightServiceClient<InterceptedService<Channel, Bearer>>;
+pub(crate) type InsightClient = InsightServiceClient<InterceptedService<Channel, Bearer>>;
 
-async fn insights(app: &TestApp, caller: &Caller) -> InsightClient {
+pub(crate) async fn insights(app: &TestApp, caller: &Caller) -> InsightClient {
     InsightServiceClient::with_interceptor(app.channel().await, Bearer::of(caller))
 }
 

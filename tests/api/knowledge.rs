@@ -16,14 +16,14 @@ use tonic::{Code, Streaming};
 
 use crate::helpers::{Caller, KnowledgeClient, TestApp, new_customer, reason, violated_fields};
 
-fn employee(sub: &str, branch: &str, team: &str) -> Caller {
+pub(crate) fn employee(sub: &str, branch: &str, team: &str) -> Caller {
     Caller {
         team: Some(team.into()),
         ..Caller::new(sub, Some(branch), &["relationship_manager"])
     }
 }
 
-fn item(
+pub(crate) fn item(
     title: &str,
     nature: Nature,
     visibility: Visibility,
@@ -40,7 +40,10 @@ fn item(
     }
 }
 
-async fn create(client: &mut KnowledgeClient, item: pb::KnowledgeItem) -> pb::KnowledgeItem {
+pub(crate) async fn create(
+    client: &mut KnowledgeClient,
+    item: pb::KnowledgeItem,
+) -> pb::KnowledgeItem {
     client
         .create_knowledge_item(pb::CreateKnowledgeItemRequest {
             knowledge_item: Some(item),
@@ -946,7 +949,9 @@ async fn verification_is_by_someone_else_and_goes_stale() {
     );
 }
 
-async fn next(stream: &mut Streaming<pb::WatchKnowledgeResponse>) -> pb::WatchKnowledgeResponse {
+pub(crate) async fn next(
+    stream: &mut Streaming<pb::WatchKnowledgeResponse>,
+) -> pb::WatchKnowledgeResponse {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("an event arrives")

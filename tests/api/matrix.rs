@@ -118,6 +118,10 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
         r#"{"linked_customer": "$peer", "relationship": "HOUSEHOLD"}"#,
     ),
     (
+        "CustomerService/UnlinkCustomers",
+        r#"{"linked_customer": "$peer", "relationship": "HOUSEHOLD"}"#,
+    ),
+    (
         "InteractionService/LogInteraction",
         r#"{"interaction": {"channel": "BRANCH", "kind": "INQUIRY", "summary": "matrix probe"}}"#,
     ),
@@ -207,6 +211,14 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     (
         "KnowledgeService/WatchKnowledge",
         r#"{"subjects": ["$customer"]}"#,
+    ),
+    (
+        "KnowledgeService/RevokeKnowledgeGrant",
+        r#"{"grantee": {"type": "TEAM", "id": "T-RISK"}}"#,
+    ),
+    (
+        "KnowledgeService/RetractKnowledgeItem",
+        r#"{"reason": "matrix probe"}"#,
     ),
     ("InsightService/GetCustomer360", "{}"),
     ("InsightService/RecomputeSegments", "{}"),
@@ -530,7 +542,7 @@ enum Kind {
     /// Converts, absorbs or verifies them.
     WriteItem,
     /// Changes them as their author or carrier would (update, share,
-    /// socialize): author/carrier or admin only.
+    /// socialize, revoke a grant, retract): author/carrier or admin only.
     CurateItem,
     /// A read naming no resource (list, search, flow, summary): answered
     /// from what the caller may read.
@@ -710,7 +722,7 @@ fn kind(method: &MethodDescriptor, request: &DynamicMessage, fx: &Fixture) -> Ki
         (true, false, true) => Kind::ReadCustomer,
         (true, false, false) => Kind::Query,
         (false, true, _)
-            if ["Update", "Share", "Socialize"]
+            if ["Update", "Share", "Socialize", "Revoke", "Retract"]
                 .iter()
                 .any(|verb| name.starts_with(verb)) =>
         {

@@ -85,41 +85,119 @@ pub(super) async fn list_consent_events(
     .await
 }
 
+/// The two customers and the relationship of a link request, every bad
+/// field reported together.
+fn link_parts(
+    name: &str,
+    linked_customer: &str,
+    relationship: i32,
+) -> Result<(CustomerId, CustomerId, Relationship), Error> {
+    let mut violations = Violations::default();
+    let id = CustomerId::from_name(name)
+        .inspect_err(|e| violations.add("name", e.clone()))
+        .ok();
+    let linked = CustomerId::from_name(linked_customer)
+        .inspect_err(|e| violations.add("linked_customer", e.clone()))
+        .ok();
+    if id.is_some() && id == linked {
+        violations.add("linked_customer", "must not be the customer itself");
+    }
+    let relationship = relationship_from_proto(relationship);
+    if relationship.is_none() {
+        violations.add(
+            "relationship",
+            "must be HOUSEHOLD, SPOUSE, GUARANTOR or DIRECTOR",
+        );
+    }
+    match violations.into_result((id, linked, relationship))? {
+        (Some(id), Some(linked), Some(relationship)) => Ok((id, linked, relationship)),
+        _ => Err(Error::unreported_missing_part()),
+    }
+}
+
+/// Locks both customers of a link for update, in id order so that two
+/// opposite link changes cannot deadlock; the caller must be able to write
+/// both. Returns `id` as it reads now.
+async fn lock_pair(
+    tx: &mut sqlx::PgConnection,
+    id: &CustomerId,
+    linked: &CustomerId,
+    scope: &BranchScope,
+) -> Result<Customer, Error> {
+    let (first, second) = if id < linked {
+        (id, linked)
+    } else {
+        (linked, id)
+    };
+    let mut customer = None;
+    for each in [first, second] {
+        let found = resolve(
+            customers::get(tx, each, scope.branch(), Lock::Update).await?,
+            scope,
+            each,
+        )?;
+        if each == id {
+            customer = Some(found);
+        }
+    }
+    customer.ok_or_else(Error::unreported_missing_part)
+}
+
+/// A link to make or remove, as a request gave it.
+struct LinkChange<'a> {
+    name: &'a str,
+    linked_customer: &'a str,
+    relationship: i32,
+    etag: &'a str,
+    remove: bool,
+}
+
 pub(super) async fn link_customers(
     api: &CustomerApi,
     request: Request<pb::LinkCustomersRequest>,
 ) -> Result<Response<pb::Customer>, Status> {
+    change_link(api, request, |r| LinkChange {
+        name: &r.name,
+        linked_customer: &r.linked_customer,
+        relationship: r.relationship,
+        etag: "",
+        remove: false,
+    })
+    .await
+}
+
+pub(super) async fn unlink_customers(
+    api: &CustomerApi,
+    request: Request<pb::UnlinkCustomersRequest>,
+) -> Result<Response<pb::Customer>, Status> {
+    change_link(api, request, |r| LinkChange {
+        name: &r.name,
+        linked_customer: &r.linked_customer,
+        relationship: r.relationship,
+        etag: &r.etag,
+        remove: true,
+    })
+    .await
+}
+
+/// LinkCustomers and UnlinkCustomers: both customers locked, the caller
+/// must be able to write both; a retry re-reads `name`.
+async fn change_link<R: Mutation>(
+    api: &CustomerApi,
+    request: Request<R>,
+    change: impl Fn(&R) -> LinkChange<'_>,
+) -> Result<Response<pb::Customer>, Status> {
     respond(async {
-        crate::audit::note_customers(
-            &request,
-            [&request.get_ref().name, &request.get_ref().linked_customer].map(String::as_str),
-        );
+        {
+            let c = change(request.get_ref());
+            crate::audit::note_customers(&request, [c.name, c.linked_customer]);
+        }
         let caller = principal(&request)?;
         let scope = caller.customer_write_scope()?;
         let req = request.into_inner();
-        let mut violations = Violations::default();
-        let id = CustomerId::from_name(&req.name)
-            .inspect_err(|e| violations.add("name", e.clone()))
-            .ok();
-        let linked = CustomerId::from_name(&req.linked_customer)
-            .inspect_err(|e| violations.add("linked_customer", e.clone()))
-            .ok();
-        if id.is_some() && id == linked {
-            violations.add("linked_customer", "must not be the customer itself");
-        }
-        let relationship = relationship_from_proto(req.relationship);
-        if relationship.is_none() {
-            violations.add(
-                "relationship",
-                "must be HOUSEHOLD, SPOUSE, GUARANTOR or DIRECTOR",
-            );
-        }
+        let c = change(&req);
+        let (id, linked, relationship) = link_parts(c.name, c.linked_customer, c.relationship)?;
         let key = request_key(&caller, &req)?;
-        let (Some(id), Some(linked), Some(relationship)) =
-            violations.into_result((id, linked, relationship))?
-        else {
-            return Err(Error::unreported_missing_part());
-        };
         api.db
             .write(
                 key.as_ref(),
@@ -129,19 +207,13 @@ pub(super) async fn link_customers(
                     current_customer(tx, &names[0], &scope, &caller).await
                 },
                 async |tx| {
-                    // Lock both customers in id order so two opposite links
-                    // cannot deadlock.
-                    let (first, second) = if id < linked {
-                        (&id, &linked)
+                    let current = lock_pair(tx, &id, &linked, &scope).await?;
+                    check_etag(c.etag, &current)?;
+                    let updated = if c.remove {
+                        customers::unlink(tx, &id, &linked, relationship).await?
                     } else {
-                        (&linked, &id)
+                        customers::link(tx, &id, &linked, relationship).await?
                     };
-                    for customer in [first, second] {
-                        let found =
-                            customers::get(tx, customer, scope.branch(), Lock::Update).await?;
-                        resolve(found, &scope, customer)?;
-                    }
-                    let updated = customers::link(tx, &id, &linked, relationship).await?;
                     Ok(customer_to_proto(&updated, &caller))
                 },
             )

@@ -150,4 +150,12 @@ impl CustomerService for CustomerApi {
     ) -> Result<Response<pb::Customer>, Status> {
         consent::link_customers(self, request).await
     }
+
+    #[tracing::instrument(skip_all, name = "UnlinkCustomers")]
+    async fn unlink_customers(
+        &self,
+        request: Request<pb::UnlinkCustomersRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        consent::unlink_customers(self, request).await
+    }
 }

@@ -52,7 +52,7 @@ enum_map!(state_to, state_from, VerificationState, pb::verification::State, {
 });
 
 enum_map!(change_to, change_from, Change, pb::watch_knowledge_response::Change, {
-    Created <=> Created, Shared <=> Shared, Verified <=> Verified
+    Created <=> Created, Shared <=> Shared, Verified <=> Verified, Retracted <=> Retracted
 });
 
 pub fn carrier_pb(carrier: &Carrier) -> pb::Carrier {
@@ -73,6 +73,12 @@ pub fn share_pb(share: &Share) -> pb::KnowledgeShare {
         expire_time: share.expire_time.map(timestamp),
         shared_by: share.shared_by.clone(),
         create_time: Some(timestamp(share.create_time)),
+        revoke_time: share.revoked.as_ref().map(|(t, _)| timestamp(*t)),
+        revoked_by: share
+            .revoked
+            .as_ref()
+            .map(|(_, by)| by.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -115,5 +121,30 @@ pub fn item_pb(item: &KnowledgeItem, now: DateTime<Utc>) -> pb::KnowledgeItem {
         etag: crate::domain::customer::etag(item.version),
         create_time: Some(timestamp(item.create_time)),
         update_time: Some(timestamp(item.update_time)),
+        ..retraction_pb(item)
+    }
+}
+
+/// Only the retraction fields of an item.
+fn retraction_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
+    pb::KnowledgeItem {
+        retract_time: item.retraction.as_ref().map(|r| timestamp(r.time)),
+        retract_reason: item
+            .retraction
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+/// What a RETRACTED change tells a watcher: the item's name and its
+/// retraction, none of what it said.
+pub fn retracted_pb(item: &KnowledgeItem) -> pb::KnowledgeItem {
+    pb::KnowledgeItem {
+        name: item.name(),
+        etag: crate::domain::customer::etag(item.version),
+        update_time: Some(timestamp(item.update_time)),
+        ..retraction_pb(item)
     }
 }

@@ -46,6 +46,7 @@ pub mod access;
 mod conversions;
 pub mod convert;
 mod items;
+mod lifecycle;
 mod reports;
 mod sharing;
 mod validate;
@@ -178,6 +179,22 @@ impl KnowledgeService for KnowledgeApi {
         request: Request<pb::GetKnowledgeFlowRequest>,
     ) -> Result<Response<pb::KnowledgeFlow>, Status> {
         reports::get_knowledge_flow(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "RetractKnowledgeItem")]
+    async fn retract_knowledge_item(
+        &self,
+        request: Request<pb::RetractKnowledgeItemRequest>,
+    ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        lifecycle::retract_knowledge_item(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "RevokeKnowledgeGrant")]
+    async fn revoke_knowledge_grant(
+        &self,
+        request: Request<pb::RevokeKnowledgeGrantRequest>,
+    ) -> Result<Response<pb::KnowledgeItem>, Status> {
+        lifecycle::revoke_knowledge_grant(self, request).await
     }
 
     type WatchKnowledgeStream = WatchStream;

@@ -21,7 +21,8 @@ pub(super) async fn get_knowledge_lineage(
                 ));
             }
         };
-        let root = api.db.get_knowledge_item(&id, &access).await?;
+        // A retracted item keeps its lineage: the root may be one.
+        let root = api.db.get_admitted_knowledge_item(&id, &access).await?;
         found(root, &access, &id)?;
         let mut rows = api.db.knowledge_lineage(&id, depth).await?;
         let truncated = rows.nodes.len() > 1000;
@@ -35,6 +36,7 @@ pub(super) async fn get_knowledge_lineage(
             .map(|i| (i.item.id.clone(), i))
             .collect();
         let kept: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        let retracted = api.db.retracted_among(&ids).await?;
         let seen: Vec<&str> = visible.keys().map(String::as_str).collect();
         let internalizations = api.db.internalizations_of(&seen).await?;
         Ok(pb::KnowledgeLineage {
@@ -47,6 +49,7 @@ pub(super) async fn get_knowledge_lineage(
                     redacted: !visible.contains_key(node),
                     item: visible.get(node).map(|x| item_pb(x, Utc::now())),
                     depth: *depth,
+                    retracted: retracted.contains(node.as_str()),
                 })
                 .collect(),
             edges: rows

@@ -146,6 +146,7 @@ pub(super) async fn share_knowledge_item(
                     expire_time,
                     shared_by: caller.subject.clone(),
                     create_time: Utc::now(),
+                    revoked: None,
                 };
                 let (updated, id) = store::share(
                     tx,

@@ -85,7 +85,11 @@ pub(super) async fn deliver(
                 cursor = event.cursor;
                 let message = pb::WatchKnowledgeResponse {
                     change: change_to(event.change) as i32,
-                    knowledge_item: Some(item_pb(&event.item, Utc::now())),
+                    knowledge_item: Some(if event.change == Change::Retracted {
+                        retracted_pb(&event.item)
+                    } else {
+                        item_pb(&event.item, Utc::now())
+                    }),
                     change_time: Some(timestamp(event.change_time)),
                     resume_token: resume_token(STREAM, event.cursor),
                 };
