@@ -235,10 +235,30 @@ async fn fifty_concurrent_retries_log_one_interaction() {
         request_id: uuid::Uuid::now_v7().to_string(),
         ..log(&customer, visit("ATM withdrawal"))
     };
+    // Each caller retries as the contract tells it to: UNAVAILABLE and
+    // RESOURCE_EXHAUSTED (a busy pool on a loaded machine) are safe to retry
+    // with the same request_id. Whatever the retries, one interaction lands.
     let calls = (0..50).map(|_| {
         let mut client = client.clone();
         let request = request.clone();
-        tokio::spawn(async move { client.log_interaction(request).await })
+        tokio::spawn(async move {
+            let mut attempts = 0;
+            loop {
+                match client.log_interaction(request.clone()).await {
+                    Err(status)
+                        if attempts < 100
+                            && matches!(
+                                status.code(),
+                                tonic::Code::Unavailable | tonic::Code::ResourceExhausted
+                            ) =>
+                    {
+                        attempts += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    other => return other,
+                }
+            }
+        })
     });
     let replies: Vec<pb::Interaction> = futures::future::join_all(calls)
         .await
