@@ -289,12 +289,17 @@ methods! {
     Customer Unary "WithdrawConsent" withdraw_consent WithdrawConsentRequest;
     Customer Unary "ListConsentEvents" list_consent_events ListConsentEventsRequest;
     Customer Unary "LinkCustomers" link_customers LinkCustomersRequest;
+    Customer Unary "UnlinkCustomers" unlink_customers UnlinkCustomersRequest;
     Interaction Unary "LogInteraction" log_interaction LogInteractionRequest;
     Interaction Unary "BatchLogInteractions" batch_log_interactions BatchLogInteractionsRequest;
     Interaction ClientStreaming "ImportInteractions" import_interactions ImportInteractionsRequest;
     Interaction Unary "GetInteraction" get_interaction GetInteractionRequest;
     Interaction Unary "ListInteractions" list_interactions ListInteractionsRequest;
     Interaction Unary "UpdateComplaint" update_complaint UpdateComplaintRequest;
+    Interaction Unary "ResolveComplaint" resolve_complaint ResolveComplaintRequest;
+    Interaction Unary "CloseComplaint" close_complaint CloseComplaintRequest;
+    Interaction Unary "ReopenComplaint" reopen_complaint ReopenComplaintRequest;
+    Interaction Unary "GetComplaintSummary" get_complaint_summary GetComplaintSummaryRequest;
     Interaction Unary "ListComplaints" list_complaints ListComplaintsRequest;
     Interaction Unary "ScheduleFollowUp" schedule_follow_up ScheduleFollowUpRequest;
     Interaction Unary "CompleteFollowUp" complete_follow_up CompleteFollowUpRequest;
@@ -313,6 +318,8 @@ methods! {
     Knowledge Unary "InternalizeKnowledge" internalize_knowledge InternalizeKnowledgeRequest;
     Knowledge Unary "SocializeKnowledge" socialize_knowledge SocializeKnowledgeRequest;
     Knowledge Unary "ShareKnowledgeItem" share_knowledge_item ShareKnowledgeItemRequest;
+    Knowledge Unary "RevokeKnowledgeGrant" revoke_knowledge_grant RevokeKnowledgeGrantRequest;
+    Knowledge Unary "RetractKnowledgeItem" retract_knowledge_item RetractKnowledgeItemRequest;
     Knowledge Unary "VerifyKnowledgeItem" verify_knowledge_item VerifyKnowledgeItemRequest;
     Knowledge Unary "GetKnowledgeLineage" get_knowledge_lineage GetKnowledgeLineageRequest;
     Knowledge Unary "GetKnowledgeFlow" get_knowledge_flow GetKnowledgeFlowRequest;

@@ -593,7 +593,9 @@ fn plain_enum(request: &str, message: &str, field: &str) -> Option<i32> {
     const EXPLICIT: i32 = 2;
     const FOLLOW_UP: i32 = 6;
     match (request, message, field) {
-        ("ShareKnowledgeItemRequest", "Carrier", "type") => Some(TEAM),
+        ("ShareKnowledgeItemRequest" | "RevokeKnowledgeGrantRequest", "Carrier", "type") => {
+            Some(TEAM)
+        }
         ("CompleteFollowUpRequest", "Interaction", "kind") => Some(FOLLOW_UP),
         (_, "Carrier", "type") => Some(EMPLOYEE),
         ("ExternalizeKnowledgeRequest" | "CombineKnowledgeRequest", "KnowledgeItem", "nature") => {
@@ -648,7 +650,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
         "id" => owned(&["B01", "T-RISK", "E1002", "bank", "c-1"]),
         "system" => owned(&["CIF", "core-banking", "cbs"]),
         "source_system" => owned(&["", "E1001", "core-banking", "cbs"]),
-        "products" => owned(&["DEPOSIT-1Y", "CARD_GOLD"]),
+        "products" | "product" => owned(&["DEPOSIT-1Y", "CARD_GOLD"]),
         "channel" => owned(&["BRANCH_FORM", "MOBILE_APP", "PHONE_RECORDED"]),
         "request_id" => owned(&[
             "0190f5a4-7b2c-7def-8123-456789abcdef",
