@@ -105,20 +105,21 @@ action_ttl_days = 7
 recompute_timeout_secs = 900
 
 [insights.rules]
-# Churn risk: the sum of the weights of the signals found, at most 1.
+# Churn risk, 0 to 100: the sum of the weights (points) of the signals
+# found, at most 100.
 horizon_days = 90
 inactivity_factor = 3.0
 inactivity_min_days = 30.0
 declining_ratio = 0.5
 low_csat = 3.0
 low_nps = 0.0
-weight_long_inactivity = 0.3
-weight_declining_frequency = 0.2
-weight_unresolved_complaint = 0.2
-weight_repeated_complaints = 0.1
-weight_low_satisfaction = 0.1
-weight_low_nps = 0.1
-weight_withdrawn_consent = 0.1
+weight_long_inactivity = 30
+weight_declining_frequency = 20
+weight_unresolved_complaint = 20
+weight_repeated_complaints = 10
+weight_low_satisfaction = 10
+weight_low_nps = 10
+weight_withdrawn_consent = 10
 # Relationship types: RELATIONAL from this tenure, products and months with
 # contact besides transactions.
 relational_min_tenure_days = 365

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::customer::Tier;
 
 /// Bumped whenever a rule below changes meaning.
-pub const MODEL_VERSION: &str = "ck-rules-1";
+pub const MODEL_VERSION: &str = "ck-rules-2";
 
 /// Next-best actions shown at most.
 pub const MAX_ACTIONS: usize = 5;
@@ -89,8 +89,8 @@ impl Rules {
             self.weight_low_nps,
             self.weight_withdrawn_consent,
         ];
-        if weights.iter().any(|w| !(0.0..=1.0).contains(w)) {
-            return Err("churn weights must each be between 0 and 1".into());
+        if weights.iter().any(|w| !(0.0..=100.0).contains(w)) {
+            return Err("churn weights must each be between 0 and 100 points".into());
         }
         if self.horizon_days == 0 || self.horizon_days > 3650 {
             return Err("the churn horizon must be 1 to 3650 days".into());
@@ -156,9 +156,9 @@ pub enum Level {
 
 impl Level {
     pub fn of(score: f64) -> Level {
-        if score >= 0.6 {
+        if score >= 60.0 {
             Level::High
-        } else if score >= 0.3 {
+        } else if score >= 30.0 {
             Level::Medium
         } else {
             Level::Low
@@ -169,8 +169,8 @@ impl Level {
     pub fn floor(self) -> f64 {
         match self {
             Level::Low => 0.0,
-            Level::Medium => 0.3,
-            Level::High => 0.6,
+            Level::Medium => 30.0,
+            Level::High => 60.0,
         }
     }
 }
@@ -526,7 +526,8 @@ pub fn next_best_actions(inputs: &ActionInputs) -> (Vec<Action>, Option<String>)
                 .iter()
                 .map(|s| s.description.clone())
                 .collect(),
-            churn.score,
+            // Actions rank on 0–1; the churn score is in points.
+            churn.score / 100.0,
         ));
     }
     for (id, overdue_hours) in &inputs.open_complaints {
@@ -639,9 +640,11 @@ mod tests {
     #[test]
     fn levels_follow_the_documented_cut_points() {
         assert_eq!(Level::of(0.0), Level::Low);
-        assert_eq!(Level::of(0.29), Level::Low);
-        assert_eq!(Level::of(0.3), Level::Medium);
-        assert_eq!(Level::of(0.6), Level::High);
+        assert_eq!(Level::of(29.9), Level::Low);
+        assert_eq!(Level::of(30.0), Level::Medium);
+        assert_eq!(Level::of(59.9), Level::Medium);
+        assert_eq!(Level::of(60.0), Level::High);
+        assert_eq!(Level::of(100.0), Level::High);
     }
 
     #[test]

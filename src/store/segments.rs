@@ -262,7 +262,7 @@ pub async fn recompute(conn: &mut PgConnection, spec: &RunSpec<'_>) -> Result<(i
                s.value_rank, s.recent_count, s.previous_count, s.open_complaints,
                s.recent_complaints, s.csat_sum, s.csat_count, s.promoters, s.detractors,
                s.nps_count, s.withdrawn_consents,
-               least(1.0, COALESCE((SELECT sum(($9->>('weight_' || c))::float8)
+               least(100.0, COALESCE((SELECT sum(($9->>('weight_' || c))::float8)
                                       FROM unnest(s.churn_signals) c), 0)),
                s.churn_signals
           FROM signals s

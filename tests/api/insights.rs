@@ -608,9 +608,10 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     assert_eq!(view.open_complaints.len(), 2);
 
     // Churn: every signal, strongest first, with its value and threshold;
-    // the weights add to 1.1, capped at 1.
+    // the weights add to 30 + 20 + 20 + 10 + 10 + 10 + 10 = 110 points,
+    // capped at 100.
     let churn = view.churn_risk.as_ref().unwrap();
-    assert_eq!(churn.score, 1.0);
+    assert_eq!(churn.score, 100.0);
     assert_eq!(churn.level, pb::churn_risk::Level::High as i32);
     let codes: Vec<&str> = churn.signals.iter().map(|s| s.code.as_str()).collect();
     assert_eq!(
@@ -628,7 +629,7 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     let inactivity = &churn.signals[0];
     assert_eq!(
         (inactivity.value, inactivity.threshold, inactivity.weight),
-        (105.0, 30.0, 0.3)
+        (105.0, 30.0, 30.0)
     );
     let declining = &churn.signals[1];
     assert_eq!(
@@ -740,7 +741,7 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    // The worklist: X (score 1.0 × 2,100) before Y (0.5: inactivity and
+    // The worklist: X (score 100 × 2,100) before Y (50: inactivity and
     // declining frequency × 2,100), one per page; not Z (no signal). The
     // 360's score is the worklist's.
     let mut worklist = insights(&app, &rm).await;
@@ -762,7 +763,7 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     assert_eq!(entry.customer, x);
     assert_eq!(entry.churn_risk.as_ref().unwrap().score, churn.score);
     assert_eq!(entry.value, cny(2_100));
-    assert_eq!(entry.priority, 2_100.0);
+    assert_eq!(entry.priority, 100.0 * 2_100.0);
     let second = page(
         &mut worklist,
         pb::churn_risk::Level::Medium,
@@ -771,7 +772,7 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     .await;
     assert_eq!(second.customers.len(), 1);
     assert_eq!(second.customers[0].customer, y);
-    assert_eq!(second.customers[0].churn_risk.as_ref().unwrap().score, 0.5);
+    assert_eq!(second.customers[0].churn_risk.as_ref().unwrap().score, 50.0);
     if !second.next_page_token.is_empty() {
         let third = page(
             &mut worklist,
