@@ -1106,6 +1106,44 @@ pub async fn feed_start(conn: &mut PgConnection) -> Result<FeedCursor, Error> {
 /// A position in the commit-ordered feed: (writing transaction id, sequence).
 pub type FeedCursor = (i64, i64);
 
+/// The transactions committed when a stream began (its start snapshot). The
+/// start cursor lies before the oldest transaction then running, anywhere in
+/// the cluster, so a long transaction elsewhere would let a new stream
+/// deliver rows committed before it began; a stream skips those with this.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedBefore {
+    xmin: i64,
+    xmax: i64,
+    running: Vec<i64>,
+}
+
+impl CommittedBefore {
+    /// Whether `txid` had committed (or ended) when the snapshot was taken.
+    pub fn contains(&self, txid: i64) -> bool {
+        txid < self.xmin || (txid < self.xmax && !self.running.contains(&txid))
+    }
+}
+
+/// The start of a new stream: its cursor, and what it must not deliver.
+pub async fn stream_start(conn: &mut PgConnection) -> Result<(FeedCursor, CommittedBefore), Error> {
+    let (xmin, xmax, running): (i64, i64, Vec<i64>) = sqlx::query_as(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint,
+                ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x)
+           FROM pg_current_snapshot() s",
+    )
+    .fetch_one(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?;
+    Ok((
+        (xmin - 1, i64::MAX),
+        CommittedBefore {
+            xmin,
+            xmax,
+            running,
+        },
+    ))
+}
+
 /// An interaction as the feed delivers it, with what delivery filters need.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
@@ -1127,6 +1165,11 @@ impl Db {
     /// The feed's starting point: everything committed so far lies before it.
     pub async fn feed_start(&self) -> Result<FeedCursor, Error> {
         feed_start(&mut *self.acquire().await?).await
+    }
+
+    /// `stream_start` on a pooled connection.
+    pub async fn stream_start(&self) -> Result<(FeedCursor, CommittedBefore), Error> {
+        stream_start(&mut *self.acquire().await?).await
     }
 
     /// Interactions after `cursor` whose transactions are all finished, in

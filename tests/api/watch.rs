@@ -161,3 +161,43 @@ async fn a_resumed_stream_receives_what_it_missed() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
+
+/// A transaction left open anywhere in the cluster holds the feed's start
+/// point back (rows after it wait until it ends, to keep commit order). A
+/// stream that begins meanwhile must still start at its own beginning:
+/// what committed before it subscribed is not news to it.
+#[tokio::test]
+async fn a_new_stream_skips_what_committed_before_it_began_despite_an_open_transaction() {
+    use sqlx::Connection;
+
+    let app = TestApp::spawn().await;
+    let b01 = new_customer(&app, "王芳", "B01").await;
+    let mut holder = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    log(&app, &b01, "committed before the stream").await;
+    let mut stream = app
+        .interactions(&Caller::rm("B01"))
+        .await
+        .watch_interactions(pb::WatchInteractionsRequest {
+            customer: b01.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    log(&app, &b01, "after 0").await;
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    log(&app, &b01, "after 1").await;
+
+    for expected in ["after 0", "after 1"] {
+        let event = next(&mut stream).await;
+        assert_eq!(event.interaction.unwrap().summary, expected);
+    }
+}

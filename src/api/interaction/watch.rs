@@ -44,17 +44,19 @@ pub(super) async fn watch_interactions(
         // Subscribe before reading the start point, so nothing committed
         // in between is lost.
         let live = api.feed.subscribe();
-        let start = if req.resume_token.is_empty() {
-            match &mut conn {
-                Some(conn) => store::feed_start(conn).await?,
-                None => api.db.feed_start().await?,
-            }
+        let (start, seen) = if req.resume_token.is_empty() {
+            let (start, seen) = match &mut conn {
+                Some(conn) => store::stream_start(conn).await?,
+                None => api.db.stream_start().await?,
+            };
+            (start, Some(seen))
         } else {
-            parse_resume_token(STREAM, &req.resume_token)?
+            (parse_resume_token(STREAM, &req.resume_token)?, None)
         };
-        Ok((filter, scope, live, start, !req.resume_token.is_empty()))
+        Ok((filter, scope, live, start, seen))
     };
-    let (filter, scope, live, start, catch_up) = subscription.await.map_err(Status::from)?;
+    let (filter, scope, live, start, seen) = subscription.await.map_err(Status::from)?;
+    let catch_up = seen.is_none();
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(deliver(
         api.db.clone(),
@@ -62,6 +64,7 @@ pub(super) async fn watch_interactions(
             filter,
             scope,
             last: start,
+            seen,
             last_sent: Instant::now(),
         },
         live,
@@ -83,6 +86,8 @@ pub(super) struct Watcher {
     filter: WatchFilter,
     scope: BranchScope,
     last: FeedCursor,
+    /// What had committed when a new stream began: not delivered.
+    seen: Option<store::CommittedBefore>,
     /// When the stream last carried a message, for heartbeats.
     last_sent: Instant,
 }
@@ -92,6 +97,10 @@ impl Watcher {
     /// now (the customer may have moved branch since the stream began).
     pub(super) fn wants(&self, item: &FeedItem) -> bool {
         item.cursor > self.last
+            && !self
+                .seen
+                .as_ref()
+                .is_some_and(|seen| seen.contains(item.cursor.0))
             && self.scope.admits(&item.home_branch)
             && match &self.filter {
                 WatchFilter::Customer(c) => item.interaction.customer == *c,

@@ -1,6 +1,7 @@
 //! The live stream of newly visible knowledge.
 
 use super::*;
+use crate::store::interactions::CommittedBefore;
 
 /// Tags the resume tokens of the knowledge stream.
 pub(super) const STREAM: &str = "k1";
@@ -32,12 +33,13 @@ pub(super) async fn watch_knowledge(
             subjects.push(id.as_str().to_string());
         }
         let wakeups = api.feed.knowledge_wakeups();
-        let start = if req.resume_token.is_empty() {
-            api.db.feed_start().await?
+        let (start, seen) = if req.resume_token.is_empty() {
+            let (start, seen) = api.db.stream_start().await?;
+            (start, Some(seen))
         } else {
-            parse_resume_token(STREAM, &req.resume_token)?
+            (parse_resume_token(STREAM, &req.resume_token)?, None)
         };
-        Ok::<_, Error>((access, subjects, wakeups, start))
+        Ok::<_, Error>((access, subjects, wakeups, (start, seen)))
     };
     let (access, subjects, wakeups, start) = subscription.await.map_err(Status::from)?;
     let (tx, rx) = mpsc::channel(64);
@@ -62,7 +64,7 @@ pub(super) async fn deliver(
     db: Db,
     access: KnowledgeAccess,
     subjects: Vec<String>,
-    mut cursor: (i64, i64),
+    (mut cursor, seen): ((i64, i64), Option<CommittedBefore>),
     mut wakeups: tokio::sync::watch::Receiver<u64>,
     tx: mpsc::Sender<Result<pb::WatchKnowledgeResponse, Status>>,
     streams: Streams,
@@ -83,6 +85,10 @@ pub(super) async fn deliver(
             let full = events.len() == 500;
             for event in events {
                 cursor = event.cursor;
+                // Committed before a new stream began: not news to it.
+                if seen.as_ref().is_some_and(|s| s.contains(event.cursor.0)) {
+                    continue;
+                }
                 let message = pb::WatchKnowledgeResponse {
                     change: change_to(event.change) as i32,
                     knowledge_item: Some(if event.change == Change::Retracted {
