@@ -1,11 +1,13 @@
 //! Compiles the contract in `proto/` with protox (no system protoc) into
-//! tonic/prost code and a descriptor set for server reflection.
+//! tonic/prost code and a descriptor set for server reflection. The few
+//! Google API definitions it imports are vendored in `third_party/googleapis`.
 
 use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
 const PROTO_DIR: &str = "proto/bank/customerknowledge/v1";
+const GOOGLEAPIS: &str = "third_party/googleapis";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut files: Vec<PathBuf> = fs::read_dir(PROTO_DIR)?
@@ -14,11 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.retain(|path| path.extension().is_some_and(|ext| ext == "proto"));
     files.sort();
     println!("cargo:rerun-if-changed={PROTO_DIR}");
+    println!("cargo:rerun-if-changed={GOOGLEAPIS}");
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    let fds = protox::compile(&files, ["proto"])?;
+    let fds = protox::compile(&files, ["proto", GOOGLEAPIS])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(
         out_dir.join("customerknowledge_descriptor.bin"),
@@ -31,6 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         // Malformed requests are INVALID_ARGUMENT (src/codec.rs).
         .codec_path("crate::codec::Codec")
+        // google.rpc.Status (an Operation's error) is tonic-types' own, the
+        // type the error details are already built with.
+        .extern_path(".google.rpc", "::tonic_types::pb")
         .compile_fds(fds)?;
     Ok(())
 }

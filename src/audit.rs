@@ -43,12 +43,13 @@ use crate::{
 };
 
 /// The services whose every call is recorded.
-pub const AUDITED_SERVICES: [&str; 5] = [
+pub const AUDITED_SERVICES: [&str; 6] = [
     pb::v1::customer_service_server::SERVICE_NAME,
     pb::v1::insight_service_server::SERVICE_NAME,
     pb::v1::interaction_service_server::SERVICE_NAME,
     pb::v1::knowledge_service_server::SERVICE_NAME,
     pb::v1::audit_service_server::SERVICE_NAME,
+    pb::google::longrunning::operations_server::SERVICE_NAME,
 ];
 
 /// The metadata key of the declared purpose.

@@ -100,8 +100,8 @@ ordinary_share = 0.15
 profile_stale_days = 365
 offer_quiet_days = 90
 action_ttl_days = 7
-# A segmentation may run this long (the recompute-segments job; a
-# RecomputeSegments call is also bounded by its deadline).
+# A segmentation may run this long (the recompute-segments job, or a
+# RecomputeSegments operation).
 recompute_timeout_secs = 900
 
 [insights.rules]
@@ -428,6 +428,8 @@ const CONTRACT_SERVICES: &[&str] = &[
     "KnowledgeService",
     "InsightService",
     "AuditService",
+    // google.longrunning.Operations: polling RecomputeSegments.
+    "Operations",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,17 @@ pub mod bank {
     }
 }
 
+/// The Google API packages the contract imports (`third_party/googleapis`):
+/// `google.longrunning` is served; `google.api` holds only annotations.
+pub mod google {
+    pub mod api {
+        tonic::include_proto!("google.api");
+    }
+    pub mod longrunning {
+        tonic::include_proto!("google.longrunning");
+    }
+}
+
 pub use bank::customerknowledge::v1;
 
 /// The encoded `FileDescriptorSet` of the whole contract.

@@ -26,6 +26,7 @@ use crate::{
         insight::InsightApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
+        operations::OperationsApi,
         page_token::PageTokens,
         unimplemented,
     },
@@ -36,6 +37,7 @@ use crate::{
     metrics::Metrics,
     pb::{
         self,
+        google::longrunning::operations_server::OperationsServer,
         v1::{
             audit_service_server::AuditServiceServer,
             customer_service_server::CustomerServiceServer,
@@ -49,12 +51,13 @@ use crate::{
 };
 
 /// Every service of the contract, for per-service health.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     pb::v1::customer_service_server::SERVICE_NAME,
     pb::v1::interaction_service_server::SERVICE_NAME,
     pb::v1::knowledge_service_server::SERVICE_NAME,
     pb::v1::insight_service_server::SERVICE_NAME,
     pb::v1::audit_service_server::SERVICE_NAME,
+    pb::google::longrunning::operations_server::SERVICE_NAME,
 ];
 
 /// The health entry liveness probes check.
@@ -217,6 +220,9 @@ impl Application {
         ))
         .max_decoding_message_size(max_bytes)
         .max_encoding_message_size(max_bytes);
+        let operations = OperationsServer::new(OperationsApi::new(db.clone(), page_tokens.clone()))
+            .max_decoding_message_size(max_bytes)
+            .max_encoding_message_size(max_bytes);
         let audit_service =
             AuditServiceServer::new(AuditApi::new(db.clone(), page_tokens, pseudonyms))
                 .max_decoding_message_size(max_bytes)
@@ -254,6 +260,7 @@ impl Application {
             .add_service(InterceptedService::new(interactions, authenticate.clone()))
             .add_service(InterceptedService::new(knowledge, authenticate.clone()))
             .add_service(InterceptedService::new(insights, authenticate.clone()))
+            .add_service(InterceptedService::new(operations, authenticate.clone()))
             .add_service(InterceptedService::new(audit_service, authenticate));
         let router = builder
             .routes()

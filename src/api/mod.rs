@@ -5,6 +5,7 @@ pub mod customer;
 pub mod insight;
 pub mod interaction;
 pub mod knowledge;
+pub mod operations;
 pub mod page_token;
 pub mod status;
 pub mod unimplemented;

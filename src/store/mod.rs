@@ -7,6 +7,7 @@ pub mod feed;
 pub mod idempotency;
 pub mod interactions;
 pub mod knowledge;
+pub mod operations;
 pub mod segments;
 
 use std::{

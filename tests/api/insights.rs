@@ -9,7 +9,10 @@ use customer_knowledge::pb::v1::{
 };
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
-use crate::helpers::{Bearer, Caller, TestApp, new_customer, reason};
+use crate::{
+    helpers::{Bearer, Caller, TestApp, new_customer, reason},
+    operations::recompute_as,
+};
 
 pub(crate) type InsightClient = InsightServiceClient<InterceptedService<Channel, Bearer>>;
 
@@ -115,15 +118,15 @@ async fn hand_built_bank(app: &TestApp) -> (Vec<String>, DateTime<Utc>) {
 }
 
 async fn recompute(app: &TestApp, as_of: DateTime<Utc>) -> pb::RecomputeSegmentsResponse {
-    insights(app, &Caller::admin())
-        .await
-        .recompute_segments(pb::RecomputeSegmentsRequest {
+    recompute_as(
+        app,
+        &Caller::admin(),
+        pb::RecomputeSegmentsRequest {
             as_of: ts(as_of),
             ..Default::default()
-        })
-        .await
-        .expect("recompute")
-        .into_inner()
+        },
+    )
+    .await
 }
 
 async fn facts(app: &TestApp, name: &str) -> pb::Customer360 {
@@ -356,15 +359,15 @@ async fn only_admin_and_service_callers_recompute_and_reports_stay_in_reach() {
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{caller:?}");
     }
-    let run = insights(&app, &Caller::service())
-        .await
-        .recompute_segments(pb::RecomputeSegmentsRequest {
+    let run = recompute_as(
+        &app,
+        &Caller::service(),
+        pb::RecomputeSegmentsRequest {
             request_id: uuid::Uuid::now_v7().to_string(),
             ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+        },
+    )
+    .await;
     assert_eq!(run.customer_count, 2);
 
     // A B01 relationship manager's summary counts B01 only; B02 is refused.
@@ -590,11 +593,7 @@ async fn the_360_view_explains_churn_orders_knowledge_and_gates_offers() {
     .await
     .unwrap();
 
-    insights(&app, &Caller::admin())
-        .await
-        .recompute_segments(pb::RecomputeSegmentsRequest::default())
-        .await
-        .unwrap();
+    recompute_as(&app, &Caller::admin(), Default::default()).await;
 
     let rm = Caller::new("E3", Some("B01"), &["relationship_manager"]);
     let view = insights(&app, &rm)

@@ -18,6 +18,7 @@ mod interactions;
 mod knowledge;
 mod lifecycle;
 mod matrix;
+mod operations;
 mod operator_errors;
 mod pagination;
 mod reliability;

@@ -56,7 +56,7 @@ impl InsightService for InsightApi {
     async fn recompute_segments(
         &self,
         request: Request<pb::RecomputeSegmentsRequest>,
-    ) -> Result<Response<pb::RecomputeSegmentsResponse>, Status> {
+    ) -> Result<Response<crate::pb::google::longrunning::Operation>, Status> {
         respond(async {
             let caller = principal(&request)?;
             self.recompute(&caller, request.into_inner()).await

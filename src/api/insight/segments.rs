@@ -5,10 +5,12 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
+use prost::Message;
+use tracing::Instrument;
 
 use super::{InsightApi, convert};
 use crate::{
-    api::{from_timestamp, idempotency_key, page_token::page_size, timestamp},
+    api::{from_timestamp, idempotency_key, operations, page_token::page_size, timestamp},
     config::InsightSettings,
     domain::{
         customer::{Tier, org_code},
@@ -16,7 +18,7 @@ use crate::{
         principal::{BranchScope, Principal, Role},
     },
     error::{Error, Violations},
-    pb::v1 as pb,
+    pb::{google::longrunning as lro, v1 as pb},
     store::{
         Db, allow_statement_time,
         segments::{self, Run, RunSpec, Scope},
@@ -25,18 +27,6 @@ use crate::{
 
 /// Worklist entries per page at most.
 const MAX_AT_RISK_PAGE: i64 = 500;
-
-/// The name an idempotency key keeps of a run.
-fn run_name(as_of: DateTime<Utc>) -> String {
-    format!("segmentRuns/{}", as_of.timestamp_micros())
-}
-
-fn parse_run_name(name: &str) -> Result<DateTime<Utc>, Error> {
-    name.strip_prefix("segmentRuns/")
-        .and_then(|m| m.parse::<i64>().ok())
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("stored run name {name:?}")))
-}
 
 /// Postgres keeps microseconds: an `as_of` is cut to them before use, so the
 /// run answers with the instant it is stored under.
@@ -216,7 +206,7 @@ impl InsightApi {
         &self,
         caller: &Principal,
         req: pb::RecomputeSegmentsRequest,
-    ) -> Result<pb::RecomputeSegmentsResponse, Error> {
+    ) -> Result<lro::Operation, Error> {
         if !(caller.has(Role::Admin) || caller.has(Role::Service)) {
             return Err(Error::denied(
                 "recompute segments: only admin and service callers may",
@@ -256,39 +246,34 @@ impl InsightApi {
             },
         )?;
         let as_of = micros(violations.into_value(as_of)?);
-        let everyone = Scope::default();
-        let timeout = StdDuration::from_secs(self.settings.recompute_timeout_secs);
-        self.db
-            .write(
-                key.as_ref(),
-                |r: &pb::RecomputeSegmentsResponse| {
-                    vec![run_name(
-                        r.as_of
-                            .as_ref()
-                            .and_then(from_timestamp)
-                            .unwrap_or_default(),
-                    )]
-                },
-                async |tx, names| {
-                    let as_of = parse_run_name(&names[0])?;
-                    let run = segments::run(tx, Some(as_of))
-                        .await?
-                        .ok_or_else(|| Error::not_found(names[0].clone()))?;
-                    Ok(recompute_response(
-                        &run,
-                        summarize(tx, &run, &everyone).await?,
-                    ))
-                },
-                async |tx| {
-                    let run =
-                        run_segmentation(tx, &self.model, timeout, as_of, window_months).await?;
-                    Ok(recompute_response(
-                        &run,
-                        summarize(tx, &run, &everyone).await?,
-                    ))
-                },
-            )
-            .await
+        // The operation keeps the request as it runs: defaults filled in.
+        let request = pb::RecomputeSegmentsRequest {
+            request_id: String::new(),
+            as_of: Some(timestamp(as_of)),
+            window_months: window_months as i32,
+        };
+        let (operation, runner) = operations::start(
+            &self.db,
+            caller,
+            key.as_ref(),
+            operations::RECOMPUTE_SEGMENTS,
+            &request.encode_to_vec(),
+        )
+        .await?;
+        if let Some(runner) = runner {
+            let model = self.model.clone();
+            let timeout = StdDuration::from_secs(self.settings.recompute_timeout_secs);
+            let job = async move {
+                operations::run(runner, async |tx| {
+                    let run = run_segmentation(tx, &model, timeout, as_of, window_months).await?;
+                    let summary = summarize(tx, &run, &Scope::default()).await?;
+                    Ok(recompute_response(&run, summary).encode_to_vec())
+                })
+                .await
+            };
+            tokio::spawn(job.instrument(tracing::info_span!("RecomputeSegments run")));
+        }
+        Ok(operation)
     }
 
     pub(super) async fn summary(
