@@ -12,10 +12,12 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# Only what the build reads: manifests, build script, contract, migrations
+# Only what the build reads: manifests, build script, contract (and the
+# vendored Google API definitions it imports), migrations
 # (embedded by sqlx::migrate!) and the sources.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
+COPY third_party ./third_party
 COPY migrations ./migrations
 COPY src ./src
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
