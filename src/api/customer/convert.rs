@@ -70,13 +70,7 @@ pub fn customer_to_proto(customer: &Customer, caller: &Principal) -> pb::Custome
                 update_time: Some(timestamp(c.update_time)),
             })
             .collect(),
-        tier: match customer.tier {
-            None => pb::customer::Tier::Unspecified,
-            Some(Tier::Vip) => pb::customer::Tier::Vip,
-            Some(Tier::Major) => pb::customer::Tier::Major,
-            Some(Tier::Ordinary) => pb::customer::Tier::Ordinary,
-            Some(Tier::Small) => pb::customer::Tier::Small,
-        } as i32,
+        tier: tier_to_proto(customer.tier) as i32,
         rfm: customer.rfm.map(|r| pb::RfmScore {
             recency_score: r.recency.into(),
             frequency_score: r.frequency.into(),
@@ -135,5 +129,16 @@ pub(super) fn relationship_from_proto(value: i32) -> Option<Relationship> {
         P::Spouse => Some(Relationship::Spouse),
         P::Guarantor => Some(Relationship::Guarantor),
         P::Director => Some(Relationship::Director),
+    }
+}
+
+/// A pyramid tier on the wire (the customer's, a segmentation's).
+pub fn tier_to_proto(tier: Option<Tier>) -> pb::customer::Tier {
+    match tier {
+        None => pb::customer::Tier::Unspecified,
+        Some(Tier::Vip) => pb::customer::Tier::Vip,
+        Some(Tier::Major) => pb::customer::Tier::Major,
+        Some(Tier::Ordinary) => pb::customer::Tier::Ordinary,
+        Some(Tier::Small) => pb::customer::Tier::Small,
     }
 }

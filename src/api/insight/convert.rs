@@ -25,15 +25,7 @@ pub fn money(currency: &str, value: f64) -> pb::Money {
     }
 }
 
-pub fn tier(tier: Option<Tier>) -> pb::customer::Tier {
-    match tier {
-        None => pb::customer::Tier::Unspecified,
-        Some(Tier::Vip) => pb::customer::Tier::Vip,
-        Some(Tier::Major) => pb::customer::Tier::Major,
-        Some(Tier::Ordinary) => pb::customer::Tier::Ordinary,
-        Some(Tier::Small) => pb::customer::Tier::Small,
-    }
-}
+pub use crate::api::customer::convert::tier_to_proto as tier;
 
 pub fn tier_from(value: i32) -> Result<Option<Tier>, ()> {
     Ok(match pb::customer::Tier::try_from(value).map_err(|_| ())? {

@@ -166,13 +166,10 @@ impl InsightApi {
             action_ttl: Duration::days(self.settings.action_ttl_days),
         });
         let knowledge_update_time = items.iter().map(|k| k.update_time).max();
+        let profile = customer_to_proto(&customer, caller);
         Ok(pb::Customer360 {
-            tier: convert::tier(customer.tier) as i32,
-            rfm: customer.rfm.map(|r| pb::RfmScore {
-                recency_score: r.recency.into(),
-                frequency_score: r.frequency.into(),
-                monetary_score: r.monetary.into(),
-            }),
+            tier: profile.tier,
+            rfm: profile.rfm,
             freshness: Some(pb::Freshness {
                 profile_update_time: Some(timestamp(customer.update_time)),
                 segment_compute_time: facts.as_ref().map(|f| timestamp(f.compute_time)),
@@ -180,7 +177,7 @@ impl InsightApi {
                 knowledge_update_time: knowledge_update_time.map(timestamp),
                 assess_time: Some(timestamp(now)),
             }),
-            customer: Some(customer_to_proto(&customer, caller)),
+            customer: Some(profile),
             recent_interactions: recent
                 .iter()
                 .map(|i| for_caller(interaction_to(i, now), caller))
