@@ -27,3 +27,4 @@ mod telemetry;
 mod tls;
 mod trust;
 mod watch;
+mod wire_compat;
