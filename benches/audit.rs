@@ -126,6 +126,7 @@ async fn round(
             for n in (worker..calls).step_by(concurrency) {
                 let request = pb::GetCustomerRequest {
                     name: names[n % names.len()].clone(),
+                    ..Default::default()
                 };
                 let t = Instant::now();
                 client.get_customer(request).await?;

@@ -542,6 +542,7 @@ async fn call(
                 ctx.spec.branch_of(c),
                 pb::GetCustomerRequest {
                     name: ctx.spec.customer_name(c),
+                    ..Default::default()
                 },
             );
             clients.customers.get_customer(request).await?;

@@ -7,6 +7,7 @@ pub mod interaction;
 pub mod knowledge;
 pub mod operations;
 pub mod page_token;
+pub mod read_mask;
 pub mod status;
 pub mod unimplemented;
 

@@ -62,6 +62,7 @@ async fn metrics_count_calls_by_method_and_code_and_show_the_pool() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: "customers/nobody".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -71,6 +72,7 @@ async fn metrics_count_calls_by_method_and_code_and_show_the_pool() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: "customers/nobody".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -261,7 +263,10 @@ async fn the_waiters_gauge_counts_calls_queued_for_a_connection() {
     let name = customer.clone();
     calls.push(tokio::spawn(async move {
         reader
-            .get_customer(pb::GetCustomerRequest { name })
+            .get_customer(pb::GetCustomerRequest {
+                name,
+                ..Default::default()
+            })
             .await
             .map(|_| ())
     }));

@@ -80,7 +80,10 @@ async fn list(client: &mut AuditClient, filter: &str) -> Vec<pb::AccessEvent> {
 }
 
 fn get(name: &str) -> pb::GetCustomerRequest {
-    pb::GetCustomerRequest { name: name.into() }
+    pb::GetCustomerRequest {
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 async fn verify(client: &mut AuditClient, start: i64, end: i64) -> pb::VerifyAuditChainResponse {

@@ -31,6 +31,7 @@ async fn rs256_and_es256_tokens_verify_against_the_public_keys_file() {
     let claims = Caller::admin().claims();
     let get = || pb::GetCustomerRequest {
         name: "customers/nobody".into(),
+        ..Default::default()
     };
     for (algorithm, key) in [
         (Algorithm::RS256, "rsa-test-private.pem"),

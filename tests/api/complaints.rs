@@ -835,6 +835,7 @@ async fn the_mobile_backend_sees_its_complaint_without_assignee_or_root_cause() 
     let seen = mobile
         .get_interaction(pb::GetInteractionRequest {
             name: logged.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

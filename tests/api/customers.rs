@@ -34,7 +34,10 @@ fn create(customer: pb::Customer) -> pb::CreateCustomerRequest {
 }
 
 fn get(name: &str) -> pb::GetCustomerRequest {
-    pb::GetCustomerRequest { name: name.into() }
+    pb::GetCustomerRequest {
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
@@ -645,6 +648,7 @@ async fn search_finds_chinese_and_latin_names_ranked_and_scoped() {
                 query: "张伟".into(),
                 page_size: 1,
                 page_token: token,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -935,4 +939,78 @@ async fn links_read_from_both_sides_without_self_links_or_duplicates() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+/// AIP-157: a read returns what its caller asks for. Get defaults to FULL,
+/// lists to BASIC (no national id, birth date, address, consents or links);
+/// a read mask returns exactly the fields it names.
+#[tokio::test]
+async fn reads_take_a_view_and_a_read_mask() {
+    let app = TestApp::spawn().await;
+    let mut client = app.customers(&Caller::rm("B01")).await;
+    let created = client
+        .create_customer(create(person("张伟", "B01")))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let full = client.get_customer(get(&created.name)).await.unwrap().into_inner();
+    assert_eq!(full.national_id, "110101199003071234");
+    assert_eq!(full.address, "1 Bund Road, Shanghai");
+
+    let listed = client
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let basic = &listed.customers[0];
+    assert_eq!(basic.name, created.name);
+    assert_eq!(basic.phone, "+86 138 0013 8000");
+    assert_eq!(
+        (basic.national_id.as_str(), basic.birth_date.as_str(), basic.address.as_str()),
+        ("", "", "")
+    );
+    let listed_full = client
+        .list_customers(pb::ListCustomersRequest {
+            view: pb::View::Full as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed_full.customers[0], full);
+
+    let masked = client
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name.clone(),
+            read_mask: Some(FieldMask {
+                paths: vec!["name".into(), "display_name".into(), "etag".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        masked,
+        pb::Customer {
+            name: created.name.clone(),
+            display_name: "张伟".into(),
+            etag: full.etag.clone(),
+            ..Default::default()
+        }
+    );
+
+    let status = client
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name.clone(),
+            view: 7,
+            read_mask: Some(FieldMask {
+                paths: vec!["name".into(), "salary".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["view", "read_mask.paths[1]"]);
 }

@@ -171,6 +171,7 @@ async fn a_bad_call_fails_alone_and_its_batch_mates_commit() {
     let current = rm
         .get_customer(pb::GetCustomerRequest {
             name: erased.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

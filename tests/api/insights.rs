@@ -155,6 +155,7 @@ async fn rfm_scores_and_tiers_follow_the_hand_worked_quintiles() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: names[9].clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -227,6 +228,7 @@ async fn rfm_scores_and_tiers_follow_the_hand_worked_quintiles() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: names[9].clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -91,6 +91,7 @@ async fn log_then_get_an_interaction_recorded_by_the_caller() {
     let got = rm
         .get_interaction(pb::GetInteractionRequest {
             name: logged.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -115,6 +116,7 @@ async fn log_then_get_an_interaction_recorded_by_the_caller() {
     let status = rm
         .get_interaction(pb::GetInteractionRequest {
             name: format!("{customer}/interactions/nope"),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -390,6 +392,7 @@ async fn the_timeline_is_newest_first_filtered_and_paged() {
         filter: filter.into(),
         page_size,
         page_token,
+        ..Default::default()
     };
     let mut summaries = Vec::new();
     let mut token = String::new();
@@ -762,6 +765,7 @@ async fn erasure_removes_interaction_text_and_later_reads_are_not_found() {
     let status = rm
         .get_interaction(pb::GetInteractionRequest {
             name: logged.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -388,7 +388,10 @@ async fn seen_by(app: &TestApp, caller: &Caller, names: &[(String, String)]) -> 
     let mut got = BTreeSet::new();
     for (name, title) in names {
         match k
-            .get_knowledge_item(pb::GetKnowledgeItemRequest { name: name.clone() })
+            .get_knowledge_item(pb::GetKnowledgeItemRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
             .await
         {
             Ok(item) => {
@@ -656,7 +659,10 @@ async fn sharing_widens_or_grants_with_consent_and_expiry() {
     )
     .await;
     let outsider = employee("E9", "B02", "T9");
-    let get = |name: String| pb::GetKnowledgeItemRequest { name };
+    let get = |name: String| pb::GetKnowledgeItemRequest {
+        name,
+        ..Default::default()
+    };
     let mut k_out = app.knowledge(&outsider).await;
     assert_eq!(
         k_out
@@ -855,6 +861,7 @@ async fn verification_is_by_someone_else_and_goes_stale() {
     let stale = peer
         .get_knowledge_item(pb::GetKnowledgeItemRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

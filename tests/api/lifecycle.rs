@@ -309,6 +309,7 @@ mod knowledge_ends {
                 .await
                 .get_knowledge_item(pb::GetKnowledgeItemRequest {
                     name: written.name.clone(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap_err();
@@ -318,6 +319,7 @@ mod knowledge_ends {
         let status = admin
             .get_knowledge_item(pb::GetKnowledgeItemRequest {
                 name: written.name.clone(),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -406,6 +408,7 @@ mod knowledge_ends {
         .unwrap();
         let get = pb::GetKnowledgeItemRequest {
             name: about.name.clone(),
+            ..Default::default()
         };
         let mut g = app.knowledge(&grantee).await;
         g.get_knowledge_item(get.clone()).await.unwrap();
@@ -540,6 +543,7 @@ mod customer_links {
         let current = rm
             .get_customer(pb::GetCustomerRequest {
                 name: husband.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -565,6 +569,7 @@ mod customer_links {
         let husband_now = admin
             .get_customer(pb::GetCustomerRequest {
                 name: husband.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()

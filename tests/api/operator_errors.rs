@@ -26,7 +26,10 @@ fn error_info(status: &Status) -> (String, String, HashMap<String, String>) {
 }
 
 fn get(name: &str) -> pb::GetCustomerRequest {
-    pb::GetCustomerRequest { name: name.into() }
+    pb::GetCustomerRequest {
+        name: name.into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]

@@ -114,6 +114,7 @@ async fn page_tokens_are_tamper_checked_and_bound_to_the_query() {
         page_size: 2,
         page_token: token.clone(),
         filter: "kind = INDIVIDUAL".into(),
+        ..Default::default()
     };
     for request in [
         pb::ListCustomersRequest {
@@ -220,6 +221,7 @@ async fn pages_of_long_cjk_notes_stay_under_the_message_limit() {
                 parent: customer.clone(),
                 page_size: 50,
                 page_token: token,
+                view: pb::View::Full as i32,
                 ..Default::default()
             })
             .await
@@ -237,4 +239,18 @@ async fn pages_of_long_cjk_notes_stay_under_the_message_limit() {
         pages >= 3,
         "five 30 KB notes need several 64 KiB pages, got {pages}"
     );
+
+    // The list's default view, BASIC, leaves the notes out: one page.
+    let basic = interactions
+        .list_interactions(pb::ListInteractionsRequest {
+            parent: customer.clone(),
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(basic.interactions.len(), 5);
+    assert!(basic.next_page_token.is_empty());
+    assert!(basic.interactions.iter().all(|i| i.notes.is_empty()));
 }

@@ -159,6 +159,7 @@ async fn a_callers_deadline_reaches_postgres_and_leaves_the_pool_free() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: customer.clone(),
+            ..Default::default()
         })
         .await
         .expect("an unrelated call is served while interactions is locked");
@@ -206,6 +207,7 @@ async fn calls_beyond_the_limit_are_shed_at_once_and_the_service_recovers() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: customer.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -226,7 +228,10 @@ async fn calls_beyond_the_limit_are_shed_at_once_and_the_service_recovers() {
     }
     app.customers(&Caller::rm("B01"))
         .await
-        .get_customer(pb::GetCustomerRequest { name: customer })
+        .get_customer(pb::GetCustomerRequest {
+            name: customer,
+            ..Default::default()
+        })
         .await
         .expect("served again once the load is gone");
 }

@@ -94,6 +94,7 @@ async fn health_is_not_serving_while_postgres_is_unreachable() {
         .await
         .get_customer(pb::GetCustomerRequest {
             name: "customers/x".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -159,6 +160,7 @@ async fn trusted_headers_identify_the_caller_on_loopback() {
 
     let mut other_branch = Request::new(pb::GetCustomerRequest {
         name: created.name.clone(),
+        ..Default::default()
     });
     other_branch
         .metadata_mut()
@@ -176,6 +178,7 @@ async fn trusted_headers_identify_the_caller_on_loopback() {
     let status = client
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -352,6 +352,7 @@ async fn spans_reach_an_otlp_collector_continuing_the_callers_trace_without_pii(
             .get_customer(with_traceparent(
                 pb::GetCustomerRequest {
                     name: "customers/nobody".into(),
+                    ..Default::default()
                 },
                 &missing_trace,
                 &random_hex(16),
@@ -363,7 +364,10 @@ async fn spans_reach_an_otlp_collector_continuing_the_callers_trace_without_pii(
     let anonymous_trace = random_hex(32);
     let anonymous = CustomerServiceClient::new(channel.clone())
         .get_customer(with_traceparent(
-            pb::GetCustomerRequest { name: name.clone() },
+            pb::GetCustomerRequest {
+                name: name.clone(),
+                ..Default::default()
+            },
             &anonymous_trace,
             &random_hex(16),
         ))
@@ -373,7 +377,10 @@ async fn spans_reach_an_otlp_collector_continuing_the_callers_trace_without_pii(
 
     // Without traceparent the server starts a trace and names it.
     let fresh = client
-        .get_customer(pb::GetCustomerRequest { name: name.clone() })
+        .get_customer(pb::GetCustomerRequest {
+            name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let fresh_trace = trace_header(fresh.metadata());

@@ -180,6 +180,7 @@ async fn customer_round_trip(channel: Channel) {
     let fetched = customers
         .get_customer(pb::GetCustomerRequest {
             name: created.name.clone(),
+            ..Default::default()
         })
         .await
         .expect("GetCustomer over TLS")
@@ -189,7 +190,10 @@ async fn customer_round_trip(channel: Channel) {
     // TLS protects the connection; the caller is still the JWT's.
     let mut anonymous = CustomerServiceClient::new(channel);
     let status = anonymous
-        .get_customer(pb::GetCustomerRequest { name: created.name })
+        .get_customer(pb::GetCustomerRequest {
+            name: created.name,
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated);

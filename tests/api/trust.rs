@@ -484,6 +484,7 @@ async fn erasure_reaches_share_purposes_and_items_citing_the_customers_interacti
         let read = admin
             .get_knowledge_item(pb::GetKnowledgeItemRequest {
                 name: item.name.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -1018,6 +1019,7 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
         .await
         .get_customer(pb::GetCustomerRequest {
             name: alice.clone(),
+            ..Default::default()
         })
         .await
         .expect("a configured method");
@@ -1037,6 +1039,7 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
         .await
         .get_customer(pb::GetCustomerRequest {
             name: alice.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -1058,6 +1061,7 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
     let own = as_alice
         .get_customer(pb::GetCustomerRequest {
             name: alice.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -1068,7 +1072,10 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
         "no other customers through her profile"
     );
     let status = as_alice
-        .get_customer(pb::GetCustomerRequest { name: bob.clone() })
+        .get_customer(pb::GetCustomerRequest {
+            name: bob.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -1108,6 +1115,7 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
     )
     .get_customer(pb::GetCustomerRequest {
         name: alice.clone(),
+        ..Default::default()
     })
     .await
     .unwrap_err();
@@ -1121,6 +1129,7 @@ async fn calling_systems_call_only_their_methods_and_the_mobile_backend_only_for
     )
     .get_customer(pb::GetCustomerRequest {
         name: alice.clone(),
+        ..Default::default()
     })
     .await
     .unwrap_err();

@@ -161,6 +161,7 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
     for customer in &customers {
         let request = pb::GetCustomerRequest {
             name: customer.clone(),
+            ..Default::default()
         };
         let deadline = Duration::from_secs(2);
         let (r, took) = timed(

@@ -26,7 +26,10 @@ const CONNECTIONS: usize = 20;
 const DEADLINE: Duration = Duration::from_secs(5);
 
 async fn get(client: &mut CustomerClient, name: &str) -> (Outcome, Duration) {
-    let request = pb::GetCustomerRequest { name: name.into() };
+    let request = pb::GetCustomerRequest {
+        name: name.into(),
+        ..Default::default()
+    };
     let (r, took) = timed(
         DEADLINE,
         Duration::from_secs(10),

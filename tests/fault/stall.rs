@@ -88,7 +88,10 @@ pub async fn run(scn: Scn) -> anyhow::Result<Report> {
                     .await;
                     (r.err().unwrap_or(Outcome::OK), took)
                 } else {
-                    let request = pb::GetCustomerRequest { name: customer };
+                    let request = pb::GetCustomerRequest {
+                        name: customer,
+                        ..Default::default()
+                    };
                     let (r, took) = timed(
                         DEADLINE,
                         slack,

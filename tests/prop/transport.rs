@@ -224,6 +224,7 @@ async fn the_server_without_a_database_answers() {
     let valid = customers
         .get_customer(as_admin(pb::GetCustomerRequest {
             name: "customers/c-1".into(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();

@@ -1,6 +1,7 @@
 //! Customer profiles: create, read, look up, update, list, search, erase.
 
 use super::*;
+use crate::api::read_mask::Shape;
 
 pub(super) async fn create_customer(
     api: &CustomerApi,
@@ -60,15 +61,17 @@ pub(super) async fn get_customer(
         crate::audit::note_customer(&request, &request.get_ref().name);
         let caller = principal(&request)?;
         let scope = caller.customer_read_scope()?;
-        let id = parse_name("name", &request.get_ref().name)?;
+        let req = request.get_ref();
+        let id = parse_name("name", &req.name)?;
+        let shape = Shape::of::<pb::Customer>(req.view, req.read_mask.as_ref(), true)?;
         check_acting_for(&caller, id.as_str())?;
         let found = api.db.get_customer(&id, scope.branch()).await?;
         let customer = customer_to_proto(&resolve(found, &scope, &id)?, &caller);
-        Ok(if acting_for(&caller).is_some() {
+        Ok(shape.apply(if acting_for(&caller).is_some() {
             self_service_view(customer)
         } else {
             customer
-        })
+        }))
     })
     .await
 }
@@ -164,6 +167,7 @@ pub(super) async fn list_customers(
         let scope = caller.customer_read_scope()?;
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
+        let shape = Shape::of::<pb::Customer>(req.view, req.read_mask.as_ref(), false)?;
         let filter = CustomerFilter::parse(&req.filter).map_err(|e| Error::invalid("filter", e))?;
         let context = format!("ListCustomers|{}|{}", caller.subject, req.filter);
         let after = api.page_tokens.decode(&req.page_token, &context)?;
@@ -175,12 +179,15 @@ pub(super) async fn list_customers(
             &mut page,
             limit,
             &context,
-            |c| customer_to_proto(c, &caller).encoded_len(),
+            |c| shape.apply(customer_to_proto(c, &caller)).encoded_len(),
             |last, _| last.id.as_str().to_string(),
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
         Ok(pb::ListCustomersResponse {
-            customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
+            customers: page
+                .iter()
+                .map(|c| shape.apply(customer_to_proto(c, &caller)))
+                .collect(),
             next_page_token,
         })
     })
@@ -196,6 +203,7 @@ pub(super) async fn search_customers(
         let scope = caller.customer_read_scope()?;
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
+        let shape = Shape::of::<pb::Customer>(req.view, req.read_mask.as_ref(), false)?;
         if req.query.chars().count() > search::MAX_QUERY_CHARS {
             return Err(Error::invalid(
                 "query",
@@ -219,12 +227,15 @@ pub(super) async fn search_customers(
             &mut page,
             limit,
             &context,
-            |c| customer_to_proto(c, &caller).encoded_len(),
+            |c| shape.apply(customer_to_proto(c, &caller)).encoded_len(),
             |_, kept| (offset + kept as i64).to_string(),
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
         Ok(pb::SearchCustomersResponse {
-            customers: page.iter().map(|c| customer_to_proto(c, &caller)).collect(),
+            customers: page
+                .iter()
+                .map(|c| shape.apply(customer_to_proto(c, &caller)))
+                .collect(),
             next_page_token,
         })
     })

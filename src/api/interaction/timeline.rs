@@ -1,6 +1,7 @@
 //! Reading interactions: one by name, and a customer's timeline.
 
 use super::*;
+use crate::api::read_mask::Shape;
 
 pub(super) async fn get_interaction(
     api: &InteractionApi,
@@ -10,17 +11,19 @@ pub(super) async fn get_interaction(
         crate::audit::note_customer(&request, &request.get_ref().name);
         let caller = principal(&request)?;
         let scope = caller.customer_read_scope()?;
-        let name = &request.get_ref().name;
+        let req = request.get_ref();
+        let name = &req.name;
         let (customer, id) =
             rules::parse_child_name(name, "interactions").map_err(|e| Error::invalid("name", e))?;
+        let shape = Shape::of::<pb::Interaction>(req.view, req.read_mask.as_ref(), true)?;
         check_acting_for(&caller, customer.as_str())?;
         let mut conn = api.db.acquire().await?;
         readable_customer(&mut conn, &customer, &scope).await?;
         match store::get(&mut conn, &customer, &id, false).await? {
-            Some(interaction) => Ok(for_caller(
+            Some(interaction) => Ok(shape.apply(for_caller(
                 interaction_to(&interaction, Utc::now()),
                 &caller,
-            )),
+            ))),
             None => Err(Error::not_found(name.clone())),
         }
     })
@@ -38,6 +41,7 @@ pub(super) async fn list_interactions(
         let req = request.get_ref();
         let customer = parse_name("parent", &req.parent)?;
         let limit = page_size(req.page_size)?;
+        let shape = Shape::of::<pb::Interaction>(req.view, req.read_mask.as_ref(), false)?;
         let mut query = timeline_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
         let context = format!(
             "ListInteractions|{}|{}|{}",
@@ -56,7 +60,7 @@ pub(super) async fn list_interactions(
             &mut page,
             limit,
             &context,
-            |i| interaction_to(i, Utc::now()).encoded_len(),
+            |i| shape.apply(interaction_to(i, Utc::now())).encoded_len(),
             |last, _| {
                 join_cursor(&[
                     &last.fields.occur_time.timestamp_micros().to_string(),
@@ -67,7 +71,7 @@ pub(super) async fn list_interactions(
         Ok(pb::ListInteractionsResponse {
             interactions: page
                 .iter()
-                .map(|i| for_caller(interaction_to(i, Utc::now()), &caller))
+                .map(|i| shape.apply(for_caller(interaction_to(i, Utc::now()), &caller)))
                 .collect(),
             next_page_token,
         })

@@ -1,6 +1,7 @@
 //! Knowledge items: create, read, update, list, search and verify.
 
 use super::*;
+use crate::api::read_mask::Shape;
 
 pub(super) async fn create_knowledge_item(
     api: &KnowledgeApi,
@@ -55,12 +56,16 @@ pub(super) async fn get_knowledge_item(
     respond(async {
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
-        let id = parse_item("name", &request.get_ref().name)?;
+        let req = request.get_ref();
+        let id = parse_item("name", &req.name)?;
+        let shape = Shape::of::<pb::KnowledgeItem>(req.view, req.read_mask.as_ref(), true)?;
         let item = api.db.get_knowledge_item(&id, &access).await?;
-        Ok(item_pb(&found(item, &access, &id)?, Utc::now()))
+        let item = item_pb(&found(item, &access, &id)?, Utc::now());
+        // The audit names every subject, whatever the mask leaves out.
+        crate::audit::note_customers_in(&request, &item);
+        Ok(shape.apply(item))
     })
     .await
-    .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
 }
 
 pub(super) async fn update_knowledge_item(
@@ -178,6 +183,7 @@ pub(super) async fn list_knowledge_items(
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
+        let shape = Shape::of::<pb::KnowledgeItem>(req.view, req.read_mask.as_ref(), false)?;
         let query = item_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
         let context = format!("ListKnowledgeItems|{}|{}", caller.subject, req.filter);
         let after = api.page_tokens.decode(&req.page_token, &context)?;
@@ -189,16 +195,19 @@ pub(super) async fn list_knowledge_items(
             &mut page,
             limit,
             &context,
-            |i| item_pb(i, Utc::now()).encoded_len(),
+            |i| shape.apply(item_pb(i, Utc::now())).encoded_len(),
             |last, _| last.item.id.clone(),
         );
-        Ok(pb::ListKnowledgeItemsResponse {
+        let mut page = pb::ListKnowledgeItemsResponse {
             knowledge_items: page.iter().map(|x| item_pb(x, Utc::now())).collect(),
             next_page_token,
-        })
+        };
+        // The audit names every subject, whatever the mask leaves out.
+        crate::audit::note_customers_in(&request, &page);
+        page.knowledge_items = shape.apply_all(page.knowledge_items);
+        Ok(page)
     })
     .await
-    .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
 }
 
 pub(super) async fn search_knowledge_items(
@@ -210,6 +219,7 @@ pub(super) async fn search_knowledge_items(
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
+        let shape = Shape::of::<pb::KnowledgeItem>(req.view, req.read_mask.as_ref(), false)?;
         if req.query.chars().count() > search::MAX_QUERY_CHARS {
             return Err(Error::invalid(
                 "query",
@@ -235,16 +245,18 @@ pub(super) async fn search_knowledge_items(
             &mut page,
             limit,
             &context,
-            |i| item_pb(i, Utc::now()).encoded_len(),
+            |i| shape.apply(item_pb(i, Utc::now())).encoded_len(),
             |_, kept| (offset + kept as i64).to_string(),
         );
-        Ok(pb::SearchKnowledgeItemsResponse {
+        let mut page = pb::SearchKnowledgeItemsResponse {
             knowledge_items: page.iter().map(|x| item_pb(x, Utc::now())).collect(),
             next_page_token,
-        })
+        };
+        crate::audit::note_customers_in(&request, &page);
+        page.knowledge_items = shape.apply_all(page.knowledge_items);
+        Ok(page)
     })
     .await
-    .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
 }
 
 pub(super) async fn verify_knowledge_item(
