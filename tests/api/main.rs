@@ -25,4 +25,5 @@ mod server;
 mod telemetry;
 mod tls;
 mod trust;
+mod void_merge;
 mod watch;
