@@ -178,7 +178,10 @@ async fn a_voided_interaction_leaves_every_ordinary_read_but_stays_for_audit() {
     assert_eq!(reason(&corrected), "INTERACTION_NOT_CURRENT");
 
     // Gone from the timeline and from ordinary reads ...
-    assert_eq!(timeline(&app, &rm, &customer).await, [kept.name.clone()]);
+    assert_eq!(
+        timeline(&app, &rm, &customer).await,
+        vec![kept.name.clone()]
+    );
     let read = interactions
         .get_interaction(pb::GetInteractionRequest {
             name: wrong.name.clone(),
@@ -225,7 +228,7 @@ async fn a_correction_supersedes_the_original_and_reads_of_it_point_there() {
     // That failed call left the original as it was.
     assert_eq!(
         timeline(&app, &rm, &customer).await,
-        [original.name.clone()]
+        vec![original.name.clone()]
     );
 
     let correction = interactions
@@ -247,7 +250,7 @@ async fn a_correction_supersedes_the_original_and_reads_of_it_point_there() {
 
     assert_eq!(
         timeline(&app, &rm, &customer).await,
-        [correction.name.clone()]
+        vec![correction.name.clone()]
     );
     let read = interactions
         .get_interaction(pb::GetInteractionRequest {
@@ -289,7 +292,7 @@ async fn a_correction_supersedes_the_original_and_reads_of_it_point_there() {
     assert_eq!(resent.name, original.name);
     assert_eq!(
         timeline(&app, &rm, &customer).await,
-        [correction.name.clone()]
+        vec![correction.name.clone()]
     );
 }
 
@@ -498,7 +501,7 @@ async fn a_merged_duplicate_answers_with_the_survivor_and_its_history_moves() {
             .iter()
             .map(|l| l.customer.clone())
             .collect::<Vec<_>>(),
-        [neighbour.clone()]
+        vec![neighbour.clone()]
     );
     // A retry answers the survivor again.
     let retry = customers
@@ -556,13 +559,12 @@ async fn a_merged_duplicate_answers_with_the_survivor_and_its_history_moves() {
         .await
         .get_knowledge_item(pb::GetKnowledgeItemRequest {
             name: item.name.clone(),
-            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(item.subjects, [survivor.name.clone()]);
-    assert_eq!(item.sources, [moved_name.clone()]);
+    assert_eq!(item.subjects, vec![survivor.name.clone()]);
+    assert_eq!(item.sources, vec![moved_name.clone()]);
     // Merged once: merging the duplicate again names the survivor.
     let again = customers
         .merge_customers(merge(&survivor.name, &duplicate.name))
