@@ -327,21 +327,33 @@ async fn voided_and_superseded_interactions_leave_rfm_and_the_watch_says_so() {
         .correct_interaction(pb::CorrectInteractionRequest {
             name: b.name.clone(),
             reason: "amount".into(),
-            interaction: Some(transaction(250, 4, "")),
+            // Without a time of its own, the correction keeps b's.
+            interaction: Some(pb::Interaction {
+                occur_time: None,
+                ..transaction(250, 4, "")
+            }),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
+    assert_eq!(fix.occur_time, b.occur_time);
 
-    // The watch: three LOGGED, then VOIDED without content, then SUPERSEDED
-    // just before the correction. Delivery is at least once, so skip
-    // repeats of what was seen.
+    // The watch: the LOGGED rows, then c VOIDED without content, then b
+    // SUPERSEDED just before the correction. The feed reads rows as they are
+    // when it reads them, so the LOGGED of b and c is skipped when the void
+    // or correction re-stamped them first; delivery is at least once, so
+    // repeats of what was seen are skipped too.
+    let correction = (
+        fix.name.clone(),
+        Change::Logged,
+        "payment of 250".to_string(),
+    );
     let mut seen: Vec<(String, Change, String)> = Vec::new();
-    while seen.len() < 6 {
+    while !seen.contains(&correction) {
         let event = tokio::time::timeout(Duration::from_secs(20), watch.next())
             .await
-            .expect("an event arrives")
+            .unwrap_or_else(|_| panic!("an event arrives after {seen:?}"))
             .expect("open")
             .expect("not an error");
         if event.heartbeat {
@@ -354,15 +366,30 @@ async fn voided_and_superseded_interactions_leave_rfm_and_the_watch_says_so() {
             seen.push(entry);
         }
     }
+    let early = [
+        (b.name.clone(), Change::Logged, "payment of 200".to_string()),
+        (c.name.clone(), Change::Logged, "payment of 300".to_string()),
+    ];
+    let settled: Vec<_> = seen
+        .iter()
+        .filter(|e| !early.contains(e))
+        .cloned()
+        .collect();
     let expected = vec![
         (a.name.clone(), Change::Logged, "payment of 100".to_string()),
-        (b.name.clone(), Change::Logged, "payment of 200".into()),
-        (c.name.clone(), Change::Logged, "payment of 300".into()),
         (c.name.clone(), Change::Voided, String::new()),
         (b.name.clone(), Change::Superseded, String::new()),
-        (fix.name.clone(), Change::Logged, "payment of 250".into()),
+        correction,
     ];
-    assert_eq!(seen, expected);
+    assert_eq!(settled, expected, "{seen:?}");
+    // A LOGGED b or c, when delivered, came before the void.
+    let void_at = seen.iter().position(|e| e.1 == Change::Voided).unwrap();
+    assert!(
+        seen.iter()
+            .enumerate()
+            .all(|(at, e)| !early.contains(e) || at < void_at),
+        "{seen:?}"
+    );
 
     // RFM counts a (100) and the correction (250): F = 2, M = 350.
     let mut insight =
@@ -663,4 +690,61 @@ async fn the_alias_of_a_merged_customer_keeps_branch_scoping() {
         .unwrap()
         .into_inner();
     assert!(listed.customers.iter().all(|c| c.name != duplicate));
+}
+
+#[tokio::test]
+async fn a_voided_complaint_leaves_the_complaint_list_and_cannot_move_on() {
+    let app = TestApp::spawn().await;
+    let customer = new_customer(&app, "Complainer", "B01").await;
+    let rm = Caller::rm("B01");
+    let complaint = log(
+        &app,
+        &rm,
+        &customer,
+        pb::Interaction {
+            channel: pb::interaction::Channel::Phone as i32,
+            kind: pb::interaction::Kind::Complaint as i32,
+            summary: "logged against the wrong customer".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut interactions = app.interactions(&rm).await;
+    let list = |client: &mut crate::helpers::InteractionClient| {
+        let mut client = client.clone();
+        let parent = customer.clone();
+        async move {
+            client
+                .list_complaints(pb::ListComplaintsRequest {
+                    parent,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .interactions
+                .len()
+        }
+    };
+    assert_eq!(list(&mut interactions).await, 1);
+    interactions
+        .void_interaction(pb::VoidInteractionRequest {
+            name: complaint.name.clone(),
+            reason: "wrong customer".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(list(&mut interactions).await, 0);
+    let resolve = interactions
+        .resolve_complaint(pb::ResolveComplaintRequest {
+            name: complaint.name.clone(),
+            resolution: "n/a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(resolve.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&resolve), "INTERACTION_NOT_CURRENT");
+    assert_eq!(meta(&resolve, "state"), "VOIDED");
 }

@@ -203,10 +203,16 @@ pub(super) async fn correct_interaction(
         let key = request_key(&caller, &req)?;
         let (target, correction) = violations.into_result((target, correction))?;
         check_acting_for(&caller, target.customer.as_str())?;
-        let rows = [(target.customer.clone(), correction)];
         api.write_interaction(key.as_ref(), &scope, async |tx| {
-            locked_current(tx, &target, &scope).await?;
-            let correction_id = rows[0].1.id.clone();
+            let original = locked_current(tx, &target, &scope).await?;
+            let mut correction = correction.clone();
+            // A correction is of what happened then: without a time of its
+            // own it keeps the original's.
+            if !correction.occur_time_stated {
+                correction.occur_time = original.fields.occur_time;
+            }
+            let correction_id = correction.id.clone();
+            let rows = [(target.customer.clone(), correction)];
             // The original first: a watcher sees it SUPERSEDED just before
             // the correction that replaces it.
             store::void(
