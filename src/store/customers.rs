@@ -909,7 +909,7 @@ pub async fn merge(
     .rows_affected();
     // Knowledge about the duplicate is about the survivor: subjects keep
     // their order without a repeat, sources name the moved interactions.
-    let knowledge_items = sqlx::query(
+    let resubjected: Vec<String> = sqlx::query_scalar(
         "UPDATE knowledge_items k
             SET subjects = ARRAY(SELECT q.subject FROM (
                                    SELECT CASE WHEN t.u = $2 THEN $1 ELSE t.u END AS subject,
@@ -921,14 +921,20 @@ pub async fn merge(
                 version = version + 1, update_time = now()
           WHERE $2 = ANY (k.subjects)
              OR EXISTS (SELECT 1 FROM unnest(k.sources) x
-                         WHERE starts_with(x, 'customers/' || $2 || '/'))",
+                         WHERE starts_with(x, 'customers/' || $2 || '/'))
+         RETURNING k.id",
     )
     .bind(s)
     .bind(d)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_items"))
-    .await?
-    .rows_affected();
+    .await?;
+    let knowledge_items = resubjected.len() as u64;
+    // Watchers of the survivor learn of what is now about it, as they learn
+    // of an item shared to them.
+    for id in &resubjected {
+        super::knowledge::record_event(conn, id, crate::domain::knowledge::Change::Shared).await?;
+    }
     for (operation, table, sql) in [
         (
             "UPDATE",
@@ -995,6 +1001,19 @@ pub async fn merge(
             .execute(&mut *conn)
             .instrument(statement(operation, table))
             .await?;
+    }
+    // Knowledge that the duplicate's consent let out of its branch stays
+    // out only with the survivor's consent as it stands now.
+    let sharing: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM customer_consents
+                         WHERE customer_id = $1 AND purpose = 'KNOWLEDGE_SHARING' AND granted)",
+    )
+    .bind(s)
+    .fetch_one(&mut *conn)
+    .instrument(statement("SELECT", "customer_consents"))
+    .await?;
+    if !sharing {
+        super::knowledge::withdraw_sharing(conn, s).await?;
     }
     // The duplicate becomes a tombstone like an erased customer's, with the
     // survivor's name; what it said is the survivor's to hold now. It takes

@@ -507,6 +507,16 @@ async fn a_merged_duplicate_answers_with_the_survivor_and_its_history_moves() {
         .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
 
+    let mut knowledge_watch = app
+        .knowledge(&admin)
+        .await
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects: vec![survivor.name.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let request = merge(&survivor.name, &duplicate.name);
     let merged = customers
         .merge_customers(request.clone())
@@ -592,6 +602,20 @@ async fn a_merged_duplicate_answers_with_the_survivor_and_its_history_moves() {
         .into_inner();
     assert_eq!(item.subjects, vec![survivor.name.clone()]);
     assert_eq!(item.sources, vec![moved_name.clone()]);
+    // ... and reaches the survivor's knowledge watchers as SHARED.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), knowledge_watch.next())
+            .await
+            .expect("the item arrives")
+            .expect("open")
+            .expect("not an error");
+        if event.change() == pb::watch_knowledge_response::Change::Heartbeat {
+            continue;
+        }
+        assert_eq!(event.change(), pb::watch_knowledge_response::Change::Shared);
+        assert_eq!(event.knowledge_item.unwrap().name, item.name);
+        break;
+    }
     // Merged once: merging the duplicate again names the survivor.
     let again = customers
         .merge_customers(merge(&survivor.name, &duplicate.name))
@@ -747,4 +771,113 @@ async fn a_voided_complaint_leaves_the_complaint_list_and_cannot_move_on() {
     assert_eq!(resolve.code(), Code::FailedPrecondition);
     assert_eq!(reason(&resolve), "INTERACTION_NOT_CURRENT");
     assert_eq!(meta(&resolve, "state"), "VOIDED");
+}
+
+#[tokio::test]
+async fn a_merge_keeps_the_later_consent_and_narrows_what_it_no_longer_covers() {
+    let app = TestApp::spawn().await;
+    let survivor = new_customer(&app, "Survivor", "B01").await;
+    let duplicate = new_customer(&app, "Duplicate", "B01").await;
+    let admin = Caller::admin();
+    let mut customers = app.customers(&admin).await;
+    let grant = |name: &str, purpose: pb::ConsentPurpose| pb::GrantConsentRequest {
+        name: name.into(),
+        purpose: purpose as i32,
+        channel: "BRANCH_FORM".into(),
+        policy_version: "2026.1".into(),
+        ..Default::default()
+    };
+    let withdraw = |name: &str, purpose: pb::ConsentPurpose| pb::WithdrawConsentRequest {
+        name: name.into(),
+        purpose: purpose as i32,
+        channel: "PHONE_RECORDED".into(),
+        ..Default::default()
+    };
+    // In time order: the duplicate consents to sharing and marketing, then
+    // withdraws marketing; the survivor then withdraws sharing.
+    customers
+        .grant_consent(grant(&duplicate, pb::ConsentPurpose::KnowledgeSharing))
+        .await
+        .unwrap();
+    customers
+        .grant_consent(grant(&survivor, pb::ConsentPurpose::Marketing))
+        .await
+        .unwrap();
+    customers
+        .withdraw_consent(withdraw(&duplicate, pb::ConsentPurpose::Marketing))
+        .await
+        .unwrap();
+    let item = app
+        .knowledge(&admin)
+        .await
+        .create_knowledge_item(pb::CreateKnowledgeItemRequest {
+            knowledge_item: Some(pb::KnowledgeItem {
+                title: "prefers WeChat".into(),
+                body: "reply there".into(),
+                nature: pb::knowledge_item::Nature::Explicit as i32,
+                kind: pb::knowledge_item::Kind::Preference as i32,
+                subjects: vec![duplicate.clone()],
+                visibility: pb::knowledge_item::Visibility::Bank as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    customers
+        .grant_consent(grant(&survivor, pb::ConsentPurpose::KnowledgeSharing))
+        .await
+        .unwrap();
+    customers
+        .withdraw_consent(withdraw(&survivor, pb::ConsentPurpose::KnowledgeSharing))
+        .await
+        .unwrap();
+
+    let merged = customers
+        .merge_customers(pb::MergeCustomersRequest {
+            name: survivor.clone(),
+            duplicate: duplicate.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let granted = |purpose: pb::ConsentPurpose| {
+        merged
+            .consents
+            .iter()
+            .find(|c| c.purpose == purpose as i32)
+            .map(|c| c.granted)
+    };
+    // Marketing: the duplicate's withdrawal came after the survivor's grant.
+    assert_eq!(granted(pb::ConsentPurpose::Marketing), Some(false));
+    // Sharing: the survivor's withdrawal came last, so the bank-wide item
+    // about the duplicate (now about the survivor) falls back to its branch.
+    assert_eq!(granted(pb::ConsentPurpose::KnowledgeSharing), Some(false));
+    let item = app
+        .knowledge(&admin)
+        .await
+        .get_knowledge_item(pb::GetKnowledgeItemRequest {
+            name: item.name.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(item.subjects, vec![survivor.clone()]);
+    assert_eq!(
+        item.visibility,
+        pb::knowledge_item::Visibility::Branch as i32
+    );
+    // The history of both is the survivor's: the duplicate's two decisions
+    // and the survivor's three.
+    let events = customers
+        .list_consent_events(pb::ListConsentEventsRequest {
+            parent: survivor.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(events.consent_events.len(), 5);
 }
