@@ -530,6 +530,15 @@ pub async fn update_profile(
     if external_ids_changed {
         replace_external_ids(conn, id, &profile.external_ids).await?;
     }
+    // The aliases of merged duplicates are reached where the survivor is.
+    sqlx::query(
+        "UPDATE customers SET home_branch = $2 WHERE merged_into = $1 AND home_branch <> $2",
+    )
+    .bind(id.as_str())
+    .bind(&profile.home_branch)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "customers"))
+    .await?;
     append_outbox(
         conn,
         "customer",
@@ -961,6 +970,8 @@ pub async fn merge(
         (
             "DELETE",
             "customer_consents",
+            // ($1 is bound for every statement of this loop; Postgres
+            // needs each bound parameter used.)
             "DELETE FROM customer_consents WHERE customer_id = $2 AND $1 <> ''",
         ),
         // Links re-pointed at the survivor; a link between the two goes,

@@ -623,6 +623,37 @@ async fn a_merged_duplicate_answers_with_the_survivor_and_its_history_moves() {
         .unwrap_err();
     assert_eq!(reason(&again), "CUSTOMER_MERGED");
 
+    // The access audit records the merge as a write about both customers
+    // (the writer is asynchronous: poll, with a generous bound).
+    let mut audit =
+        customer_knowledge::pb::v1::audit_service_client::AuditServiceClient::with_interceptor(
+            app.channel().await,
+            Bearer::of(&admin),
+        );
+    let mut recorded = Vec::new();
+    for _ in 0..600 {
+        recorded = audit
+            .list_access_events(pb::ListAccessEventsRequest {
+                filter: r#"principal = "E-admin" AND action = WRITE"#.into(),
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_events
+            .into_iter()
+            .filter(|e| e.method.ends_with("/MergeCustomers") && e.outcome == "OK")
+            .collect::<Vec<_>>();
+        if recorded.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The merge and its retry, each about the survivor and the duplicate.
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(recorded.iter().all(|e| e.customer_pseudonyms.len() == 2));
+
     // An erased customer cannot be merged.
     customers
         .delete_customer(pb::DeleteCustomerRequest {
@@ -714,6 +745,41 @@ async fn the_alias_of_a_merged_customer_keeps_branch_scoping() {
         .unwrap()
         .into_inner();
     assert!(listed.customers.iter().all(|c| c.name != duplicate));
+
+    // The survivor moves to B03: its alias goes with it.
+    admin
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                name: survivor.clone(),
+                home_branch: "B03".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["home_branch".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let b01 = app
+        .customers(&rm)
+        .await
+        .get_customer(pb::GetCustomerRequest {
+            name: duplicate.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(b01.code(), Code::PermissionDenied);
+    let b03 = app
+        .customers(&Caller::rm("B03"))
+        .await
+        .get_customer(pb::GetCustomerRequest {
+            name: duplicate.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(b03.name, survivor);
 }
 
 #[tokio::test]
