@@ -52,6 +52,23 @@ pub enum Error {
         state: String,
         message: String,
     },
+    /// NOT_FOUND for a resource gone from ordinary reads that says where
+    /// to look instead (a voided or superseded interaction, a merged
+    /// customer): `metadata` goes into ErrorInfo (e.g. the correction).
+    #[error("{message}")]
+    Gone {
+        reason: ErrorReason,
+        message: String,
+        metadata: Vec<(String, String)>,
+    },
+    /// FAILED_PRECONDITION whose ErrorInfo names the state and the
+    /// resources in the way.
+    #[error("{message}")]
+    Blocked {
+        reason: ErrorReason,
+        message: String,
+        metadata: Vec<(String, String)>,
+    },
     #[error("the caller may not {action}")]
     PermissionDenied { action: String },
     #[error("{0}")]

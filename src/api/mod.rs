@@ -105,6 +105,9 @@ mutations!(
     SocializeKnowledgeRequest => "SocializeKnowledge",
     RetractKnowledgeItemRequest => "RetractKnowledgeItem",
     RevokeKnowledgeGrantRequest => "RevokeKnowledgeGrant",
+    VoidInteractionRequest => "VoidInteraction",
+    CorrectInteractionRequest => "CorrectInteraction",
+    MergeCustomersRequest => "MergeCustomers",
 );
 
 /// The idempotency key of a mutating request, if it carries a `request_id`.

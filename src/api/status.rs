@@ -195,6 +195,28 @@ impl From<Error> for Status {
                 plain(),
                 HashMap::from([("state".to_string(), state)]),
             ),
+            Error::Gone {
+                reason,
+                message,
+                metadata,
+            } => status_with(
+                Code::NotFound,
+                reason,
+                message,
+                plain(),
+                metadata.into_iter().collect(),
+            ),
+            Error::Blocked {
+                reason,
+                message,
+                metadata,
+            } => status_with(
+                Code::FailedPrecondition,
+                reason,
+                message,
+                plain(),
+                metadata.into_iter().collect(),
+            ),
             Error::PermissionDenied { action } => status(
                 Code::PermissionDenied,
                 ErrorReason::PermissionDenied,

@@ -314,6 +314,34 @@ pub struct Interaction {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    /// Set once the interaction is voided or superseded: it stays for the
+    /// record, hidden from every ordinary read.
+    pub void: Option<Voiding>,
+    /// The id (same customer) of the interaction this one corrects; empty
+    /// unless CorrectInteraction logged it.
+    pub corrects: String,
+}
+
+/// Who took an interaction out of the record, when and why; with the id of
+/// its correction when a correction superseded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voiding {
+    pub time: DateTime<Utc>,
+    pub reason: String,
+    pub by: String,
+    /// The id (same customer) of the correction; empty for a plain void.
+    pub superseded_by: String,
+}
+
+impl Voiding {
+    /// VOIDED or SUPERSEDED, as errors and the watch name it.
+    pub fn state(&self) -> &'static str {
+        if self.superseded_by.is_empty() {
+            "VOIDED"
+        } else {
+            "SUPERSEDED"
+        }
+    }
 }
 
 impl Interaction {

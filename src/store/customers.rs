@@ -28,7 +28,7 @@ macro_rules! select_customer {
         "SELECT c.id, c.display_name, c.kind, c.home_branch, c.relationship_manager,
                 c.national_id, c.phone, c.email, c.birth_date, c.address, c.tags, c.preferences,
                 c.tier, c.recency_score, c.frequency_score, c.monetary_score, c.version,
-                c.create_time, c.update_time, c.delete_time,
+                c.create_time, c.update_time, c.delete_time, c.merged_into,
                 COALESCE((SELECT jsonb_agg(jsonb_build_object('system', e.system, 'value', e.value)
                                            ORDER BY e.system, e.value)
                           FROM customer_external_ids e WHERE e.customer_id = c.id), '[]') AS external_ids,
@@ -90,6 +90,7 @@ struct CustomerRow {
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
     delete_time: Option<DateTime<Utc>>,
+    merged_into: Option<String>,
     external_ids: Json<Vec<ExternalIdJson>>,
     consents: Json<Vec<ConsentJson>>,
     links: Json<Vec<LinkJson>>,
@@ -187,6 +188,9 @@ pub enum Found {
     Customer(Box<Customer>),
     /// Erased: a tombstone in the caller's scope.
     Erased,
+    /// Merged into the survivor named (MergeCustomers): a tombstone in the
+    /// caller's scope whose name stands for the survivor.
+    Merged(CustomerId),
     /// No such customer, or not in the caller's scope: the two are not told
     /// apart, so existence does not leak.
     Nothing,
@@ -195,6 +199,12 @@ pub enum Found {
 fn found(row: Option<CustomerRow>) -> Result<Found, Error> {
     match row {
         None => Ok(Found::Nothing),
+        Some(CustomerRow {
+            merged_into: Some(survivor),
+            ..
+        }) => Ok(Found::Merged(CustomerId::parse(&survivor).map_err(
+            |_| Error::Internal(anyhow::anyhow!("stored survivor id is not valid")),
+        )?)),
         Some(row) if row.delete_time.is_some() => Ok(Found::Erased),
         Some(row) => Ok(Found::Customer(Box::new(row.try_into()?))),
     }
@@ -520,6 +530,15 @@ pub async fn update_profile(
     if external_ids_changed {
         replace_external_ids(conn, id, &profile.external_ids).await?;
     }
+    // The aliases of merged duplicates are reached where the survivor is.
+    sqlx::query(
+        "UPDATE customers SET home_branch = $2 WHERE merged_into = $1 AND home_branch <> $2",
+    )
+    .bind(id.as_str())
+    .bind(&profile.home_branch)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "customers"))
+    .await?;
     append_outbox(
         conn,
         "customer",
@@ -808,4 +827,258 @@ pub async fn count_consented(
     .fetch_one(conn)
     .instrument(statement("SELECT", "customer_consents"))
     .await?)
+}
+
+/// What MergeCustomers moved, for the outbox and the answer's audit.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Merged {
+    pub interactions: u64,
+    pub follow_ups: u64,
+    pub knowledge_items: u64,
+}
+
+/// The first row of the duplicate that cannot move under the survivor: an
+/// interaction or follow-up id both hold, or an interaction's (source system,
+/// external ref) both hold.
+async fn merge_conflict(
+    conn: &mut PgConnection,
+    survivor: &CustomerId,
+    duplicate: &CustomerId,
+) -> Result<Option<String>, Error> {
+    Ok(sqlx::query_scalar(
+        "(SELECT 'customers/' || d.customer_id || '/interactions/' || d.id
+            FROM interactions d JOIN interactions s
+              ON s.customer_id = $1 AND (s.id = d.id OR (d.external_ref <> ''
+                 AND s.source_system = d.source_system AND s.external_ref = d.external_ref))
+           WHERE d.customer_id = $2 LIMIT 1)
+         UNION ALL
+         (SELECT 'customers/' || d.customer_id || '/followUps/' || d.id
+            FROM follow_ups d JOIN follow_ups s ON s.customer_id = $1 AND s.id = d.id
+           WHERE d.customer_id = $2 LIMIT 1)
+         LIMIT 1",
+    )
+    .bind(survivor.as_str())
+    .bind(duplicate.as_str())
+    .fetch_optional(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?)
+}
+
+/// MergeCustomers in the caller's transaction, both customers locked by
+/// `get(.., Lock::Update)`: the duplicate's interactions and follow-ups move
+/// under the survivor (interactions re-stamped for the feed as MOVED, with
+/// their previous name), its external ids, links, consent history and
+/// knowledge subjects follow, and it stays as a tombstone without PII that
+/// names the survivor. Returns the survivor as it reads after.
+pub async fn merge(
+    conn: &mut PgConnection,
+    survivor: &CustomerId,
+    duplicate: &CustomerId,
+    by: &str,
+) -> Result<(Customer, Merged), Error> {
+    if let Some(resource) = merge_conflict(conn, survivor, duplicate).await? {
+        return Err(Error::Blocked {
+            reason: ErrorReason::MergeConflict,
+            message: format!(
+                "{resource} has an id or external_ref that {} also holds; void or correct one first",
+                survivor.name()
+            ),
+            metadata: vec![("resource".into(), resource)],
+        });
+    }
+    let (s, d) = (survivor.as_str(), duplicate.as_str());
+    let interactions = sqlx::query(
+        "UPDATE interactions
+            SET customer_id = $1, previous_name = 'customers/' || $2 || '/interactions/' || id,
+                last_change = 'MOVED', version = version + 1, update_time = now(),
+                txid = pg_current_xact_id()::text::bigint, seq = DEFAULT
+          WHERE customer_id = $2",
+    )
+    .bind(s)
+    .bind(d)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "interactions"))
+    .await?
+    .rows_affected();
+    let follow_ups = sqlx::query(
+        "UPDATE follow_ups
+            SET customer_id = $1,
+                source_interaction = replace(source_interaction, 'customers/' || $2 || '/',
+                                             'customers/' || $1 || '/'),
+                completion_interaction = replace(completion_interaction,
+                                                 'customers/' || $2 || '/', 'customers/' || $1 || '/'),
+                version = version + 1, update_time = now()
+          WHERE customer_id = $2",
+    )
+    .bind(s)
+    .bind(d)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "follow_ups"))
+    .await?
+    .rows_affected();
+    // Knowledge about the duplicate is about the survivor: subjects keep
+    // their order without a repeat, sources name the moved interactions.
+    let resubjected: Vec<String> = sqlx::query_scalar(
+        "UPDATE knowledge_items k
+            SET subjects = ARRAY(SELECT q.subject FROM (
+                                   SELECT CASE WHEN t.u = $2 THEN $1 ELSE t.u END AS subject,
+                                          min(t.n) AS n
+                                     FROM unnest(k.subjects) WITH ORDINALITY AS t(u, n)
+                                    GROUP BY 1) q ORDER BY q.n),
+                sources = ARRAY(SELECT replace(x, 'customers/' || $2 || '/', 'customers/' || $1 || '/')
+                                  FROM unnest(k.sources) WITH ORDINALITY AS t(x, n) ORDER BY t.n),
+                version = version + 1, update_time = now()
+          WHERE $2 = ANY (k.subjects)
+             OR EXISTS (SELECT 1 FROM unnest(k.sources) x
+                         WHERE starts_with(x, 'customers/' || $2 || '/'))
+         RETURNING k.id",
+    )
+    .bind(s)
+    .bind(d)
+    .fetch_all(&mut *conn)
+    .instrument(statement("UPDATE", "knowledge_items"))
+    .await?;
+    let knowledge_items = resubjected.len() as u64;
+    // Watchers of the survivor learn of what is now about it, as they learn
+    // of an item shared to them.
+    for id in &resubjected {
+        super::knowledge::record_event(conn, id, crate::domain::knowledge::Change::Shared).await?;
+    }
+    for (operation, table, sql) in [
+        (
+            "UPDATE",
+            "customer_external_ids",
+            "UPDATE customer_external_ids SET customer_id = $1 WHERE customer_id = $2",
+        ),
+        (
+            "UPDATE",
+            "consent_events",
+            "UPDATE consent_events SET customer_id = $1 WHERE customer_id = $2",
+        ),
+        // For a purpose both decided, the later decision stands: it is the
+        // same person's.
+        (
+            "INSERT",
+            "customer_consents",
+            "INSERT INTO customer_consents (customer_id, purpose, granted, update_time)
+             SELECT $1, purpose, granted, update_time FROM customer_consents
+              WHERE customer_id = $2
+             ON CONFLICT (customer_id, purpose) DO UPDATE
+                SET granted = EXCLUDED.granted, update_time = EXCLUDED.update_time
+              WHERE customer_consents.update_time < EXCLUDED.update_time",
+        ),
+        (
+            "DELETE",
+            "customer_consents",
+            // ($1 is bound for every statement of this loop; Postgres
+            // needs each bound parameter used.)
+            "DELETE FROM customer_consents WHERE customer_id = $2 AND $1 <> ''",
+        ),
+        // Links re-pointed at the survivor; a link between the two goes,
+        // one the survivor already has is kept once. Symmetric ones are
+        // stored with the smaller id first, as LinkCustomers stores them.
+        (
+            "INSERT",
+            "customer_links",
+            "WITH moved AS (
+                DELETE FROM customer_links
+                 WHERE customer_id = $2 OR linked_customer_id = $2
+                RETURNING customer_id, linked_customer_id, relationship, create_time
+             ), repointed AS (
+                SELECT CASE WHEN customer_id = $2 THEN $1 ELSE customer_id END COLLATE \"C\" AS a,
+                       CASE WHEN linked_customer_id = $2 THEN $1 ELSE linked_customer_id END
+                           COLLATE \"C\" AS b,
+                       relationship, create_time
+                  FROM moved
+             )
+             INSERT INTO customer_links (customer_id, linked_customer_id, relationship, create_time)
+             SELECT CASE WHEN relationship IN ('HOUSEHOLD', 'SPOUSE') AND b < a THEN b ELSE a END,
+                    CASE WHEN relationship IN ('HOUSEHOLD', 'SPOUSE') AND b < a THEN a ELSE b END,
+                    relationship, create_time
+               FROM repointed WHERE a <> b
+             ON CONFLICT DO NOTHING",
+        ),
+        // Customers merged into the duplicate before now name the survivor:
+        // every alias is one step.
+        (
+            "UPDATE",
+            "customers",
+            "UPDATE customers SET merged_into = $1 WHERE merged_into = $2",
+        ),
+    ] {
+        sqlx::query(sql)
+            .bind(s)
+            .bind(d)
+            .execute(&mut *conn)
+            .instrument(statement(operation, table))
+            .await?;
+    }
+    // Knowledge that the duplicate's consent let out of its branch stays
+    // out only with the survivor's consent as it stands now.
+    let sharing: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM customer_consents
+                         WHERE customer_id = $1 AND purpose = 'KNOWLEDGE_SHARING' AND granted)",
+    )
+    .bind(s)
+    .fetch_one(&mut *conn)
+    .instrument(statement("SELECT", "customer_consents"))
+    .await?;
+    if !sharing {
+        super::knowledge::withdraw_sharing(conn, s).await?;
+    }
+    // The duplicate becomes a tombstone like an erased customer's, with the
+    // survivor's name; what it said is the survivor's to hold now. It takes
+    // the survivor's home branch: the alias is reached where the survivor
+    // is, and tells nobody else where it leads.
+    sqlx::query(
+        "UPDATE customers SET home_branch = (SELECT home_branch FROM customers WHERE id = $1),
+                display_name = '', relationship_manager = '', national_id = '',
+                phone = '', email = '', birth_date = NULL, address = '', tags = '{}',
+                preferences = '{}', tier = NULL, recency_score = NULL, frequency_score = NULL,
+                monetary_score = NULL, search_document = ''::tsvector, version = version + 1,
+                update_time = now(), delete_time = now(), merged_into = $1, merged_by = $3
+          WHERE id = $2",
+    )
+    .bind(s)
+    .bind(d)
+    .bind(by)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "customers"))
+    .await?;
+    // The survivor's search document now holds the moved external ids.
+    let before = reread(conn, survivor).await?;
+    sqlx::query(
+        "UPDATE customers SET search_document = $2::tsvector, version = version + 1,
+                update_time = now()
+          WHERE id = $1",
+    )
+    .bind(s)
+    .bind(search_document(&before.profile))
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "customers"))
+    .await?;
+    if interactions > 0 {
+        super::interactions::notify_feed(conn).await?;
+    }
+    let merged = Merged {
+        interactions,
+        follow_ups,
+        knowledge_items,
+    };
+    append_outbox(
+        conn,
+        "customer",
+        d,
+        "customer.merged",
+        serde_json::json!({
+            "name": duplicate.name(),
+            "survivor": survivor.name(),
+            "by": by,
+            "interactions": interactions,
+            "follow_ups": follow_ups,
+            "knowledge_items": knowledge_items,
+        }),
+    )
+    .await?;
+    Ok((reread(conn, survivor).await?, merged))
 }

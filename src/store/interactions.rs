@@ -14,7 +14,8 @@ use crate::{
         customer::CustomerId,
         interaction::{
             Channel, Complaint, ComplaintCategory, ComplaintState, FollowUpState, Interaction,
-            Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
+            Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity, Voiding,
+            interaction_name,
         },
     },
     error::{Error, ErrorReason},
@@ -34,7 +35,7 @@ macro_rules! interaction_columns {
          i.complaint_resolve_time, i.complaint_close_time, i.complaint_category,
          i.complaint_product, i.complaint_root_cause, i.complaint_assignee,
          i.complaint_reopen_count, i.complaint_reopen_reason, i.version, i.create_time,
-         i.update_time"
+         i.update_time, i.void_time, i.void_reason, i.voided_by, i.superseded_by, i.corrects"
     };
 }
 
@@ -86,6 +87,11 @@ struct InteractionRow {
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
+    void_time: Option<DateTime<Utc>>,
+    void_reason: String,
+    voided_by: String,
+    superseded_by: String,
+    corrects: String,
 }
 
 fn corrupt(what: &str, value: &str) -> Error {
@@ -167,6 +173,13 @@ impl TryFrom<InteractionRow> for Interaction {
             version: row.version,
             create_time: row.create_time,
             update_time: row.update_time,
+            void: row.void_time.map(|time| Voiding {
+                time,
+                reason: row.void_reason,
+                by: row.voided_by,
+                superseded_by: row.superseded_by,
+            }),
+            corrects: row.corrects,
         })
     }
 }
@@ -510,6 +523,7 @@ pub struct TimelineQuery {
 pub const TIMELINE_SQL: &str = concat!(
     select_interaction!(),
     "WHERE i.customer_id = $1
+       AND i.void_time IS NULL
        AND ($2::text IS NULL OR i.channel = $2)
        AND ($3::text IS NULL OR i.kind = $3)
        AND ($4::timestamptz IS NULL OR i.occur_time >= $4)
@@ -560,7 +574,7 @@ pub async fn list_complaints(
     let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
     sqlx::query_as::<_, InteractionRow>(concat!(
         select_interaction!(),
-        "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL
+        "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL AND i.void_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR i.customer_id = $2)
                AND ($3::text IS NULL OR c.home_branch = $3)
@@ -681,6 +695,106 @@ pub async fn update_complaint(
     Ok(interaction)
 }
 
+/// Takes an interaction locked by `get(.., true)` out of the record: voided,
+/// or superseded by the correction `superseded_by` (an id of the same
+/// customer) when that is not empty. The row stays with who, when and why,
+/// is re-stamped with this transaction's feed position so watchers see it
+/// once more (VOIDED or SUPERSEDED), and an outbox event records the change.
+pub async fn void(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    reason: &str,
+    by: &str,
+    superseded_by: &str,
+) -> Result<Interaction, Error> {
+    let change = if superseded_by.is_empty() {
+        "VOIDED"
+    } else {
+        "SUPERSEDED"
+    };
+    let row: Option<InteractionRow> = sqlx::query_as(concat!(
+        "WITH i AS (
+            UPDATE interactions SET void_time = now(), void_reason = $3, voided_by = $4,
+                   superseded_by = $5, last_change = $6, version = version + 1,
+                   update_time = now(), txid = pg_current_xact_id()::text::bigint,
+                   seq = DEFAULT
+            WHERE customer_id = $1 AND id = $2 AND void_time IS NULL
+            RETURNING *)
+         SELECT ",
+        interaction_columns!(),
+        " FROM i"
+    ))
+    .bind(customer.as_str())
+    .bind(id)
+    .bind(reason)
+    .bind(by)
+    .bind(superseded_by)
+    .bind(change)
+    .fetch_optional(&mut *conn)
+    .instrument(statement("UPDATE", "interactions"))
+    .await?;
+    let Some(row) = row else {
+        return Err(Error::Internal(anyhow::anyhow!(
+            "a locked current interaction was not voided"
+        )));
+    };
+    let interaction = Interaction::try_from(row)?;
+    // Ids and codes only: the reason is free text and stays out.
+    let correction = if superseded_by.is_empty() {
+        String::new()
+    } else {
+        interaction_name(customer, superseded_by)
+    };
+    append_outbox(
+        conn,
+        "interaction",
+        &interaction.name(),
+        if superseded_by.is_empty() {
+            "interaction.voided"
+        } else {
+            "interaction.superseded"
+        },
+        serde_json::json!({
+            "customer": customer.name(),
+            "by": by,
+            "superseded_by": correction,
+        }),
+    )
+    .await?;
+    notify_feed(conn).await?;
+    Ok(interaction)
+}
+
+/// Marks a just appended correction with the id of what it corrects.
+pub async fn mark_correction(
+    conn: &mut PgConnection,
+    customer: &CustomerId,
+    id: &str,
+    corrects: &str,
+) -> Result<Interaction, Error> {
+    sqlx::query("UPDATE interactions SET corrects = $3 WHERE customer_id = $1 AND id = $2")
+        .bind(customer.as_str())
+        .bind(id)
+        .bind(corrects)
+        .execute(&mut *conn)
+        .instrument(statement("UPDATE", "interactions"))
+        .await?;
+    get(conn, customer, id, false)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a correction vanished mid-write")))
+}
+
+/// Wakes the interaction feed once the transaction commits.
+pub async fn notify_feed(conn: &mut PgConnection) -> Result<(), Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(FEED_CHANNEL)
+        .execute(conn)
+        .instrument(statement("NOTIFY", "interactions"))
+        .await?;
+    Ok(())
+}
+
 /// The figures of one group of GetComplaintSummary.
 #[derive(Debug, FromRow)]
 pub struct ComplaintFiguresRow {
@@ -723,7 +837,7 @@ pub async fn complaint_summary(
                    extract(epoch FROM i.complaint_resolve_time - i.occur_time)::float8
                        AS resolution_seconds
             FROM interactions i JOIN customers c ON c.id = i.customer_id
-            WHERE i.complaint_state IS NOT NULL
+            WHERE i.complaint_state IS NOT NULL AND i.void_time IS NULL
               AND i.occur_time >= $3 AND i.occur_time < $4
               AND ($1::text IS NULL OR c.home_branch = $1)
               AND ($2::text IS NULL OR c.home_branch = $2)
@@ -760,7 +874,7 @@ pub async fn complaint_summary(
 pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Result<(), Error> {
     sqlx::query(
         "UPDATE interactions SET summary = '', notes = '', outcome = '', complaint_resolution = '',
-                complaint_root_cause = '', complaint_reopen_reason = '', fingerprint = NULL, version = version + 1, update_time = now()
+                complaint_root_cause = '', complaint_reopen_reason = '', void_reason = '', fingerprint = NULL, version = version + 1, update_time = now()
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())
@@ -1150,6 +1264,11 @@ pub struct FeedItem {
     pub cursor: FeedCursor,
     pub home_branch: String,
     pub interaction: Interaction,
+    /// What the row was last streamed for: LOGGED, VOIDED, SUPERSEDED or
+    /// MOVED.
+    pub change: String,
+    /// On a MOVED row, its name before the merge.
+    pub previous_name: String,
 }
 
 #[derive(FromRow)]
@@ -1159,6 +1278,8 @@ struct FeedRow {
     home_branch: String,
     txid: i64,
     seq: i64,
+    last_change: String,
+    previous_name: String,
 }
 
 impl Db {
@@ -1186,7 +1307,7 @@ impl Db {
         let rows: Vec<FeedRow> = sqlx::query_as(concat!(
             "SELECT ",
             interaction_columns!(),
-            ", c.home_branch, i.txid, i.seq
+            ", c.home_branch, i.txid, i.seq, i.last_change, i.previous_name
              FROM interactions i JOIN customers c ON c.id = i.customer_id
              WHERE (i.txid, i.seq) > ($1, $2)
                AND i.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
@@ -1210,6 +1331,8 @@ impl Db {
                     cursor: (row.txid, row.seq),
                     home_branch: row.home_branch,
                     interaction: row.interaction.try_into()?,
+                    change: row.last_change,
+                    previous_name: row.previous_name,
                 })
             })
             .collect()
@@ -1227,6 +1350,7 @@ pub async fn open_complaints(
     sqlx::query_as::<_, InteractionRow>(concat!(
         select_interaction!(),
         "WHERE i.customer_id = $1 AND i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+           AND i.void_time IS NULL
          ORDER BY i.complaint_due_time, i.id
          LIMIT $2"
     ))

@@ -104,7 +104,7 @@ WITH fx (currency, rate) AS (
       CROSS JOIN LATERAL (SELECT i.kind = 'TRANSACTION' AS tx,
                                  i.occur_time >= $2 AS in_window,
                                  i.occur_time >= $1 - r.period AS recent) f
-     WHERE i.occur_time < $1
+     WHERE i.occur_time < $1 AND i.void_time IS NULL
      GROUP BY i.customer_id
 ), contact AS (
     -- Months of the window with contact besides transactions; distinct
@@ -112,14 +112,16 @@ WITH fx (currency, rate) AS (
     SELECT m.customer_id, count(*)::int AS contact_months
       FROM (SELECT DISTINCT i.customer_id, date_trunc('month', i.occur_time, 'UTC')
               FROM interactions i
-             WHERE i.kind <> 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1) m
+             WHERE i.kind <> 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1
+               AND i.void_time IS NULL) m
      GROUP BY m.customer_id
 ), held AS (
     SELECT h.customer_id, count(*)::int AS product_count,
            array_agg(h.product ORDER BY h.product) AS products
       FROM (SELECT DISTINCT i.customer_id, p AS product
               FROM interactions i, unnest(i.products) p
-             WHERE i.kind = 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1) h
+             WHERE i.kind = 'TRANSACTION' AND i.occur_time >= $2 AND i.occur_time < $1
+               AND i.void_time IS NULL) h
      GROUP BY h.customer_id
 ), base AS (
     SELECT c.id,
@@ -643,6 +645,7 @@ pub async fn product_fits(
                                AND sp.product = ANY (cp.products))
             AND NOT EXISTS (SELECT 1 FROM interactions i
                              WHERE i.customer_id = $5 AND i.occur_time >= $6
+                               AND i.void_time IS NULL
                                AND i.campaign LIKE 'nba:%' AND i.outcome = 'DECLINED'
                                AND sp.product = ANY (i.products))
           ORDER BY (sp.holders::float8 / sp.group_size) / (sp.bank_holders::float8 / sp.bank_size)
@@ -758,7 +761,7 @@ pub async fn answers(
                     count(*) FILTER (WHERE nps <= 6)
                FROM interactions
               WHERE customer_id = $1 AND occur_time >= $2 AND occur_time < $3
-                AND (satisfaction IS NOT NULL OR nps IS NOT NULL)",
+                AND (satisfaction IS NOT NULL OR nps IS NOT NULL) AND void_time IS NULL",
         )
         .bind(customer_id)
         .bind(from)
@@ -788,7 +791,7 @@ pub async fn monthly_answers(
                 COALESCE(sum(nps), 0), count(nps)
            FROM interactions
           WHERE customer_id = $1 AND occur_time >= $2
-            AND (satisfaction IS NOT NULL OR nps IS NOT NULL)
+            AND (satisfaction IS NOT NULL OR nps IS NOT NULL) AND void_time IS NULL
           GROUP BY 1 ORDER BY 1",
     )
     .bind(customer_id)

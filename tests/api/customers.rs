@@ -954,7 +954,11 @@ async fn reads_take_a_view_and_a_read_mask() {
         .unwrap()
         .into_inner();
 
-    let full = client.get_customer(get(&created.name)).await.unwrap().into_inner();
+    let full = client
+        .get_customer(get(&created.name))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(full.national_id, "110101199003071234");
     assert_eq!(full.address, "1 Bund Road, Shanghai");
 
@@ -967,7 +971,11 @@ async fn reads_take_a_view_and_a_read_mask() {
     assert_eq!(basic.name, created.name);
     assert_eq!(basic.phone, "+86 138 0013 8000");
     assert_eq!(
-        (basic.national_id.as_str(), basic.birth_date.as_str(), basic.address.as_str()),
+        (
+            basic.national_id.as_str(),
+            basic.birth_date.as_str(),
+            basic.address.as_str()
+        ),
         ("", "", "")
     );
     let listed_full = client

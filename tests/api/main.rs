@@ -26,5 +26,6 @@ mod server;
 mod telemetry;
 mod tls;
 mod trust;
+mod void_merge;
 mod watch;
 mod wire_compat;

@@ -20,7 +20,8 @@
 //!
 //! Every variant gets its own fixtures, so one caller's writes (admin erasing
 //! the customer, completing the follow-up) never change another's answers;
-//! within a variant, erasures (`Delete*`) run last.
+//! within a variant, voids, corrections and merges run after the rest, and
+//! erasures (`Delete*`) last.
 
 use customer_knowledge::pb::{FILE_DESCRIPTOR_SET, v1 as pb};
 use futures::future::join_all;
@@ -120,6 +121,19 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     (
         "CustomerService/UnlinkCustomers",
         r#"{"linked_customer": "$peer", "relationship": "HOUSEHOLD"}"#,
+    ),
+    (
+        "CustomerService/MergeCustomers",
+        r#"{"duplicate": "$peer"}"#,
+    ),
+    (
+        "InteractionService/VoidInteraction",
+        r#"{"reason": "matrix probe"}"#,
+    ),
+    (
+        "InteractionService/CorrectInteraction",
+        r#"{"reason": "matrix probe", "interaction": {"channel": "BRANCH", "kind": "INQUIRY",
+            "summary": "matrix probe"}}"#,
     ),
     (
         "InteractionService/LogInteraction",
@@ -551,9 +565,11 @@ enum Kind {
     Bulk,
     /// AuditService: compliance and admin only.
     Audit,
+    /// Folds one customer into another (MergeCustomers): admin only.
+    Govern,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 9] = [
     Kind::ReadCustomer,
     Kind::WriteCustomer,
     Kind::ReadItem,
@@ -562,6 +578,7 @@ const KINDS: [Kind; 8] = [
     Kind::Query,
     Kind::Bulk,
     Kind::Audit,
+    Kind::Govern,
 ];
 
 /// An entry of the expectation table.
@@ -582,16 +599,16 @@ use Allow::{A, D, F, N};
 
 /// The expectation table (DESIGN §3, README "Access"), columns in `KINDS`
 /// order: ReadCustomer, WriteCustomer, ReadItem, WriteItem, CurateItem,
-/// Query, Bulk, Audit.
-const TABLE: [(Class, [Allow; 8]); 8] = [
-    (Class::Unauthenticated, [N, N, N, N, N, N, N, N]),
-    (Class::OtherBranch, [D, D, D, D, D, F, D, D]),
-    (Class::SameBranch, [A, A, A, A, D, A, D, D]),
-    (Class::Analyst, [A, D, D, D, D, A, D, D]),
-    (Class::Compliance, [A, D, A, D, D, A, D, A]),
-    (Class::Admin, [A, A, A, A, A, A, A, A]),
-    (Class::Service, [A, A, D, D, D, A, A, D]),
-    (Class::MobileForOther, [D, D, D, D, D, D, D, D]),
+/// Query, Bulk, Audit, Govern.
+const TABLE: [(Class, [Allow; 9]); 8] = [
+    (Class::Unauthenticated, [N, N, N, N, N, N, N, N, N]),
+    (Class::OtherBranch, [D, D, D, D, D, F, D, D, D]),
+    (Class::SameBranch, [A, A, A, A, D, A, D, D, D]),
+    (Class::Analyst, [A, D, D, D, D, A, D, D, D]),
+    (Class::Compliance, [A, D, A, D, D, A, D, A, D]),
+    (Class::Admin, [A, A, A, A, A, A, A, A, A]),
+    (Class::Service, [A, A, D, D, D, A, A, D, D]),
+    (Class::MobileForOther, [D, D, D, D, D, D, D, D, D]),
 ];
 
 fn allow(class: Class, kind: Kind) -> Allow {
@@ -709,6 +726,9 @@ fn kind(method: &MethodDescriptor, request: &DynamicMessage, fx: &Fixture) -> Ki
     }
     if name.starts_with("Import") || name.starts_with("Recompute") {
         return Kind::Bulk;
+    }
+    if name.starts_with("Merge") {
+        return Kind::Govern;
     }
     let read = ["Get", "List", "Search", "Lookup", "Watch"]
         .iter()
@@ -950,7 +970,21 @@ fn contract_methods() -> Vec<MethodDescriptor> {
         );
     }
     let mut methods: Vec<MethodDescriptor> = services.iter().flat_map(|s| s.methods()).collect();
-    methods.sort_by_key(|m| m.name().starts_with("Delete"));
+    // What takes a fixture out of reach runs last: voids and corrections
+    // (the interaction), merges (the peer), then erasures (the target).
+    methods.sort_by_key(|m| {
+        let name = m.name();
+        if name.starts_with("Delete") {
+            2
+        } else if ["Void", "Correct", "Merge"]
+            .iter()
+            .any(|verb| name.starts_with(verb))
+        {
+            1
+        } else {
+            0
+        }
+    });
     for (key, _) in KNOWN_METHODS {
         assert!(
             methods.iter().any(|m| method_key(m) == *key),

@@ -290,6 +290,7 @@ methods! {
     Customer Unary "ListConsentEvents" list_consent_events ListConsentEventsRequest;
     Customer Unary "LinkCustomers" link_customers LinkCustomersRequest;
     Customer Unary "UnlinkCustomers" unlink_customers UnlinkCustomersRequest;
+    Customer Unary "MergeCustomers" merge_customers MergeCustomersRequest;
     Interaction Unary "LogInteraction" log_interaction LogInteractionRequest;
     Interaction Unary "BatchLogInteractions" batch_log_interactions BatchLogInteractionsRequest;
     Interaction ClientStreaming "ImportInteractions" import_interactions ImportInteractionsRequest;
@@ -307,6 +308,8 @@ methods! {
     Interaction Unary "GetFollowUp" get_follow_up GetFollowUpRequest;
     Interaction Unary "ReassignFollowUp" reassign_follow_up ReassignFollowUpRequest;
     Interaction Unary "CancelFollowUp" cancel_follow_up CancelFollowUpRequest;
+    Interaction Unary "VoidInteraction" void_interaction VoidInteractionRequest;
+    Interaction Unary "CorrectInteraction" correct_interaction CorrectInteractionRequest;
     Interaction ServerStreaming "WatchInteractions" watch_interactions WatchInteractionsRequest;
     Knowledge Unary "CreateKnowledgeItem" create_knowledge_item CreateKnowledgeItemRequest;
     Knowledge Unary "GetKnowledgeItem" get_knowledge_item GetKnowledgeItemRequest;

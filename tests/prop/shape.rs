@@ -622,7 +622,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
         "name" if message.contains("Knowledge") || message == "VerifyKnowledgeItemRequest" => {
             owned(ITEM_NAMES)
         }
-        "linked_customer" => owned(&CUSTOMER_NAMES[1..]),
+        "linked_customer" | "duplicate" => owned(&CUSTOMER_NAMES[1..]),
         "name" | "parent" | "customer" | "subjects" => {
             let mut names = owned(CUSTOMER_NAMES);
             if field == "parent" {
@@ -658,7 +658,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             "00000000-0000-0000-0000-000000000000",
             "0190F5A4-7B2C-7DEF-8123-456789ABCDEF",
         ]),
-        "etag" => owned(&["", "v1", "v9223372036854775807"]),
+        "etag" | "duplicate_etag" => owned(&["", "v1", "v9223372036854775807"]),
         "page_token" => owned(&["", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]),
         "resume_token" => vec![
             String::new(),

@@ -9,6 +9,7 @@ pub fn resolve(found: Found, scope: &BranchScope, id: &CustomerId) -> Result<Cus
     match found {
         Found::Customer(customer) => Ok(*customer),
         Found::Erased => Err(Error::not_found(id.name())),
+        Found::Merged(survivor) => Err(merged_into(id, &survivor)),
         Found::Nothing => match scope {
             BranchScope::All => Err(Error::not_found(id.name())),
             BranchScope::Branch(_) => Err(Error::denied(format!(
@@ -29,6 +30,18 @@ pub async fn lock_reachable_customer(
 ) -> Result<Customer, Error> {
     let found = customers::get(tx, id, scope.branch(), Lock::Share).await?;
     resolve(found, scope, id)
+}
+
+/// NOT_FOUND for a merged duplicate, naming the survivor to call instead.
+pub fn merged_into(id: &CustomerId, survivor: &CustomerId) -> Error {
+    Error::Gone {
+        reason: crate::error::ErrorReason::CustomerMerged,
+        message: format!("{} was merged into {}", id.name(), survivor.name()),
+        metadata: vec![
+            ("resource".into(), id.name()),
+            ("survivor".into(), survivor.name()),
+        ],
+    }
 }
 
 pub fn parse_name(field: &str, name: &str) -> Result<CustomerId, Error> {

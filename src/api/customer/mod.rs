@@ -19,7 +19,7 @@ use crate::{
         },
         filter::CustomerFilter,
         mask,
-        principal::{BranchScope, Principal},
+        principal::{BranchScope, Principal, Role},
         search,
         systems::{acting_for, check_acting_for},
     },
@@ -35,6 +35,7 @@ use crate::{
 pub mod access;
 mod consent;
 pub mod convert;
+mod merge;
 mod profiles;
 mod validate;
 
@@ -157,5 +158,13 @@ impl CustomerService for CustomerApi {
         request: Request<pb::UnlinkCustomersRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
         consent::unlink_customers(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "MergeCustomers")]
+    async fn merge_customers(
+        &self,
+        request: Request<pb::MergeCustomersRequest>,
+    ) -> Result<Response<pb::Customer>, Status> {
+        merge::merge_customers(self, request).await
     }
 }

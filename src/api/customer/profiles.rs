@@ -65,7 +65,32 @@ pub(super) async fn get_customer(
         let id = parse_name("name", &req.name)?;
         let shape = Shape::of::<pb::Customer>(req.view, req.read_mask.as_ref(), true)?;
         check_acting_for(&caller, id.as_str())?;
-        let found = api.db.get_customer(&id, scope.branch()).await?;
+        let found = match api.db.get_customer(&id, scope.branch()).await? {
+            // A merged duplicate's name is an alias of the survivor
+            // (AIP-122): the answer carries the survivor's own name, read in
+            // the caller's scope like any other.
+            Found::Merged(survivor) => {
+                crate::audit::note_customer(&request, survivor.as_str());
+                let found = api.db.get_customer(&survivor, scope.branch()).await?;
+                // Out of reach, the answer is about the name asked for:
+                // it does not tell where the alias leads.
+                let survivor = resolve(found, &scope, &survivor).map_err(|e| match e {
+                    Error::PermissionDenied { .. } => Error::denied(format!(
+                        "reach {}: it does not exist or is outside your reach",
+                        id.name()
+                    )),
+                    e => e,
+                })?;
+                return Ok(customer_to_proto(&survivor, &caller)).map(|customer| {
+                    if acting_for(&caller).is_some() {
+                        self_service_view(customer)
+                    } else {
+                        customer
+                    }
+                });
+            }
+            found => found,
+        };
         let customer = customer_to_proto(&resolve(found, &scope, &id)?, &caller);
         Ok(shape.apply(if acting_for(&caller).is_some() {
             self_service_view(customer)

@@ -64,6 +64,7 @@ async fn locked_complaint(
             resource: name.clone(),
         });
     }
+    check_current(&current)?;
     let Some(complaint) = current.fields.complaint else {
         return Err(Error::FailedPrecondition {
             reason: ErrorReason::NotAComplaint,

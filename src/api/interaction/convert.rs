@@ -180,6 +180,31 @@ pub fn interaction_to(interaction: &Interaction, now: DateTime<Utc>) -> pb::Inte
         etag: interaction.etag(),
         create_time: Some(timestamp(interaction.create_time)),
         update_time: Some(timestamp(interaction.update_time)),
+        ..void_record(interaction)
+    }
+}
+
+/// Only the void record of an interaction and where it belongs: what a
+/// watcher gets of a VOIDED or SUPERSEDED one, none of what it said.
+pub fn void_record(interaction: &Interaction) -> pb::Interaction {
+    let name_of = |id: &str| {
+        if id.is_empty() {
+            String::new()
+        } else {
+            rules::interaction_name(&interaction.customer, id)
+        }
+    };
+    let void = interaction.void.as_ref();
+    pb::Interaction {
+        name: interaction.name(),
+        etag: interaction.etag(),
+        update_time: Some(timestamp(interaction.update_time)),
+        void_time: void.map(|v| timestamp(v.time)),
+        void_reason: void.map(|v| v.reason.clone()).unwrap_or_default(),
+        voided_by: void.map(|v| v.by.clone()).unwrap_or_default(),
+        superseded_by: void.map(|v| name_of(&v.superseded_by)).unwrap_or_default(),
+        corrects: name_of(&interaction.corrects),
+        ..Default::default()
     }
 }
 
@@ -236,6 +261,7 @@ pub fn for_caller(interaction: pb::Interaction, caller: &Principal) -> pb::Inter
         campaign: String::new(),
         sentiment: 0,
         recorded_by: None,
+        voided_by: String::new(),
         complaint: interaction.complaint.map(|c| pb::Complaint {
             assignee: String::new(),
             root_cause: String::new(),

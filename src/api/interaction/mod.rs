@@ -50,6 +50,7 @@ pub mod access;
 mod append;
 mod complaints;
 pub mod convert;
+mod corrections;
 mod follow_ups;
 mod group_commit;
 mod query;
@@ -59,6 +60,7 @@ mod watch;
 
 use access::*;
 use convert::*;
+use corrections::{check_current, not_current};
 pub use group_commit::GroupCommitSettings;
 use query::*;
 use validate::*;
@@ -269,6 +271,22 @@ impl InteractionService for InteractionApi {
         request: Request<pb::CancelFollowUpRequest>,
     ) -> Result<Response<pb::FollowUp>, Status> {
         follow_ups::cancel(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "VoidInteraction")]
+    async fn void_interaction(
+        &self,
+        request: Request<pb::VoidInteractionRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        corrections::void_interaction(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CorrectInteraction")]
+    async fn correct_interaction(
+        &self,
+        request: Request<pb::CorrectInteractionRequest>,
+    ) -> Result<Response<pb::Interaction>, Status> {
+        corrections::correct_interaction(self, request).await
     }
 
     #[tracing::instrument(skip_all, name = "WatchInteractions")]

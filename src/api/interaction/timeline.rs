@@ -20,6 +20,9 @@ pub(super) async fn get_interaction(
         let mut conn = api.db.acquire().await?;
         readable_customer(&mut conn, &customer, &scope).await?;
         match store::get(&mut conn, &customer, &id, false).await? {
+            Some(interaction) if !caller.reads_audit() && interaction.void.is_some() => {
+                Err(not_current(&interaction))
+            }
             Some(interaction) => Ok(shape.apply(for_caller(
                 interaction_to(&interaction, Utc::now()),
                 &caller,

@@ -37,6 +37,11 @@ pub(super) fn read_interaction(
         etag: _,
         create_time: _,
         update_time: _,
+        void_time: _,
+        void_reason: _,
+        voided_by: _,
+        superseded_by: _,
+        corrects: _,
     } = input;
     let mut bad = |field: &str, why: String| violations.add(format!("{prefix}.{field}"), why);
     let now = Utc::now();

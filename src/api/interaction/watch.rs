@@ -118,10 +118,20 @@ impl Watcher {
         }
         self.last = item.cursor;
         self.last_sent = Instant::now();
+        use pb::watch_interactions_response::Change;
+        let change = Change::from_str_name(&item.change).unwrap_or(Change::Logged);
+        let interaction = match change {
+            // Caches drop it: what it said stays out of the stream.
+            Change::Voided | Change::Superseded => void_record(&item.interaction),
+            _ if item.interaction.void.is_some() => void_record(&item.interaction),
+            _ => interaction_to(&item.interaction, Utc::now()),
+        };
         tx.send(Ok(pb::WatchInteractionsResponse {
-            interaction: Some(interaction_to(&item.interaction, Utc::now())),
+            interaction: Some(interaction),
             resume_token: resume_token(STREAM, item.cursor),
             heartbeat: false,
+            change: change as i32,
+            previous_name: item.previous_name.clone(),
         }))
         .await
         .is_ok()
@@ -142,6 +152,7 @@ impl Watcher {
             interaction: None,
             resume_token: resume_token(STREAM, self.last),
             heartbeat: true,
+            ..Default::default()
         }))
         .await
         .is_ok()
