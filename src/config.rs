@@ -81,6 +81,19 @@ complaint_follow_up_days = 3
 # COMPLAINT_INSIGHT knowledge item when a complaint is resolved with a root
 # cause; unset: no item is written.
 # complaint_insight_team = "T-PRODUCT"
+# Service requests (SERVICE_REQUEST interactions): hours from receipt to the
+# first response (ConfirmServiceRequest) and to the resolution, by priority.
+service_response_hours_low = 24
+service_response_hours_medium = 8
+service_response_hours_high = 4
+service_response_hours_urgent = 1
+service_resolution_hours_low = 240
+service_resolution_hours_medium = 72
+service_resolution_hours_high = 24
+service_resolution_hours_urgent = 8
+# Key customers (tier VIP or MAJOR when the request is received) get this
+# percentage of each of those times: 50 halves them.
+service_key_customer_sla_percent = 50
 
 [insights]
 # Values (M of RFM, tiers, summaries) are in this currency; amounts in
@@ -477,6 +490,19 @@ pub struct InteractionSettings {
     /// The team a COMPLAINT_INSIGHT item goes to; None: no item.
     #[serde(default)]
     pub complaint_insight_team: Option<String>,
+    /// Hours from a service request's receipt to its first response, by
+    /// priority.
+    pub service_response_hours_low: u32,
+    pub service_response_hours_medium: u32,
+    pub service_response_hours_high: u32,
+    pub service_response_hours_urgent: u32,
+    /// Hours from a service request's receipt to its resolution, by priority.
+    pub service_resolution_hours_low: u32,
+    pub service_resolution_hours_medium: u32,
+    pub service_resolution_hours_high: u32,
+    pub service_resolution_hours_urgent: u32,
+    /// The share (1-100 %) of those times key customers (VIP, MAJOR) get.
+    pub service_key_customer_sla_percent: u32,
 }
 
 impl InteractionSettings {
@@ -496,6 +522,41 @@ impl InteractionSettings {
             medium: hours(self.complaint_sla_hours_medium),
             high: hours(self.complaint_sla_hours_high),
             critical: hours(self.complaint_sla_hours_critical),
+        }
+    }
+
+    pub fn service_sla(&self) -> crate::domain::service::ServiceSla {
+        use crate::domain::service::{ServiceSla, SlaTimes};
+        let pairs = [
+            (
+                self.service_response_hours_low,
+                self.service_resolution_hours_low,
+            ),
+            (
+                self.service_response_hours_medium,
+                self.service_resolution_hours_medium,
+            ),
+            (
+                self.service_response_hours_high,
+                self.service_resolution_hours_high,
+            ),
+            (
+                self.service_response_hours_urgent,
+                self.service_resolution_hours_urgent,
+            ),
+        ];
+        let minutes = |hours: u32, percent: u32| {
+            chrono::Duration::minutes(i64::from(hours) * 60 * i64::from(percent) / 100)
+        };
+        let times = |percent: u32| {
+            pairs.map(|(response, resolution)| SlaTimes {
+                response: minutes(response, percent),
+                resolution: minutes(resolution, percent),
+            })
+        };
+        ServiceSla {
+            standard: times(100),
+            key: times(self.service_key_customer_sla_percent),
         }
     }
 
@@ -808,6 +869,28 @@ impl Settings {
         if self.interactions.complaint_follow_up_days > 366 {
             return fail(
                 "interactions.complaint_follow_up_days (CK__INTERACTIONS__COMPLAINT_FOLLOW_UP_DAYS) must be at most 366",
+            );
+        }
+        if !(1..=100).contains(&self.interactions.service_key_customer_sla_percent) {
+            return fail(
+                "interactions.service_key_customer_sla_percent (CK__INTERACTIONS__SERVICE_KEY_CUSTOMER_SLA_PERCENT) must be between 1 and 100",
+            );
+        }
+        if [
+            self.interactions.service_response_hours_low,
+            self.interactions.service_response_hours_medium,
+            self.interactions.service_response_hours_high,
+            self.interactions.service_response_hours_urgent,
+            self.interactions.service_resolution_hours_low,
+            self.interactions.service_resolution_hours_medium,
+            self.interactions.service_resolution_hours_high,
+            self.interactions.service_resolution_hours_urgent,
+        ]
+        .iter()
+        .any(|h| !(1..=8784).contains(h))
+        {
+            return fail(
+                "interactions.service_response_hours_* and service_resolution_hours_* (CK__INTERACTIONS__SERVICE_*_HOURS_*) must be between 1 and 8784 (a year)",
             );
         }
         if let Some(team) = &self.interactions.complaint_insight_team

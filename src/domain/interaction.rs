@@ -216,6 +216,8 @@ pub struct NewInteraction {
     pub external_ref: String,
     /// Set for COMPLAINT interactions: the complaint they open.
     pub complaint: Option<Complaint>,
+    /// Set for SERVICE_REQUEST interactions: the service request they open.
+    pub service_request: Option<super::service::ServiceRequestIntake>,
     /// False when the caller left `occur_time` for the service to fill in:
     /// a re-send then carries another time and is still the same entry.
     pub occur_time_stated: bool,

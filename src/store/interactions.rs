@@ -162,6 +162,7 @@ impl TryFrom<InteractionRow> for Interaction {
                 source_system: row.source_system,
                 external_ref: row.external_ref,
                 complaint,
+                service_request: None,
                 occur_time_stated: true,
             },
             version: row.version,
@@ -389,6 +390,17 @@ pub async fn append(
             interaction,
         );
     }
+    // SERVICE_REQUEST interactions written now open their service requests
+    // in the same transaction.
+    let opened: Vec<(&CustomerId, &NewInteraction)> = rows
+        .iter()
+        .filter(|(c, n)| {
+            n.service_request.is_some()
+                && fresh.contains_key(&(c.as_str().to_string(), n.id.clone()))
+        })
+        .map(|(c, n)| (c, n))
+        .collect();
+    super::service_requests::open(conn, &opened).await?;
     // Rows not written now collided with a stored (source system, external
     // ref): the same content is a re-send, other content a conflict.
     let collided: Vec<&(CustomerId, NewInteraction)> = rows

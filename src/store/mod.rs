@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod interactions;
 pub mod knowledge;
 pub mod segments;
+pub mod service_requests;
 
 use std::{
     ops::{Deref, DerefMut},

@@ -22,6 +22,7 @@ mod operator_errors;
 mod pagination;
 mod reliability;
 mod server;
+mod service_requests;
 mod telemetry;
 mod tls;
 mod trust;

@@ -253,6 +253,7 @@ pub(super) async fn complete_follow_up(
             None,
             &caller,
             &api.sla,
+            &api.service_sla,
             &api.sources,
             "interaction",
             &mut violations,

@@ -11,6 +11,7 @@ pub(super) fn read_interaction(
     id: Option<&str>,
     caller: &Principal,
     sla: &ComplaintSla,
+    service_sla: &ServiceSla,
     sources: &SourceSystems,
     prefix: &str,
     violations: &mut Violations,
@@ -37,6 +38,7 @@ pub(super) fn read_interaction(
         etag: _,
         create_time: _,
         update_time: _,
+        service_request,
     } = input;
     let mut bad = |field: &str, why: String| violations.add(format!("{prefix}.{field}"), why);
     let now = Utc::now();
@@ -210,6 +212,31 @@ pub(super) fn read_interaction(
             ..Complaint::opened(severity, sla.due(severity, occur_time))
         }
     });
+    let service_request = match service_request {
+        Some(_) if kind != Kind::ServiceRequest => {
+            bad(
+                "service_request",
+                "is only read on SERVICE_REQUEST interactions".into(),
+            );
+            None
+        }
+        _ if kind != Kind::ServiceRequest => None,
+        given => {
+            let given = given.clone().unwrap_or_default();
+            let priority = service_requests::priority_from(given.priority).unwrap_or_else(|| {
+                bad(
+                    "service_request.priority",
+                    "must be LOW, MEDIUM, HIGH or URGENT".into(),
+                );
+                Priority::Medium
+            });
+            let assignee = org_code(&given.assignee, false).unwrap_or_else(|why| {
+                bad("service_request.assignee", why);
+                String::new()
+            });
+            Some(service_sla.intake(priority, assignee))
+        }
+    };
     let id = match id {
         None | Some("") => uuid::Uuid::now_v7().to_string(),
         Some(id) => CustomerId::parse(id)
@@ -241,6 +268,7 @@ pub(super) fn read_interaction(
         source_system,
         external_ref,
         complaint,
+        service_request,
     }
 }
 
@@ -265,6 +293,7 @@ impl NewInteraction {
             source_system: String::new(),
             external_ref: String::new(),
             complaint: None,
+            service_request: None,
             occur_time_stated: false,
         }
     }
