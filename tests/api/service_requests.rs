@@ -360,7 +360,8 @@ async fn a_service_request_moves_through_its_states_with_who_and_when() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
-    let bad = rm
+    // An intake on another kind is ignored, as a complaint is: no request.
+    let ignored = rm
         .log_interaction(logged(
             &zhang,
             Kind::Inquiry,
@@ -369,9 +370,33 @@ async fn a_service_request_moves_through_its_states_with_who_and_when() {
             intake(Priority::Low, ""),
         ))
         .await
+        .unwrap()
+        .into_inner()
+        .name
+        .replace("/interactions/", "/serviceRequests/");
+    let missing = rm
+        .get_service_request(pb::GetServiceRequestRequest { name: ignored })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    let bad = rm
+        .log_interaction(logged(
+            &zhang,
+            Kind::ServiceRequest,
+            Channel::Branch,
+            None,
+            Some(pb::ServiceRequestIntake {
+                priority: 99,
+                assignee: String::new(),
+            }),
+        ))
+        .await
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
-    assert_eq!(violated_fields(&bad), ["interaction.service_request"]);
+    assert_eq!(
+        violated_fields(&bad),
+        ["interaction.service_request.priority"]
+    );
 
     // Erasure removes the free text, keeps the codes and times.
     app.customers(&Caller::admin())
@@ -1068,15 +1093,21 @@ async fn service_metrics_match_figures_worked_out_by_hand() {
         .unwrap()
         .into_inner();
     assert_eq!(resolution(&all.total.unwrap().service_requests).0.0, 6);
-    let two = metrics(
-        Caller::admin(),
-        pb::GetServiceMetricsRequest {
-            branch: "B01".into(),
-            team: "T-A".into(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(two.code(), Code::InvalidArgument);
+    // Branch and team narrow together: T-A within B01 is all of B01's
+    // requests; T-A within B02 is none.
+    let together = |b: &str| pb::GetServiceMetricsRequest {
+        branch: b.into(),
+        team: "T-A".into(),
+        ..Default::default()
+    };
+    let both = metrics(Caller::admin(), together("B01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolution(&both.total.unwrap().service_requests).0.0, 5);
+    let neither = metrics(Caller::admin(), together("B02"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolution(&neither.total.unwrap().service_requests).0.0, 0);
 }

@@ -248,16 +248,7 @@ pub(super) async fn complete_follow_up(
             }
             _ => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
         }
-        let new = read_interaction(
-            &input,
-            None,
-            &caller,
-            &api.sla,
-            &api.service_sla,
-            &api.sources,
-            "interaction",
-            &mut violations,
-        );
+        let new = read_interaction(&input, None, &caller, api, "interaction", &mut violations);
         let key = request_key(&caller, &req)?;
         let (customer, id) = violations.into_value(target)?;
         api.db

@@ -92,13 +92,6 @@ pub(super) async fn get(
         };
         let team = code("team", &req.team);
         let employee = code("employee", &req.employee);
-        let named = [&period.branch, &team, &employee]
-            .iter()
-            .filter(|v| !v.is_empty())
-            .count();
-        if named > 1 {
-            violations.add("branch", "name at most one of branch, team and employee");
-        }
         violations.into_result(())?;
         period.check_reach(&reach, "service")?;
         let subject = MetricsSubject {

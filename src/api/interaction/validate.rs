@@ -6,13 +6,13 @@ use super::*;
 /// Reads and validates an interaction to log, collecting violations under
 /// `prefix` (e.g. `interaction` or `requests[3].interaction`).
 /// `recorded_by` comes from the caller for employees; a service may state it.
+/// The complaint and service-request SLAs and the source systems are the
+/// service's (`api`).
 pub(super) fn read_interaction(
     input: &pb::Interaction,
     id: Option<&str>,
     caller: &Principal,
-    sla: &ComplaintSla,
-    service_sla: &ServiceSla,
-    sources: &SourceSystems,
+    api: &InteractionApi,
     prefix: &str,
     violations: &mut Violations,
 ) -> NewInteraction {
@@ -139,7 +139,7 @@ pub(super) fn read_interaction(
         caller.subject.clone()
     } else {
         match org_code(source_system, true) {
-            Ok(source) if sources.owns(&caller.subject, &source) => source,
+            Ok(source) if api.sources.owns(&caller.subject, &source) => source,
             Ok(source) => {
                 bad(
                     "source_system",
@@ -209,34 +209,25 @@ pub(super) fn read_interaction(
             category,
             product,
             assignee,
-            ..Complaint::opened(severity, sla.due(severity, occur_time))
+            ..Complaint::opened(severity, api.sla.due(severity, occur_time))
         }
     });
-    let service_request = match service_request {
-        Some(_) if kind != Kind::ServiceRequest => {
+    // Like `complaint`, read on the kind it belongs to and ignored on others.
+    let service_request = (kind == Kind::ServiceRequest).then(|| {
+        let given = service_request.clone().unwrap_or_default();
+        let priority = service_requests::priority_from(given.priority).unwrap_or_else(|| {
             bad(
-                "service_request",
-                "is only read on SERVICE_REQUEST interactions".into(),
+                "service_request.priority",
+                "must be LOW, MEDIUM, HIGH or URGENT".into(),
             );
-            None
-        }
-        _ if kind != Kind::ServiceRequest => None,
-        given => {
-            let given = given.clone().unwrap_or_default();
-            let priority = service_requests::priority_from(given.priority).unwrap_or_else(|| {
-                bad(
-                    "service_request.priority",
-                    "must be LOW, MEDIUM, HIGH or URGENT".into(),
-                );
-                Priority::Medium
-            });
-            let assignee = org_code(&given.assignee, false).unwrap_or_else(|why| {
-                bad("service_request.assignee", why);
-                String::new()
-            });
-            Some(service_sla.intake(priority, assignee))
-        }
-    };
+            Priority::Medium
+        });
+        let assignee = org_code(&given.assignee, false).unwrap_or_else(|why| {
+            bad("service_request.assignee", why);
+            String::new()
+        });
+        api.service_sla.intake(priority, assignee)
+    });
     let id = match id {
         None | Some("") => uuid::Uuid::now_v7().to_string(),
         Some(id) => CustomerId::parse(id)
