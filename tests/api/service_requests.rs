@@ -1110,4 +1110,27 @@ async fn service_metrics_match_figures_worked_out_by_hand() {
         .unwrap()
         .into_inner();
     assert_eq!(resolution(&neither.total.unwrap().service_requests).0.0, 0);
+    // A period longer than a year is refused, as is one that ends first.
+    let long = app
+        .interactions(&Caller::admin())
+        .await
+        .get_service_metrics(pb::GetServiceMetricsRequest {
+            start_time: Some(at(now_secs() - 367 * 86_400)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&long), ["start_time"]);
+    let backwards = app
+        .interactions(&Caller::admin())
+        .await
+        .get_service_metrics(pb::GetServiceMetricsRequest {
+            start_time: Some(at(now_secs())),
+            end_time: Some(at(now_secs() - 86_400)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(backwards.code(), Code::InvalidArgument);
 }

@@ -12,6 +12,10 @@ use crate::store::service_requests::{
 /// The period a report covers when none is given.
 const DEFAULT_REPORT_DAYS: i64 = 30;
 
+/// The longest period GetServiceMetrics reports on: a year, so one call's
+/// statements stay bounded.
+const MAX_METRICS_DAYS: i64 = 366;
+
 /// A report's branch and period as requested: the branch (empty: all in
 /// reach) must be the caller's own when the caller is bound to a branch;
 /// the period defaults to the 30 days before `end_time` (default: now).
@@ -92,6 +96,12 @@ pub(super) async fn get(
         };
         let team = code("team", &req.team);
         let employee = code("employee", &req.employee);
+        if period.end - period.start > Duration::days(MAX_METRICS_DAYS) {
+            violations.add(
+                "start_time",
+                format!("the period may span at most {MAX_METRICS_DAYS} days"),
+            );
+        }
         violations.into_result(())?;
         period.check_reach(&reach, "service")?;
         let subject = MetricsSubject {
