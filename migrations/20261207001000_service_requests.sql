@@ -59,7 +59,3 @@ CREATE TABLE service_request_events (
     FOREIGN KEY (customer_id, interaction_id)
         REFERENCES service_requests (customer_id, interaction_id)
 );
-
--- GetServiceMetrics reads the CSAT and NPS answers given in a period.
-CREATE INDEX interactions_rated ON interactions (occur_time)
-    WHERE satisfaction IS NOT NULL OR nps IS NOT NULL;
