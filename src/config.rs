@@ -81,6 +81,12 @@ complaint_follow_up_days = 3
 # COMPLAINT_INSIGHT knowledge item when a complaint is resolved with a root
 # cause; unset: no item is written.
 # complaint_insight_team = "T-PRODUCT"
+# Follow-ups (回访) scheduled without a recurrence recur every this many
+# months for customers of each tier (0: a one-off): key customers monthly.
+follow_up_cadence_months_vip = 1
+follow_up_cadence_months_major = 3
+follow_up_cadence_months_ordinary = 0
+follow_up_cadence_months_small = 0
 # Service requests (SERVICE_REQUEST interactions): hours from receipt to the
 # first response (ConfirmServiceRequest) and to the resolution, by priority.
 service_response_hours_low = 24
@@ -503,6 +509,12 @@ pub struct InteractionSettings {
     pub service_resolution_hours_urgent: u32,
     /// The share (1-100 %) of those times key customers (VIP, MAJOR) get.
     pub service_key_customer_sla_percent: u32,
+    /// Months between follow-ups of a customer of each tier when none is
+    /// given (0: a one-off).
+    pub follow_up_cadence_months_vip: u32,
+    pub follow_up_cadence_months_major: u32,
+    pub follow_up_cadence_months_ordinary: u32,
+    pub follow_up_cadence_months_small: u32,
 }
 
 impl InteractionSettings {
@@ -522,6 +534,15 @@ impl InteractionSettings {
             medium: hours(self.complaint_sla_hours_medium),
             high: hours(self.complaint_sla_hours_high),
             critical: hours(self.complaint_sla_hours_critical),
+        }
+    }
+
+    pub fn follow_up_cadence(&self) -> crate::domain::interaction::FollowUpCadence {
+        crate::domain::interaction::FollowUpCadence {
+            vip_months: self.follow_up_cadence_months_vip,
+            major_months: self.follow_up_cadence_months_major,
+            ordinary_months: self.follow_up_cadence_months_ordinary,
+            small_months: self.follow_up_cadence_months_small,
         }
     }
 
@@ -869,6 +890,19 @@ impl Settings {
         if self.interactions.complaint_follow_up_days > 366 {
             return fail(
                 "interactions.complaint_follow_up_days (CK__INTERACTIONS__COMPLAINT_FOLLOW_UP_DAYS) must be at most 366",
+            );
+        }
+        if [
+            self.interactions.follow_up_cadence_months_vip,
+            self.interactions.follow_up_cadence_months_major,
+            self.interactions.follow_up_cadence_months_ordinary,
+            self.interactions.follow_up_cadence_months_small,
+        ]
+        .iter()
+        .any(|m| *m > crate::domain::interaction::MAX_RECURRENCE_MONTHS)
+        {
+            return fail(
+                "interactions.follow_up_cadence_months_* (CK__INTERACTIONS__FOLLOW_UP_CADENCE_MONTHS_*) must be at most 12",
             );
         }
         if !(1..=100).contains(&self.interactions.service_key_customer_sla_percent) {

@@ -14,7 +14,8 @@ use crate::{
         customer::CustomerId,
         interaction::{
             Channel, Complaint, ComplaintCategory, ComplaintState, FollowUpState, Interaction,
-            Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity, interaction_name,
+            Kind, Money, NewInteraction, RecordedBy, Recurrence, Sentiment, Severity,
+            interaction_name,
         },
     },
     error::{Error, ErrorReason},
@@ -813,6 +814,7 @@ pub struct FollowUp {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    pub recurrence: Recurrence,
 }
 
 #[derive(FromRow)]
@@ -834,6 +836,8 @@ struct FollowUpRow {
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
+    recurrence_days: i32,
+    recurrence_months: i32,
 }
 
 impl TryFrom<FollowUpRow> for FollowUp {
@@ -862,6 +866,12 @@ impl TryFrom<FollowUpRow> for FollowUp {
             version: row.version,
             create_time: row.create_time,
             update_time: row.update_time,
+            recurrence: Recurrence {
+                days: u32::try_from(row.recurrence_days)
+                    .map_err(|_| corrupt("recurrence", &row.recurrence_days.to_string()))?,
+                months: u32::try_from(row.recurrence_months)
+                    .map_err(|_| corrupt("recurrence", &row.recurrence_months.to_string()))?,
+            },
         })
     }
 }
@@ -871,7 +881,7 @@ macro_rules! select_follow_up {
         "SELECT f.customer_id, f.id, f.assignee, f.branch, f.due_time, f.state, f.purpose,
                 f.channel, f.source_interaction, f.completion_interaction, f.complete_time,
                 f.cancel_reason, f.cancel_time, f.created_by, f.version, f.create_time,
-                f.update_time
+                f.update_time, f.recurrence_days, f.recurrence_months
          FROM follow_ups f JOIN customers c ON c.id = f.customer_id "
     };
 }
@@ -879,8 +889,9 @@ macro_rules! select_follow_up {
 pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Result<FollowUp, Error> {
     let row: FollowUpRow = sqlx::query_as(
         "INSERT INTO follow_ups AS f (customer_id, id, assignee, branch, due_time, state, purpose,
-                                      channel, source_interaction, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                      channel, source_interaction, created_by,
+                                      recurrence_days, recurrence_months)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING *",
     )
     .bind(task.customer.as_str())
@@ -893,6 +904,8 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
     .bind(task.channel.map(Channel::as_str))
     .bind(&task.source_interaction)
     .bind(&task.created_by)
+    .bind(task.recurrence.days as i32)
+    .bind(task.recurrence.months as i32)
     .fetch_one(&mut *conn)
     .instrument(statement("INSERT", "follow_ups"))
     .await

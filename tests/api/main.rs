@@ -20,6 +20,7 @@ mod lifecycle;
 mod matrix;
 mod operator_errors;
 mod pagination;
+mod recurrence;
 mod reliability;
 mod server;
 mod service_requests;

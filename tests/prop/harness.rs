@@ -502,6 +502,7 @@ impl Harness {
                             resolution: hours(36),
                         }; 4],
                     },
+                    cadence: Default::default(),
                     complaints: Default::default(),
                     sources: SourceSystems::new(HashMap::from([(
                         "core-banking".to_string(),

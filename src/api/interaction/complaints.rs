@@ -169,6 +169,8 @@ impl InteractionApi {
                 complete_time: None,
                 cancel_reason: String::new(),
                 cancel_time: None,
+                // The 回访 of a complaint is a one-off.
+                recurrence: Default::default(),
                 created_by: caller.subject.clone(),
                 version: 1,
                 create_time: now,

@@ -209,6 +209,13 @@ pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
         update_time: Some(timestamp(task.update_time)),
         cancel_reason: task.cancel_reason.clone(),
         cancel_time: task.cancel_time.map(timestamp),
+        recurrence: task
+            .recurrence
+            .is_recurring()
+            .then_some(pb::FollowUpRecurrence {
+                every_days: task.recurrence.days as i32,
+                every_months: task.recurrence.months as i32,
+            }),
     }
 }
 
