@@ -81,6 +81,25 @@ complaint_follow_up_days = 3
 # COMPLAINT_INSIGHT knowledge item when a complaint is resolved with a root
 # cause; unset: no item is written.
 # complaint_insight_team = "T-PRODUCT"
+# Follow-ups (回访) scheduled without a recurrence recur every this many
+# months for customers of each tier (0: a one-off): key customers monthly.
+follow_up_cadence_months_vip = 1
+follow_up_cadence_months_major = 3
+follow_up_cadence_months_ordinary = 0
+follow_up_cadence_months_small = 0
+# Service requests (SERVICE_REQUEST interactions): hours from receipt to the
+# first response (ConfirmServiceRequest) and to the resolution, by priority.
+service_response_hours_low = 24
+service_response_hours_medium = 8
+service_response_hours_high = 4
+service_response_hours_urgent = 1
+service_resolution_hours_low = 240
+service_resolution_hours_medium = 72
+service_resolution_hours_high = 24
+service_resolution_hours_urgent = 8
+# Key customers (tier VIP or MAJOR when the request is received) get this
+# percentage of each of those times: 50 halves them.
+service_key_customer_sla_percent = 50
 
 [insights]
 # Values (M of RFM, tiers, summaries) are in this currency; amounts in
@@ -480,6 +499,25 @@ pub struct InteractionSettings {
     /// The team a COMPLAINT_INSIGHT item goes to; None: no item.
     #[serde(default)]
     pub complaint_insight_team: Option<String>,
+    /// Hours from a service request's receipt to its first response, by
+    /// priority.
+    pub service_response_hours_low: u32,
+    pub service_response_hours_medium: u32,
+    pub service_response_hours_high: u32,
+    pub service_response_hours_urgent: u32,
+    /// Hours from a service request's receipt to its resolution, by priority.
+    pub service_resolution_hours_low: u32,
+    pub service_resolution_hours_medium: u32,
+    pub service_resolution_hours_high: u32,
+    pub service_resolution_hours_urgent: u32,
+    /// The share (1-100 %) of those times key customers (VIP, MAJOR) get.
+    pub service_key_customer_sla_percent: u32,
+    /// Months between follow-ups of a customer of each tier when none is
+    /// given (0: a one-off).
+    pub follow_up_cadence_months_vip: u32,
+    pub follow_up_cadence_months_major: u32,
+    pub follow_up_cadence_months_ordinary: u32,
+    pub follow_up_cadence_months_small: u32,
 }
 
 impl InteractionSettings {
@@ -499,6 +537,50 @@ impl InteractionSettings {
             medium: hours(self.complaint_sla_hours_medium),
             high: hours(self.complaint_sla_hours_high),
             critical: hours(self.complaint_sla_hours_critical),
+        }
+    }
+
+    pub fn follow_up_cadence(&self) -> crate::domain::interaction::FollowUpCadence {
+        crate::domain::interaction::FollowUpCadence {
+            vip_months: self.follow_up_cadence_months_vip,
+            major_months: self.follow_up_cadence_months_major,
+            ordinary_months: self.follow_up_cadence_months_ordinary,
+            small_months: self.follow_up_cadence_months_small,
+        }
+    }
+
+    pub fn service_sla(&self) -> crate::domain::service::ServiceSla {
+        use crate::domain::service::{ServiceSla, SlaTimes};
+        let pairs = [
+            (
+                self.service_response_hours_low,
+                self.service_resolution_hours_low,
+            ),
+            (
+                self.service_response_hours_medium,
+                self.service_resolution_hours_medium,
+            ),
+            (
+                self.service_response_hours_high,
+                self.service_resolution_hours_high,
+            ),
+            (
+                self.service_response_hours_urgent,
+                self.service_resolution_hours_urgent,
+            ),
+        ];
+        let minutes = |hours: u32, percent: u32| {
+            chrono::Duration::minutes(i64::from(hours) * 60 * i64::from(percent) / 100)
+        };
+        let times = |percent: u32| {
+            pairs.map(|(response, resolution)| SlaTimes {
+                response: minutes(response, percent),
+                resolution: minutes(resolution, percent),
+            })
+        };
+        ServiceSla {
+            standard: times(100),
+            key: times(self.service_key_customer_sla_percent),
         }
     }
 
@@ -811,6 +893,41 @@ impl Settings {
         if self.interactions.complaint_follow_up_days > 366 {
             return fail(
                 "interactions.complaint_follow_up_days (CK__INTERACTIONS__COMPLAINT_FOLLOW_UP_DAYS) must be at most 366",
+            );
+        }
+        if [
+            self.interactions.follow_up_cadence_months_vip,
+            self.interactions.follow_up_cadence_months_major,
+            self.interactions.follow_up_cadence_months_ordinary,
+            self.interactions.follow_up_cadence_months_small,
+        ]
+        .iter()
+        .any(|m| *m > crate::domain::interaction::MAX_RECURRENCE_MONTHS)
+        {
+            return fail(
+                "interactions.follow_up_cadence_months_* (CK__INTERACTIONS__FOLLOW_UP_CADENCE_MONTHS_*) must be at most 12",
+            );
+        }
+        if !(1..=100).contains(&self.interactions.service_key_customer_sla_percent) {
+            return fail(
+                "interactions.service_key_customer_sla_percent (CK__INTERACTIONS__SERVICE_KEY_CUSTOMER_SLA_PERCENT) must be between 1 and 100",
+            );
+        }
+        if [
+            self.interactions.service_response_hours_low,
+            self.interactions.service_response_hours_medium,
+            self.interactions.service_response_hours_high,
+            self.interactions.service_response_hours_urgent,
+            self.interactions.service_resolution_hours_low,
+            self.interactions.service_resolution_hours_medium,
+            self.interactions.service_resolution_hours_high,
+            self.interactions.service_resolution_hours_urgent,
+        ]
+        .iter()
+        .any(|h| !(1..=8784).contains(h))
+        {
+            return fail(
+                "interactions.service_response_hours_* and service_resolution_hours_* (CK__INTERACTIONS__SERVICE_*_HOURS_*) must be between 1 and 8784 (a year)",
             );
         }
         if let Some(team) = &self.interactions.complaint_insight_team

@@ -191,6 +191,8 @@ impl Application {
             db: db.clone(),
             page_tokens: page_tokens.clone(),
             sla: settings.interactions.complaint_sla(),
+            service_sla: settings.interactions.service_sla(),
+            cadence: settings.interactions.follow_up_cadence(),
             complaints: settings.interactions.complaint_policy(),
             sources: SourceSystems::new(settings.interactions.source_systems.clone()),
             import_batch_size: settings.interactions.import_batch_size,

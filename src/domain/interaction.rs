@@ -195,6 +195,62 @@ pub struct ComplaintPolicy {
     pub insight_team: Option<String>,
 }
 
+/// How a follow-up recurs: every `days` days or every `months` months
+/// (at most one of them non-zero); both 0: a one-off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recurrence {
+    pub days: u32,
+    pub months: u32,
+}
+
+/// The most days and months a recurrence may span.
+pub const MAX_RECURRENCE_DAYS: u32 = 366;
+pub const MAX_RECURRENCE_MONTHS: u32 = 12;
+
+impl Recurrence {
+    pub fn is_recurring(self) -> bool {
+        self.days > 0 || self.months > 0
+    }
+
+    /// The due time of the occurrence after one due at `due`: the same
+    /// time of day `days` later, or the same day `months` later (the
+    /// month's last day when it is shorter); None for a one-off.
+    pub fn next(self, due: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.months > 0 {
+            due.checked_add_months(chrono::Months::new(self.months))
+        } else if self.days > 0 {
+            due.checked_add_signed(Duration::days(i64::from(self.days)))
+        } else {
+            None
+        }
+    }
+}
+
+/// The follow-up cadence per customer tier, from configuration: the
+/// recurrence in months a follow-up of a customer of that tier gets when
+/// it is scheduled without one (0: a one-off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FollowUpCadence {
+    pub vip_months: u32,
+    pub major_months: u32,
+    pub ordinary_months: u32,
+    pub small_months: u32,
+}
+
+impl FollowUpCadence {
+    pub fn for_tier(self, tier: Option<super::customer::Tier>) -> Recurrence {
+        use super::customer::Tier;
+        let months = match tier {
+            Some(Tier::Vip) => self.vip_months,
+            Some(Tier::Major) => self.major_months,
+            Some(Tier::Ordinary) => self.ordinary_months,
+            Some(Tier::Small) => self.small_months,
+            None => 0,
+        };
+        Recurrence { days: 0, months }
+    }
+}
+
 /// A validated interaction to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewInteraction {
@@ -216,6 +272,8 @@ pub struct NewInteraction {
     pub external_ref: String,
     /// Set for COMPLAINT interactions: the complaint they open.
     pub complaint: Option<Complaint>,
+    /// Set for SERVICE_REQUEST interactions: the service request they open.
+    pub service_request: Option<super::service::ServiceRequestIntake>,
     /// False when the caller left `occur_time` for the service to fill in:
     /// a re-send then carries another time and is still the same entry.
     pub occur_time_stated: bool,
@@ -425,6 +483,25 @@ mod tests {
         assert!(!Open.may_become(Resolved));
         assert!(!Resolved.may_become(InProgress));
         assert!(!Closed.may_become(Closed));
+    }
+
+    #[test]
+    fn a_monthly_follow_up_keeps_its_day_or_takes_the_last_of_a_short_month() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let monthly = Recurrence { days: 0, months: 1 };
+        assert_eq!(
+            monthly.next(at("2026-01-31T09:00:00Z")),
+            Some(at("2026-02-28T09:00:00Z"))
+        );
+        let fortnightly = Recurrence {
+            days: 14,
+            months: 0,
+        };
+        assert_eq!(
+            fortnightly.next(at("2026-01-31T09:00:00Z")),
+            Some(at("2026-02-14T09:00:00Z"))
+        );
+        assert_eq!(Recurrence::default().next(at("2026-01-31T09:00:00Z")), None);
     }
 
     #[test]

@@ -31,4 +31,5 @@ pub mod knowledge;
 pub mod mask;
 pub mod principal;
 pub mod search;
+pub mod service;
 pub mod systems;

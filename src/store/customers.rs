@@ -592,6 +592,7 @@ pub async fn erase(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error
             .await?;
     }
     super::interactions::erase_text(conn, id).await?;
+    super::service_requests::erase_text(conn, id).await?;
     super::knowledge::erase_subject(conn, id.as_str()).await?;
     append_outbox(
         conn,

@@ -14,7 +14,7 @@ use crate::{
         customer::CustomerId,
         interaction::{
             Channel, Complaint, ComplaintCategory, ComplaintState, FollowUpState, Interaction,
-            Kind, Money, NewInteraction, RecordedBy, Sentiment, Severity, Voiding,
+            Kind, Money, NewInteraction, RecordedBy, Recurrence, Sentiment, Severity, Voiding,
             interaction_name,
         },
     },
@@ -168,6 +168,7 @@ impl TryFrom<InteractionRow> for Interaction {
                 source_system: row.source_system,
                 external_ref: row.external_ref,
                 complaint,
+                service_request: None,
                 occur_time_stated: true,
             },
             version: row.version,
@@ -402,6 +403,17 @@ pub async fn append(
             interaction,
         );
     }
+    // SERVICE_REQUEST interactions written now open their service requests
+    // in the same transaction.
+    let opened: Vec<(&CustomerId, &NewInteraction)> = rows
+        .iter()
+        .filter(|(c, n)| {
+            n.service_request.is_some()
+                && fresh.contains_key(&(c.as_str().to_string(), n.id.clone()))
+        })
+        .map(|(c, n)| (c, n))
+        .collect();
+    super::service_requests::open(conn, &opened).await?;
     // Rows not written now collided with a stored (source system, external
     // ref): the same content is a re-send, other content a conflict.
     let collided: Vec<&(CustomerId, NewInteraction)> = rows
@@ -915,6 +927,7 @@ pub struct FollowUp {
     pub version: i64,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
+    pub recurrence: Recurrence,
 }
 
 #[derive(FromRow)]
@@ -936,6 +949,8 @@ struct FollowUpRow {
     version: i64,
     create_time: DateTime<Utc>,
     update_time: DateTime<Utc>,
+    recurrence_days: i32,
+    recurrence_months: i32,
 }
 
 impl TryFrom<FollowUpRow> for FollowUp {
@@ -964,6 +979,12 @@ impl TryFrom<FollowUpRow> for FollowUp {
             version: row.version,
             create_time: row.create_time,
             update_time: row.update_time,
+            recurrence: Recurrence {
+                days: u32::try_from(row.recurrence_days)
+                    .map_err(|_| corrupt("recurrence", &row.recurrence_days.to_string()))?,
+                months: u32::try_from(row.recurrence_months)
+                    .map_err(|_| corrupt("recurrence", &row.recurrence_months.to_string()))?,
+            },
         })
     }
 }
@@ -973,7 +994,7 @@ macro_rules! select_follow_up {
         "SELECT f.customer_id, f.id, f.assignee, f.branch, f.due_time, f.state, f.purpose,
                 f.channel, f.source_interaction, f.completion_interaction, f.complete_time,
                 f.cancel_reason, f.cancel_time, f.created_by, f.version, f.create_time,
-                f.update_time
+                f.update_time, f.recurrence_days, f.recurrence_months
          FROM follow_ups f JOIN customers c ON c.id = f.customer_id "
     };
 }
@@ -981,8 +1002,9 @@ macro_rules! select_follow_up {
 pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Result<FollowUp, Error> {
     let row: FollowUpRow = sqlx::query_as(
         "INSERT INTO follow_ups AS f (customer_id, id, assignee, branch, due_time, state, purpose,
-                                      channel, source_interaction, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                      channel, source_interaction, created_by,
+                                      recurrence_days, recurrence_months)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING *",
     )
     .bind(task.customer.as_str())
@@ -995,6 +1017,8 @@ pub async fn insert_follow_up(conn: &mut PgConnection, task: &FollowUp) -> Resul
     .bind(task.channel.map(Channel::as_str))
     .bind(&task.source_interaction)
     .bind(&task.created_by)
+    .bind(task.recurrence.days as i32)
+    .bind(task.recurrence.months as i32)
     .fetch_one(&mut *conn)
     .instrument(statement("INSERT", "follow_ups"))
     .await

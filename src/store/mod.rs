@@ -9,6 +9,7 @@ pub mod interactions;
 pub mod knowledge;
 pub mod operations;
 pub mod segments;
+pub mod service_requests;
 
 use std::{
     ops::{Deref, DerefMut},

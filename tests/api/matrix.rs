@@ -179,6 +179,33 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
         r#"{"interaction": {"channel": "PHONE", "summary": "matrix probe"}}"#,
     ),
     ("InteractionService/ListFollowUps", "{}"),
+    ("InteractionService/GetServiceRequest", "{}"),
+    ("InteractionService/ListServiceRequests", "{}"),
+    (
+        "InteractionService/ConfirmServiceRequest",
+        r#"{"need": "matrix probe"}"#,
+    ),
+    (
+        "InteractionService/ProposeServiceRequestSolution",
+        r#"{"solution": "matrix probe"}"#,
+    ),
+    ("InteractionService/StartServiceRequest", "{}"),
+    (
+        "InteractionService/ResolveServiceRequest",
+        r#"{"resolution": "matrix probe"}"#,
+    ),
+    (
+        "InteractionService/CheckServiceRequestSatisfaction",
+        r#"{"satisfaction": 4}"#,
+    ),
+    (
+        "InteractionService/CancelServiceRequest",
+        r#"{"reason": "matrix probe"}"#,
+    ),
+    (
+        "InteractionService/GetServiceMetrics",
+        r#"{"branch": "B01"}"#,
+    ),
     ("InteractionService/WatchInteractions", "{}"),
     (
         "KnowledgeService/CreateKnowledgeItem",
@@ -256,6 +283,9 @@ struct Fixture {
     /// A COMPLAINT of the target, with distinctive notes.
     interaction: String,
     follow_up: String,
+    /// The service request a SERVICE_REQUEST interaction of the target
+    /// opened.
+    service_request: String,
     /// BRANCH-visible EXPLICIT knowledge about the target, written by a B01
     /// relationship manager who is none of the callers.
     item_a: String,
@@ -268,12 +298,13 @@ struct Fixture {
 impl Fixture {
     /// The names (and the CIF number) of B01 customer data: a request naming
     /// one of them acts on B01.
-    fn b01_customer_data(&self) -> [&str; 5] {
+    fn b01_customer_data(&self) -> [&str; 6] {
         [
             &self.customer,
             &self.peer,
             &self.interaction,
             &self.follow_up,
+            &self.service_request,
             &self.cif,
         ]
     }
@@ -408,6 +439,22 @@ async fn fixture(app: &TestApp) -> Fixture {
         .expect("log the fixture complaint")
         .into_inner()
         .name;
+    let service_request = interactions
+        .log_interaction(pb::LogInteractionRequest {
+            parent: customer.clone(),
+            interaction: Some(pb::Interaction {
+                channel: pb::interaction::Channel::Branch as i32,
+                kind: pb::interaction::Kind::ServiceRequest as i32,
+                summary: INTERACTION_SUMMARY.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("log the fixture service request")
+        .into_inner()
+        .name
+        .replace("/interactions/", "/serviceRequests/");
     let follow_up = interactions
         .schedule_follow_up(pb::ScheduleFollowUpRequest {
             parent: customer.clone(),
@@ -459,6 +506,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         cif,
         interaction,
         follow_up,
+        service_request,
         item_a,
         item_b,
         tacit,
@@ -634,13 +682,16 @@ fn expected(class: Class, kind: Kind, known: bool) -> Vec<Code> {
 }
 
 /// The one rule for what a `name` field names: the follow-up for FollowUp
-/// methods, the interaction for Interaction and Complaint methods, the first
+/// methods, the service request for ServiceRequest methods, the interaction
+/// for Interaction and Complaint methods, the first
 /// knowledge item in KnowledgeService (or for Knowledge methods), else the
 /// target customer. `parent` and `customer` are always the target customer.
 fn resource_named(method: &MethodDescriptor, fx: &Fixture) -> String {
     let name = method.name();
     if name.contains("FollowUp") {
         fx.follow_up.clone()
+    } else if name.contains("ServiceRequest") {
+        fx.service_request.clone()
     } else if name.contains("Interaction") || name.contains("Complaint") {
         fx.interaction.clone()
     } else if method.parent_service().name() == "KnowledgeService" || name.contains("Knowledge") {

@@ -302,6 +302,15 @@ methods! {
     Interaction Unary "ReopenComplaint" reopen_complaint ReopenComplaintRequest;
     Interaction Unary "GetComplaintSummary" get_complaint_summary GetComplaintSummaryRequest;
     Interaction Unary "ListComplaints" list_complaints ListComplaintsRequest;
+    Interaction Unary "GetServiceRequest" get_service_request GetServiceRequestRequest;
+    Interaction Unary "ListServiceRequests" list_service_requests ListServiceRequestsRequest;
+    Interaction Unary "ConfirmServiceRequest" confirm_service_request ConfirmServiceRequestRequest;
+    Interaction Unary "ProposeServiceRequestSolution" propose_service_request_solution ProposeServiceRequestSolutionRequest;
+    Interaction Unary "StartServiceRequest" start_service_request StartServiceRequestRequest;
+    Interaction Unary "ResolveServiceRequest" resolve_service_request ResolveServiceRequestRequest;
+    Interaction Unary "CheckServiceRequestSatisfaction" check_service_request_satisfaction CheckServiceRequestSatisfactionRequest;
+    Interaction Unary "CancelServiceRequest" cancel_service_request CancelServiceRequestRequest;
+    Interaction Unary "GetServiceMetrics" get_service_metrics GetServiceMetricsRequest;
     Interaction Unary "ScheduleFollowUp" schedule_follow_up ScheduleFollowUpRequest;
     Interaction Unary "CompleteFollowUp" complete_follow_up CompleteFollowUpRequest;
     Interaction Unary "ListFollowUps" list_follow_ups ListFollowUpsRequest;
@@ -486,6 +495,17 @@ impl Harness {
                         high: hours(48),
                         critical: hours(24),
                     },
+                    service_sla: customer_knowledge::domain::service::ServiceSla {
+                        standard: [customer_knowledge::domain::service::SlaTimes {
+                            response: hours(8),
+                            resolution: hours(72),
+                        }; 4],
+                        key: [customer_knowledge::domain::service::SlaTimes {
+                            response: hours(4),
+                            resolution: hours(36),
+                        }; 4],
+                    },
+                    cadence: Default::default(),
                     complaints: Default::default(),
                     sources: SourceSystems::new(HashMap::from([(
                         "core-banking".to_string(),

@@ -572,6 +572,10 @@ const INTERACTION_NAMES: &[&str] = &[
     "customers/c-2/interactions/0190f5a4-7b2c-7def-8123-456789abcdef",
 ];
 const FOLLOW_UP_NAMES: &[&str] = &["customers/c-1/followUps/f-1", "customers/c-2/followUps/x9"];
+const SERVICE_REQUEST_NAMES: &[&str] = &[
+    "customers/c-1/serviceRequests/i-1",
+    "customers/c-2/serviceRequests/0190f5a4-7b2c-7def-8123-456789abcdef",
+];
 const ITEM_NAMES: &[&str] = &[
     "knowledgeItems/k-1",
     "knowledgeItems/k-2",
@@ -616,6 +620,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
     };
     match field {
         "name" if message.contains("FollowUp") => owned(FOLLOW_UP_NAMES),
+        "name" if message.contains("ServiceRequest") => owned(SERVICE_REQUEST_NAMES),
         "name" if message.contains("Interaction") || message.contains("Complaint") => {
             owned(INTERACTION_NAMES)
         }
@@ -689,6 +694,11 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
                 "",
                 "state = OPEN AND severity = HIGH AND overdue = true",
                 r#"home_branch = "B01""#,
+            ]),
+            "ListServiceRequestsRequest" => owned(&[
+                "",
+                "state = RECEIVED AND priority = HIGH AND overdue = true",
+                r#"assignee = "E1002" AND home_branch = "B01""#,
             ]),
             "ListFollowUpsRequest" => vec![
                 String::new(),

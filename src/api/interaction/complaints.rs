@@ -74,30 +74,29 @@ async fn locked_complaint(
     Ok((owner.profile.home_branch, complaint))
 }
 
-/// One of the explicit state methods (AIP-136): Resolve, Close, Reopen.
-struct Transition {
-    /// The method, for the error message.
-    method: &'static str,
-    /// The states the method takes a complaint from.
-    from: &'static [ComplaintState],
-    /// The outbox event it is recorded as.
-    event_type: &'static str,
-}
+/// The explicit state methods of a complaint (AIP-136).
+type Transition = lifecycle::Transition<ComplaintState>;
 
 const RESOLVE: Transition = Transition {
     method: "ResolveComplaint",
     from: &[ComplaintState::Open, ComplaintState::InProgress],
     event_type: "complaint.resolved",
+    reason: ErrorReason::ComplaintState,
+    noun: "complaint",
 };
 const CLOSE: Transition = Transition {
     method: "CloseComplaint",
     from: &[ComplaintState::Resolved],
     event_type: "complaint.closed",
+    reason: ErrorReason::ComplaintState,
+    noun: "complaint",
 };
 const REOPEN: Transition = Transition {
     method: "ReopenComplaint",
     from: &[ComplaintState::Resolved, ComplaintState::Closed],
     event_type: "complaint.reopened",
+    reason: ErrorReason::ComplaintState,
+    noun: "complaint",
 };
 
 impl InteractionApi {
@@ -118,20 +117,7 @@ impl InteractionApi {
         self.write_interaction(key, &scope, async |tx| {
             let (home_branch, mut complaint) = locked_complaint(tx, target, &scope).await?;
             let from = complaint.state;
-            if !transition.from.contains(&from) {
-                let allowed: Vec<&str> = transition.from.iter().map(|s| s.as_str()).collect();
-                return Err(Error::WrongState {
-                    reason: ErrorReason::ComplaintState,
-                    state: from.as_str().to_string(),
-                    message: format!(
-                        "{} is {}; {} takes a complaint that is {}",
-                        target.name,
-                        from.as_str(),
-                        transition.method,
-                        allowed.join(" or ")
-                    ),
-                });
-            }
+            transition.admit(&target.name, from)?;
             change(&mut complaint, Utc::now());
             let event = store::ComplaintEvent {
                 event_type: transition.event_type,
@@ -184,6 +170,8 @@ impl InteractionApi {
                 complete_time: None,
                 cancel_reason: String::new(),
                 cancel_time: None,
+                // The 回访 of a complaint is a one-off.
+                recurrence: Default::default(),
                 created_by: caller.subject.clone(),
                 version: 1,
                 create_time: now,
@@ -473,9 +461,6 @@ pub(super) async fn list_complaints(
     .await
 }
 
-/// The time range GetComplaintSummary reports on when none is given.
-const DEFAULT_SUMMARY_DAYS: i64 = 30;
-
 pub(super) async fn complaint_summary(
     api: &InteractionApi,
     request: Request<pb::GetComplaintSummaryRequest>,
@@ -485,43 +470,25 @@ pub(super) async fn complaint_summary(
         let reach = caller.customer_read_scope()?;
         let req = request.get_ref();
         let mut violations = Violations::default();
-        let branch = org_code(&req.branch, false)
-            .inspect_err(|e| violations.add("branch", e.clone()))
-            .unwrap_or_default();
-        let mut time = |field: &str, ts: &Option<prost_types::Timestamp>| {
-            ts.as_ref().and_then(|ts| {
-                from_timestamp(ts).or_else(|| {
-                    violations.add(field, "is not a valid timestamp");
-                    None
-                })
-            })
-        };
-        let end = time("end_time", &req.end_time).unwrap_or_else(Utc::now);
-        let start = time("start_time", &req.start_time)
-            .unwrap_or(end - Duration::days(DEFAULT_SUMMARY_DAYS));
-        if start >= end {
-            violations.add("start_time", "must be before end_time");
-        }
+        let period = service_metrics::ReportPeriod::read(
+            &req.branch,
+            &req.start_time,
+            &req.end_time,
+            &mut violations,
+        );
         violations.into_result(())?;
-        if let BranchScope::Branch(own) = &reach
-            && !branch.is_empty()
-            && &branch != own
-        {
-            return Err(Error::denied(format!(
-                "report on the complaints of branch {branch}: it is outside the caller's reach"
-            )));
-        }
+        period.check_reach(&reach, "complaints")?;
         let mut conn = api.db.acquire().await?;
         let rows = store::complaint_summary(
             &mut conn,
             reach.branch(),
-            Some(branch.as_str()).filter(|b| !b.is_empty()),
-            start,
-            end,
+            period.branch(),
+            period.start,
+            period.end,
         )
         .await?;
         drop(conn);
-        Ok(summary_to(rows, &branch, start, end))
+        Ok(summary_to(rows, &period.branch, period.start, period.end))
     })
     .await
 }

@@ -177,6 +177,8 @@ pub fn interaction_to(interaction: &Interaction, now: DateTime<Utc>) -> pb::Inte
         external_ref: f.external_ref.clone(),
         source_system: f.source_system.clone(),
         complaint: f.complaint.as_ref().map(|c| complaint_to(c, now)),
+        // Read when logging only: the request is a resource of its own.
+        service_request: None,
         etag: interaction.etag(),
         create_time: Some(timestamp(interaction.create_time)),
         update_time: Some(timestamp(interaction.update_time)),
@@ -232,6 +234,13 @@ pub fn follow_up_to(task: &FollowUp, now: DateTime<Utc>) -> pb::FollowUp {
         update_time: Some(timestamp(task.update_time)),
         cancel_reason: task.cancel_reason.clone(),
         cancel_time: task.cancel_time.map(timestamp),
+        recurrence: task
+            .recurrence
+            .is_recurring()
+            .then_some(pb::FollowUpRecurrence {
+                every_days: task.recurrence.days as i32,
+                every_months: task.recurrence.months as i32,
+            }),
     }
 }
 

@@ -182,6 +182,30 @@ pub(super) async fn schedule_follow_up(
                 "must be customers/{customer}/interactions/{interaction}",
             );
         }
+        // Given (both 0: a one-off), or None: the customer's tier decides.
+        let recurrence = input.recurrence.as_ref().map(|r| {
+            let mut bounded = |field: &str, value: i32, max: u32| {
+                u32::try_from(value)
+                    .ok()
+                    .filter(|v| *v <= max)
+                    .unwrap_or_else(|| {
+                        violations.add(
+                            format!("follow_up.recurrence.{field}"),
+                            format!("must be 0 to {max}"),
+                        );
+                        0
+                    })
+            };
+            let days = bounded("every_days", r.every_days, rules::MAX_RECURRENCE_DAYS);
+            let months = bounded("every_months", r.every_months, rules::MAX_RECURRENCE_MONTHS);
+            if days > 0 && months > 0 {
+                violations.add(
+                    "follow_up.recurrence",
+                    "set every_days or every_months, not both",
+                );
+            }
+            rules::Recurrence { days, months }
+        });
         let id = if req.follow_up_id.is_empty() {
             uuid::Uuid::now_v7().to_string()
         } else {
@@ -213,6 +237,7 @@ pub(super) async fn schedule_follow_up(
                 complete_time: None,
                 cancel_reason: String::new(),
                 cancel_time: None,
+                recurrence: recurrence.unwrap_or_else(|| api.cadence.for_tier(owner.tier)),
                 created_by: caller.subject.clone(),
                 version: 1,
                 create_time: now,
@@ -248,15 +273,7 @@ pub(super) async fn complete_follow_up(
             }
             _ => violations.add("interaction.kind", "must be FOLLOW_UP or unset"),
         }
-        let new = read_interaction(
-            &input,
-            None,
-            &caller,
-            &api.sla,
-            &api.sources,
-            "interaction",
-            &mut violations,
-        );
+        let new = read_interaction(&input, None, &caller, api, "interaction", &mut violations);
         let key = request_key(&caller, &req)?;
         let (customer, id) = violations.into_value(target)?;
         api.db
@@ -265,14 +282,24 @@ pub(super) async fn complete_follow_up(
                 |r: &pb::CompleteFollowUpResponse| {
                     let follow_up = r.follow_up.as_ref().map(|f| f.name.clone());
                     let interaction = r.interaction.as_ref().map(|i| i.name.clone());
-                    follow_up.into_iter().chain(interaction).collect()
+                    let next = r.next_follow_up.as_ref().map(|f| f.name.clone());
+                    follow_up
+                        .into_iter()
+                        .chain(interaction)
+                        .chain(next)
+                        .collect()
                 },
                 async |tx, names| {
                     let task = current_follow_up(tx, &names[0], &scope).await?;
-                    let logged = current_interactions(tx, &names[1..], &scope).await?;
+                    let logged = current_interactions(tx, &names[1..2], &scope).await?;
+                    let next = match names.get(2) {
+                        Some(name) => Some(current_follow_up(tx, name, &scope).await?),
+                        None => None,
+                    };
                     Ok(pb::CompleteFollowUpResponse {
                         follow_up: Some(follow_up_to(&task, Utc::now())),
                         interaction: logged.first().map(|x| interaction_to(x, Utc::now())),
+                        next_follow_up: next.map(|f| follow_up_to(&f, Utc::now())),
                     })
                 },
                 async |tx| {
@@ -282,15 +309,60 @@ pub(super) async fn complete_follow_up(
                     let logged = api.append_all(tx, &scope, &rows).await?.remove(0);
                     let task =
                         store::complete_follow_up(tx, &customer, &id, &logged.name()).await?;
+                    let now = Utc::now();
+                    let next = match next_occurrence(&task, &caller, now) {
+                        Some(next) => Some(store::insert_follow_up(tx, &next).await?),
+                        None => None,
+                    };
                     Ok(pb::CompleteFollowUpResponse {
-                        follow_up: Some(follow_up_to(&task, Utc::now())),
-                        interaction: Some(interaction_to(&logged, Utc::now())),
+                        follow_up: Some(follow_up_to(&task, now)),
+                        interaction: Some(interaction_to(&logged, now)),
+                        next_follow_up: next.map(|f| follow_up_to(&f, now)),
                     })
                 },
             )
             .await
     })
     .await
+}
+
+/// The next occurrence of a recurring follow-up just completed: the first
+/// due time of its series after `now` (occurrences missed while it was late
+/// are not scheduled after the fact), same assignee, branch, purpose,
+/// channel, source and recurrence. None for a one-off.
+fn next_occurrence(done: &FollowUp, caller: &Principal, now: DateTime<Utc>) -> Option<FollowUp> {
+    let mut due = done.recurrence.next(done.due_time)?;
+    if due <= now && done.recurrence.days > 0 {
+        // Whole periods of days behind, skipped in one step.
+        let period = i64::from(done.recurrence.days) * 86_400;
+        let behind = (now - due).num_seconds() / period + 1;
+        due = due.checked_add_signed(Duration::seconds(behind.checked_mul(period)?))?;
+    }
+    // Months differ in length: step them; a due time a follow-up can hold
+    // (years 1 to 9999) is at most 120,000 monthly steps behind.
+    while due <= now {
+        due = done.recurrence.next(due)?;
+    }
+    Some(FollowUp {
+        customer: done.customer.clone(),
+        id: uuid::Uuid::now_v7().to_string(),
+        assignee: done.assignee.clone(),
+        branch: done.branch.clone(),
+        due_time: due,
+        state: FollowUpState::Scheduled,
+        purpose: done.purpose.clone(),
+        channel: done.channel,
+        source_interaction: done.source_interaction.clone(),
+        completion_interaction: String::new(),
+        complete_time: None,
+        cancel_reason: String::new(),
+        cancel_time: None,
+        created_by: caller.subject.clone(),
+        version: 1,
+        create_time: now,
+        update_time: now,
+        recurrence: done.recurrence,
+    })
 }
 
 pub(super) async fn list_follow_ups(

@@ -25,10 +25,11 @@ use crate::{
         filter::{Op, Term, parse_terms, set_once, unsupported},
         interaction::{
             self as rules, Channel, Complaint, ComplaintCategory, ComplaintPolicy, ComplaintSla,
-            ComplaintState, FollowUpState, Interaction, Kind, Money, NewInteraction, RecordedBy,
-            Sentiment, Severity, SourceSystems, staff_source,
+            ComplaintState, FollowUpCadence, FollowUpState, Interaction, Kind, Money,
+            NewInteraction, RecordedBy, Sentiment, Severity, SourceSystems, staff_source,
         },
         principal::{BranchScope, Principal, Role},
+        service::{Priority, ServiceRequest, ServiceRequestState, ServiceSla},
         systems::{acting_for, check_acting_for},
     },
     error::{Error, ErrorReason, Violations},
@@ -53,7 +54,10 @@ pub mod convert;
 mod corrections;
 mod follow_ups;
 mod group_commit;
+mod lifecycle;
 mod query;
+mod service_metrics;
+mod service_requests;
 mod timeline;
 mod validate;
 mod watch;
@@ -70,6 +74,8 @@ pub struct InteractionApi {
     db: Db,
     page_tokens: PageTokens,
     sla: ComplaintSla,
+    service_sla: ServiceSla,
+    cadence: FollowUpCadence,
     complaints: ComplaintPolicy,
     sources: SourceSystems,
     import_batch_size: usize,
@@ -85,6 +91,8 @@ pub struct InteractionApiParts {
     pub db: Db,
     pub page_tokens: PageTokens,
     pub sla: ComplaintSla,
+    pub service_sla: ServiceSla,
+    pub cadence: FollowUpCadence,
     pub complaints: ComplaintPolicy,
     pub sources: SourceSystems,
     pub import_batch_size: usize,
@@ -99,6 +107,8 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            service_sla,
+            cadence,
             complaints,
             sources,
             import_batch_size,
@@ -110,6 +120,8 @@ impl InteractionApi {
             db,
             page_tokens,
             sla,
+            service_sla,
+            cadence,
             complaints,
             sources,
             import_batch_size,
@@ -221,6 +233,78 @@ impl InteractionService for InteractionApi {
         request: Request<pb::GetComplaintSummaryRequest>,
     ) -> Result<Response<pb::ComplaintSummary>, Status> {
         complaints::complaint_summary(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "GetServiceRequest")]
+    async fn get_service_request(
+        &self,
+        request: Request<pb::GetServiceRequestRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::get(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ListServiceRequests")]
+    async fn list_service_requests(
+        &self,
+        request: Request<pb::ListServiceRequestsRequest>,
+    ) -> Result<Response<pb::ListServiceRequestsResponse>, Status> {
+        service_requests::list(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ConfirmServiceRequest")]
+    async fn confirm_service_request(
+        &self,
+        request: Request<pb::ConfirmServiceRequestRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::confirm(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ProposeServiceRequestSolution")]
+    async fn propose_service_request_solution(
+        &self,
+        request: Request<pb::ProposeServiceRequestSolutionRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::propose(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "StartServiceRequest")]
+    async fn start_service_request(
+        &self,
+        request: Request<pb::StartServiceRequestRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::start(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "ResolveServiceRequest")]
+    async fn resolve_service_request(
+        &self,
+        request: Request<pb::ResolveServiceRequestRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::resolve(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CheckServiceRequestSatisfaction")]
+    async fn check_service_request_satisfaction(
+        &self,
+        request: Request<pb::CheckServiceRequestSatisfactionRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::check_satisfaction(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "CancelServiceRequest")]
+    async fn cancel_service_request(
+        &self,
+        request: Request<pb::CancelServiceRequestRequest>,
+    ) -> Result<Response<pb::ServiceRequest>, Status> {
+        service_requests::cancel(self, request).await
+    }
+
+    #[tracing::instrument(skip_all, name = "GetServiceMetrics")]
+    async fn get_service_metrics(
+        &self,
+        request: Request<pb::GetServiceMetricsRequest>,
+    ) -> Result<Response<pb::ServiceMetrics>, Status> {
+        service_metrics::get(self, request).await
     }
 
     #[tracing::instrument(skip_all, name = "ScheduleFollowUp")]

@@ -6,12 +6,13 @@ use super::*;
 /// Reads and validates an interaction to log, collecting violations under
 /// `prefix` (e.g. `interaction` or `requests[3].interaction`).
 /// `recorded_by` comes from the caller for employees; a service may state it.
+/// The complaint and service-request SLAs and the source systems are the
+/// service's (`api`).
 pub(super) fn read_interaction(
     input: &pb::Interaction,
     id: Option<&str>,
     caller: &Principal,
-    sla: &ComplaintSla,
-    sources: &SourceSystems,
+    api: &InteractionApi,
     prefix: &str,
     violations: &mut Violations,
 ) -> NewInteraction {
@@ -42,6 +43,7 @@ pub(super) fn read_interaction(
         voided_by: _,
         superseded_by: _,
         corrects: _,
+        service_request,
     } = input;
     let mut bad = |field: &str, why: String| violations.add(format!("{prefix}.{field}"), why);
     let now = Utc::now();
@@ -142,7 +144,7 @@ pub(super) fn read_interaction(
         caller.subject.clone()
     } else {
         match org_code(source_system, true) {
-            Ok(source) if sources.owns(&caller.subject, &source) => source,
+            Ok(source) if api.sources.owns(&caller.subject, &source) => source,
             Ok(source) => {
                 bad(
                     "source_system",
@@ -212,8 +214,24 @@ pub(super) fn read_interaction(
             category,
             product,
             assignee,
-            ..Complaint::opened(severity, sla.due(severity, occur_time))
+            ..Complaint::opened(severity, api.sla.due(severity, occur_time))
         }
+    });
+    // Like `complaint`, read on the kind it belongs to and ignored on others.
+    let service_request = (kind == Kind::ServiceRequest).then(|| {
+        let given = service_request.clone().unwrap_or_default();
+        let priority = service_requests::priority_from(given.priority).unwrap_or_else(|| {
+            bad(
+                "service_request.priority",
+                "must be LOW, MEDIUM, HIGH or URGENT".into(),
+            );
+            Priority::Medium
+        });
+        let assignee = org_code(&given.assignee, false).unwrap_or_else(|why| {
+            bad("service_request.assignee", why);
+            String::new()
+        });
+        api.service_sla.intake(priority, assignee)
     });
     let id = match id {
         None | Some("") => uuid::Uuid::now_v7().to_string(),
@@ -246,6 +264,7 @@ pub(super) fn read_interaction(
         source_system,
         external_ref,
         complaint,
+        service_request,
     }
 }
 
@@ -270,6 +289,7 @@ impl NewInteraction {
             source_system: String::new(),
             external_ref: String::new(),
             complaint: None,
+            service_request: None,
             occur_time_stated: false,
         }
     }
