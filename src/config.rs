@@ -426,6 +426,7 @@ const CONTRACT_SERVICES: &[&str] = &[
     "InteractionService",
     "KnowledgeService",
     "InsightService",
+    "CampaignService",
     "AuditService",
 ];
 

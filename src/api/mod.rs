@@ -1,6 +1,7 @@
 //! gRPC services: validate requests, convert proto ⇄ domain, map errors.
 
 pub mod audit;
+pub mod campaign;
 pub mod customer;
 pub mod insight;
 pub mod interaction;
@@ -103,6 +104,10 @@ mutations!(
     SocializeKnowledgeRequest => "SocializeKnowledge",
     RetractKnowledgeItemRequest => "RetractKnowledgeItem",
     RevokeKnowledgeGrantRequest => "RevokeKnowledgeGrant",
+    CreateCampaignRequest => "CreateCampaign",
+    AddCampaignActivityRequest => "AddCampaignActivity",
+    GenerateCampaignContactsRequest => "GenerateCampaignContacts",
+    RecordCampaignResponseRequest => "RecordCampaignResponse",
 );
 
 /// The idempotency key of a mutating request, if it carries a `request_id`.

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 mod bad_input;
+mod campaigns;
 mod complaints;
 mod customers;
 mod datagen;

@@ -40,11 +40,12 @@ use tonic::{
 use crate::helpers::{Caller, TestApp, sign};
 
 const PACKAGE: &str = "bank.customerknowledge.v1";
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "CustomerService",
     "InteractionService",
     "KnowledgeService",
     "InsightService",
+    "CampaignService",
     "AuditService",
 ];
 

@@ -615,6 +615,10 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
     match field {
+        "name" if message.contains("Campaign") => owned(&[
+            "campaigns/c-1",
+            "campaigns/0190f5a4-7b2c-7def-8123-456789abcdef",
+        ]),
         "name" if message.contains("FollowUp") => owned(FOLLOW_UP_NAMES),
         "name" if message.contains("Interaction") || message.contains("Complaint") => {
             owned(INTERACTION_NAMES)
@@ -712,12 +716,14 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             _ => owned(&[""]),
         },
         "query" => owned(&["张伟", "Zhang Wei", "deposit", "理财 基金", "a"]),
-        "customer_id" | "knowledge_item_id" | "interaction_id" | "follow_up_id" => owned(&[
-            "c-1",
-            "",
-            "0190f5a4-7b2c-7def-8123-456789abcdef",
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        ]),
+        "customer_id" | "knowledge_item_id" | "interaction_id" | "follow_up_id" | "campaign_id" => {
+            owned(&[
+                "c-1",
+                "",
+                "0190f5a4-7b2c-7def-8123-456789abcdef",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ])
+        }
         "tags" => owned(&["wealth", "vip-2026", "a_b"]),
         "national_id" => owned(&["65010219770731004X", ""]),
         "phone" => owned(&["+86 139 7731 0042", "(010) 5555-0100", ""]),
