@@ -284,9 +284,15 @@ impl CampaignApi {
                     let planned = campaign.planned_nanos() + rules::nanos(&activity.cost);
                     if planned > rules::nanos(&campaign.budget) {
                         let shown = |n: i128| {
-                            rules::money(&campaign.budget.currency_code, n)
-                                .map(|m| format!("{} {}.{:09}", m.currency_code, m.units, m.nanos))
-                                .unwrap_or_default()
+                            let units = n / 1_000_000_000;
+                            let fraction = format!("{:09}", n % 1_000_000_000);
+                            let fraction = fraction.trim_end_matches('0');
+                            let currency = &campaign.budget.currency_code;
+                            if fraction.is_empty() {
+                                format!("{currency} {units}")
+                            } else {
+                                format!("{currency} {units}.{fraction}")
+                            }
                         };
                         return Err(Error::FailedPrecondition {
                             reason: ErrorReason::CampaignOverBudget,
