@@ -432,7 +432,7 @@ async fn one_campaign_from_plan_to_uplift_and_cost_per_conversion() {
         .await
         .expect("results")
         .into_inner();
-    let total = results.total.clone().unwrap();
+    let total = results.total.unwrap();
     assert_eq!(
         (
             total.contacted_count,
@@ -477,7 +477,7 @@ async fn one_campaign_from_plan_to_uplift_and_cost_per_conversion() {
             .by_tier
             .iter()
             .find(|t| t.tier == tier as i32)
-            .map(|t| t.figures.clone().unwrap());
+            .map(|t| t.figures.unwrap());
         let got = row
             .map(|f| {
                 (
@@ -630,7 +630,7 @@ async fn bank_wide_campaigns_are_scoped_to_the_readers_branch() {
     let mut rm_b02 = campaigns(&app, &Caller::rm("B02")).await;
     assert_eq!(
         names(rm_b02.list_campaigns(list("")).await.unwrap().into_inner()),
-        [bank_wide.clone()]
+        [bank_wide.as_str()]
     );
     let status = rm_b02.list_campaigns(list("B01")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
@@ -648,7 +648,7 @@ async fn bank_wide_campaigns_are_scoped_to_the_readers_branch() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(names(first.clone()), [b01_only.clone()]);
+    assert_eq!(names(first.clone()), [b01_only.as_str()]);
     let second = admin
         .list_campaigns(pb::ListCampaignsRequest {
             page_size: 1,
@@ -658,7 +658,7 @@ async fn bank_wide_campaigns_are_scoped_to_the_readers_branch() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(names(second.clone()), [bank_wide.clone()]);
+    assert_eq!(names(second.clone()), [bank_wide.as_str()]);
     assert!(second.next_page_token.is_empty());
 
     // Results: B02's manager sees B02's 4 contacts and no cost (a branch's
