@@ -477,6 +477,38 @@ pub async fn contact(
     .await?)
 }
 
+/// The campaigns that contacted a customer (control groups left out),
+/// newest contact first: (campaign id, contact).
+pub async fn contacts_of(
+    conn: &mut PgConnection,
+    customer: &str,
+    limit: i64,
+) -> Result<Vec<(String, Contact)>, Error> {
+    #[derive(FromRow)]
+    struct Row {
+        campaign_id: String,
+        #[sqlx(flatten)]
+        contact: Contact,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT campaign_id, customer_id, in_control, interaction_id, contact_time,
+                response_outcome, response_time
+         FROM campaign_contacts
+         WHERE customer_id = $1 AND NOT in_control
+         ORDER BY contact_time DESC, campaign_id DESC
+         LIMIT $2",
+    )
+    .bind(customer)
+    .bind(limit)
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "campaign_contacts"))
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.campaign_id, r.contact))
+        .collect())
+}
+
 /// Stores a contact's response.
 pub async fn record_response(
     conn: &mut PgConnection,

@@ -423,6 +423,30 @@ async fn one_campaign_from_plan_to_uplift_and_cost_per_conversion() {
         refused(&status, "NOT_CAMPAIGN_CONTACT");
     }
 
+    // The 360 view shows the campaign among the customer's promotional
+    // data, with the response; a control customer's shows no campaign.
+    let mut insights = crate::insights::insights(&app, &rm).await;
+    let view = insights
+        .get_customer360(pb::GetCustomer360Request {
+            name: contacted[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.campaign_contacts.len(), 1);
+    let shown = &view.campaign_contacts[0];
+    assert_eq!(shown.campaign, name);
+    assert_eq!(shown.outcome, O::Accepted as i32);
+    assert_eq!(shown.contact_time, ts(contact_time));
+    let view = insights
+        .get_customer360(pb::GetCustomer360Request {
+            name: control[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(view.campaign_contacts.is_empty());
+
     // Results, by hand: contacted 15, responded 5, converted 6; control 5,
     // converted 1. Response rate 5/15, conversion 6/15 = 0.4, control 1/5 =
     // 0.2, uplift 0.4 − 0.2 = 0.2. Cost 1800 + 1200 = 3000 CNY over 6

@@ -378,6 +378,26 @@ pub(super) fn campaign_to(c: &Campaign) -> pb::Campaign {
     }
 }
 
+/// A contact as the contract shows it.
+pub(crate) fn contact_to(
+    campaign_id: &str,
+    customer: &CustomerId,
+    c: &crate::store::campaigns::Contact,
+) -> pb::CampaignContact {
+    pb::CampaignContact {
+        campaign: rules::campaign_name(campaign_id),
+        customer: customer.name(),
+        interaction: c
+            .interaction_id
+            .as_deref()
+            .map(|i| crate::domain::interaction::interaction_name(customer, i))
+            .unwrap_or_default(),
+        contact_time: Some(timestamp(c.contact_time)),
+        outcome: outcome_to(c.outcome()) as i32,
+        response_time: c.response_time.map(timestamp),
+    }
+}
+
 pub(super) fn figures_to(counts: &Counts) -> pb::CampaignFigures {
     let rates = counts.rates();
     pb::CampaignFigures {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     CampaignApi, campaign_id,
-    convert::{figures_to, money_to, outcome_from, outcome_to, read_customer, tier_to},
+    convert::{contact_to, figures_to, money_to, outcome_from, read_customer, tier_to},
     read_reach, unreached, write_reach, wrong_state,
 };
 use crate::{
@@ -257,18 +257,7 @@ impl CampaignApi {
         let (((id, customer), outcome), time) =
             violations.into_value(id.zip(customer).zip(outcome).zip(time))?;
         let name = req.name.clone();
-        let contact_to = |c: &campaigns::Contact| pb::CampaignContact {
-            campaign: name.clone(),
-            customer: customer.name(),
-            interaction: c
-                .interaction_id
-                .as_deref()
-                .map(|i| interaction_name(&customer, i))
-                .unwrap_or_default(),
-            contact_time: Some(timestamp(c.contact_time)),
-            outcome: outcome_to(c.outcome()) as i32,
-            response_time: c.response_time.map(timestamp),
-        };
+        let shown = |c: &campaigns::Contact| contact_to(&id, &customer, c);
         self.db
             .write(
                 key.as_ref(),
@@ -281,7 +270,7 @@ impl CampaignApi {
                         campaigns::contact(tx, &id, customer.as_str(), scope.branch())
                             .await?
                             .ok_or_else(|| Error::not_found(customer.name()))?;
-                    Ok(contact_to(&contact))
+                    Ok(shown(&contact))
                 },
                 async |tx| {
                     let campaign = campaigns::get(tx, &id, read_reach(&scope), false)
@@ -323,7 +312,7 @@ impl CampaignApi {
                         ));
                     }
                     campaigns::record_response(tx, &id, customer.as_str(), outcome, time).await?;
-                    Ok(contact_to(&campaigns::Contact {
+                    Ok(shown(&campaigns::Contact {
                         response_outcome: Some(outcome.as_str().to_string()),
                         response_time: Some(time),
                         ..contact

@@ -3,7 +3,7 @@
 //! `domain::campaign`, the SQL in `store::campaigns`; contacts are appended
 //! through the interaction store's own append path.
 
-mod convert;
+pub(crate) mod convert;
 mod execute;
 
 use chrono::Utc;
