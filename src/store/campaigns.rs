@@ -246,12 +246,36 @@ pub async fn list(
     .fetch_all(&mut *conn)
     .instrument(statement("SELECT", "campaigns"))
     .await?;
-    let mut campaigns = Vec::with_capacity(rows.len());
-    for row in rows {
-        let activities = activities(conn, &row.id).await?;
-        campaigns.push(row.into_campaign(activities)?);
+    // The page's activities in one statement, not one per campaign.
+    #[derive(FromRow)]
+    struct PageActivity {
+        campaign_id: String,
+        #[sqlx(flatten)]
+        activity: ActivityRow,
     }
-    Ok(campaigns)
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let mut by_campaign: std::collections::HashMap<String, Vec<ActivityRow>> =
+        std::collections::HashMap::new();
+    let found: Vec<PageActivity> = sqlx::query_as(
+        "SELECT campaign_id, title, channel, cost_units, cost_nanos, schedule_time
+         FROM campaign_activities WHERE campaign_id = ANY($1) ORDER BY campaign_id, position",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .instrument(statement("SELECT", "campaign_activities"))
+    .await?;
+    for a in found {
+        by_campaign
+            .entry(a.campaign_id)
+            .or_default()
+            .push(a.activity);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let activities = by_campaign.remove(&row.id).unwrap_or_default();
+            row.into_campaign(activities)
+        })
+        .collect()
 }
 
 /// Appends an activity to a campaign locked by `get`.
