@@ -23,6 +23,7 @@ mod operator_errors;
 mod pagination;
 mod reliability;
 mod server;
+mod sharing;
 mod telemetry;
 mod tls;
 mod trust;

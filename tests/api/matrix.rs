@@ -210,6 +210,10 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     ("KnowledgeService/GetKnowledgeLineage", "{}"),
     ("KnowledgeService/GetKnowledgeFlow", r#"{"branch": "B01"}"#),
     (
+        "KnowledgeService/GetKnowledgeSharingMetrics",
+        r#"{"branch": "B01"}"#,
+    ),
+    (
         "KnowledgeService/WatchKnowledge",
         r#"{"subjects": ["$customer"]}"#,
     ),

@@ -328,6 +328,7 @@ methods! {
     Knowledge Unary "VerifyKnowledgeItem" verify_knowledge_item VerifyKnowledgeItemRequest;
     Knowledge Unary "GetKnowledgeLineage" get_knowledge_lineage GetKnowledgeLineageRequest;
     Knowledge Unary "GetKnowledgeFlow" get_knowledge_flow GetKnowledgeFlowRequest;
+    Knowledge Unary "GetKnowledgeSharingMetrics" get_knowledge_sharing_metrics GetKnowledgeSharingMetricsRequest;
     Knowledge ServerStreaming "WatchKnowledge" watch_knowledge WatchKnowledgeRequest;
     Campaign Unary "CreateCampaign" create_campaign CreateCampaignRequest;
     Campaign Unary "GetCampaign" get_campaign GetCampaignRequest;

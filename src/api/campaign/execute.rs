@@ -9,11 +9,11 @@ use super::{
     read_reach, unreached, write_reach, wrong_state,
 };
 use crate::{
-    api::{from_timestamp, interaction::convert::channel_from, request_key, timestamp},
+    api::{from_timestamp, interaction::convert::channel_from, request_key},
     domain::{
         campaign::{self as rules, CampaignState, Counts, campaign_name, draw_control},
         customer::{CustomerId, Tier},
-        interaction::{Kind, MAX_FUTURE_SKEW, NewInteraction, RecordedBy, interaction_name},
+        interaction::{Kind, MAX_FUTURE_SKEW, NewInteraction, RecordedBy},
         principal::{BranchScope, Principal, Role},
     },
     error::{Error, ErrorReason, Violations},
