@@ -43,7 +43,8 @@ use crate::{
 };
 
 /// The services whose every call is recorded.
-pub const AUDITED_SERVICES: [&str; 6] = [
+pub const AUDITED_SERVICES: [&str; 7] = [
+    pb::v1::campaign_service_server::SERVICE_NAME,
     pb::v1::customer_service_server::SERVICE_NAME,
     pb::v1::insight_service_server::SERVICE_NAME,
     pb::v1::interaction_service_server::SERVICE_NAME,

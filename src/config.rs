@@ -446,6 +446,7 @@ const CONTRACT_SERVICES: &[&str] = &[
     "InteractionService",
     "KnowledgeService",
     "InsightService",
+    "CampaignService",
     "AuditService",
     // google.longrunning.Operations: polling RecomputeSegments.
     "Operations",

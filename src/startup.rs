@@ -22,6 +22,7 @@ use crate::{
     api::{
         Streams,
         audit::AuditApi,
+        campaign::CampaignApi,
         customer::CustomerApi,
         insight::InsightApi,
         interaction::{InteractionApi, InteractionApiParts},
@@ -40,6 +41,7 @@ use crate::{
         google::longrunning::operations_server::OperationsServer,
         v1::{
             audit_service_server::AuditServiceServer,
+            campaign_service_server::CampaignServiceServer,
             customer_service_server::CustomerServiceServer,
             insight_service_server::InsightServiceServer,
             interaction_service_server::InteractionServiceServer,
@@ -51,11 +53,12 @@ use crate::{
 };
 
 /// Every service of the contract, for per-service health.
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     pb::v1::customer_service_server::SERVICE_NAME,
     pb::v1::interaction_service_server::SERVICE_NAME,
     pb::v1::knowledge_service_server::SERVICE_NAME,
     pb::v1::insight_service_server::SERVICE_NAME,
+    pb::v1::campaign_service_server::SERVICE_NAME,
     pb::v1::audit_service_server::SERVICE_NAME,
     pb::google::longrunning::operations_server::SERVICE_NAME,
 ];
@@ -225,6 +228,10 @@ impl Application {
         let operations = OperationsServer::new(OperationsApi::new(db.clone(), page_tokens.clone()))
             .max_decoding_message_size(max_bytes)
             .max_encoding_message_size(max_bytes);
+        let campaigns =
+            CampaignServiceServer::new(CampaignApi::new(db.clone(), page_tokens.clone()))
+                .max_decoding_message_size(max_bytes)
+                .max_encoding_message_size(max_bytes);
         let audit_service =
             AuditServiceServer::new(AuditApi::new(db.clone(), page_tokens, pseudonyms))
                 .max_decoding_message_size(max_bytes)
@@ -263,6 +270,7 @@ impl Application {
             .add_service(InterceptedService::new(knowledge, authenticate.clone()))
             .add_service(InterceptedService::new(insights, authenticate.clone()))
             .add_service(InterceptedService::new(operations, authenticate.clone()))
+            .add_service(InterceptedService::new(campaigns, authenticate.clone()))
             .add_service(InterceptedService::new(audit_service, authenticate));
         let router = builder
             .routes()

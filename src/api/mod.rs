@@ -1,6 +1,7 @@
 //! gRPC services: validate requests, convert proto ⇄ domain, map errors.
 
 pub mod audit;
+pub mod campaign;
 pub mod customer;
 pub mod insight;
 pub mod interaction;
@@ -114,6 +115,10 @@ mutations!(
     VoidInteractionRequest => "VoidInteraction",
     CorrectInteractionRequest => "CorrectInteraction",
     MergeCustomersRequest => "MergeCustomers",
+    CreateCampaignRequest => "CreateCampaign",
+    AddCampaignActivityRequest => "AddCampaignActivity",
+    GenerateCampaignContactsRequest => "GenerateCampaignContacts",
+    RecordCampaignResponseRequest => "RecordCampaignResponse",
 );
 
 /// The idempotency key of a mutating request, if it carries a `request_id`.

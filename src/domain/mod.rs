@@ -23,6 +23,7 @@ macro_rules! string_enum {
 }
 
 pub mod audit;
+pub mod campaign;
 pub mod customer;
 pub mod filter;
 pub mod insight;

@@ -868,6 +868,36 @@ pub struct FlowRows {
     pub shares: Vec<(CarrierType, CarrierType, i64)>,
 }
 
+/// What GetKnowledgeSharingMetrics reports, as counted in SQL.
+#[derive(Debug, Default)]
+pub struct SharingRows {
+    pub natures: Vec<(String, i64)>,
+    pub conversions: Vec<(String, i64)>,
+    /// (item id, distinct employees who absorbed it).
+    pub playbooks: Vec<(String, i64)>,
+    /// (median seconds, items behind it).
+    pub to_explicit: (Option<f64>, i64),
+    pub to_verification: (Option<f64>, i64),
+    /// (explicit, of them VERIFIED now, of them STALE now).
+    pub explicit: (i64, i64, i64),
+    /// (employee, authored, conversions, verifications, internalizations).
+    pub contributions: Vec<(String, i64, i64, i64, i64)>,
+}
+
+/// The items a sharing report covers: visible to the caller ($1-$6),
+/// created in the period ($7, $8), of the branch ($9) and team ($10) scope.
+macro_rules! scoped_items {
+    () => {
+        concat!(
+            "WITH scoped AS (SELECT k.* FROM knowledge_items k WHERE ",
+            visible!(),
+            " AND k.create_time >= $7 AND k.create_time < $8
+              AND ($9::text IS NULL OR k.scope_branch = $9)
+              AND ($10::text IS NULL OR k.scope_team = $10)) "
+        )
+    };
+}
+
 /// A change a watcher may be told about.
 pub struct KnowledgeEvent {
     pub cursor: (i64, i64),
@@ -1167,6 +1197,115 @@ impl Db {
                 .into_iter()
                 .map(|(f, t, n)| Ok((carrier(&f)?, carrier(&t)?, n)))
                 .collect::<Result<_, Error>>()?,
+        })
+    }
+
+    /// The knowledge-sharing figures of the items `access` may see, created
+    /// in [start, end) in the branch and team scope given.
+    pub async fn knowledge_sharing(
+        &self,
+        access: &KnowledgeAccess,
+        branch: Option<&str>,
+        team: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<SharingRows, Error> {
+        let mut conn = self.acquire().await?;
+        macro_rules! report {
+            ($sql:expr) => {
+                bind_access!(sqlx::query_as(concat!(scoped_items!(), $sql)), access)
+                    .bind(start)
+                    .bind(end)
+                    .bind(branch)
+                    .bind(team)
+            };
+        }
+        let natures: Vec<(String, i64)> =
+            report!("SELECT nature, count(*) FROM scoped GROUP BY 1 ORDER BY 1")
+                .fetch_all(&mut *conn)
+                .instrument(statement("SELECT", "knowledge_items"))
+                .await?;
+        let conversions: Vec<(String, i64)> = report!(
+            "SELECT c.conversion, count(*)
+             FROM knowledge_conversions c JOIN scoped k ON k.id = c.target_item
+             WHERE c.create_time >= $7 AND c.create_time < $8
+             GROUP BY 1 ORDER BY 1"
+        )
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_conversions"))
+        .await?;
+        let playbooks: Vec<(String, i64)> = report!(
+            "SELECT k.id, count(DISTINCT i.employee)
+             FROM scoped k LEFT JOIN knowledge_internalizations i
+               ON i.item_id = k.id AND i.create_time >= $7 AND i.create_time < $8
+             WHERE k.kind = 'PLAYBOOK' AND k.nature = 'EXPLICIT'
+             GROUP BY k.id ORDER BY 2 DESC, 1 LIMIT 1000"
+        )
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_internalizations"))
+        .await?;
+        // Sources are interaction names, customers/{customer}/interactions/{id}:
+        // each is found by the interactions' primary key.
+        let to_explicit: (Option<f64>, i64) = report!(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds), count(*)
+             FROM (SELECT extract(epoch FROM k.create_time - min(i.occur_time))::float8 AS seconds
+                   FROM scoped k CROSS JOIN LATERAL unnest(k.sources) AS src(name)
+                   JOIN interactions i ON i.customer_id = split_part(src.name, '/', 2)
+                                      AND i.id = split_part(src.name, '/', 4)
+                   WHERE k.nature = 'EXPLICIT'
+                   GROUP BY k.id, k.create_time) t"
+        )
+        .fetch_one(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?;
+        let (median_verification, verified, explicit, verified_now, stale_now): (
+            Option<f64>,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = report!(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (
+                        ORDER BY extract(epoch FROM verify_time - create_time)::float8)
+                    FILTER (WHERE verify_time IS NOT NULL),
+                    count(*) FILTER (WHERE verify_time IS NOT NULL),
+                    count(*) FILTER (WHERE nature = 'EXPLICIT'),
+                    count(*) FILTER (WHERE nature = 'EXPLICIT' AND verification_state = 'VERIFIED'
+                                       AND (next_review_time IS NULL OR next_review_time >= now())),
+                    count(*) FILTER (WHERE nature = 'EXPLICIT' AND verification_state = 'VERIFIED'
+                                       AND next_review_time < now())
+             FROM scoped"
+        )
+        .fetch_one(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?;
+        let contributions: Vec<(String, i64, i64, i64, i64)> = report!(
+            "SELECT who, sum(a)::int8, sum(c)::int8, sum(v)::int8, sum(n)::int8 FROM (
+                SELECT author AS who, 1 AS a, 0 AS c, 0 AS v, 0 AS n FROM scoped
+                UNION ALL
+                SELECT c.actor, 0, 1, 0, 0
+                FROM knowledge_conversions c JOIN scoped k ON k.id = c.target_item
+                WHERE c.create_time >= $7 AND c.create_time < $8
+                UNION ALL
+                SELECT verifier, 0, 0, 1, 0 FROM scoped
+                WHERE verify_time IS NOT NULL AND verifier <> ''
+                UNION ALL
+                SELECT i.employee, 0, 0, 0, 1
+                FROM knowledge_internalizations i JOIN scoped k ON k.id = i.item_id
+                WHERE i.create_time >= $7 AND i.create_time < $8
+             ) t GROUP BY who ORDER BY 2 DESC, 1 LIMIT 1000"
+        )
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?;
+        Ok(SharingRows {
+            natures,
+            conversions,
+            playbooks,
+            to_explicit,
+            to_verification: (median_verification, verified),
+            explicit: (explicit, verified_now, stale_now),
+            contributions,
         })
     }
 

@@ -2,6 +2,7 @@
 //! repository module per aggregate.
 
 pub mod audit;
+pub mod campaigns;
 pub mod customers;
 pub mod feed;
 pub mod idempotency;

@@ -49,6 +49,7 @@ async fn grpcurl_lists_describes_and_calls() {
             .unwrap();
     for service in [
         "bank.customerknowledge.v1.AuditService",
+        "bank.customerknowledge.v1.CampaignService",
         "bank.customerknowledge.v1.CustomerService",
         "bank.customerknowledge.v1.InsightService",
         "bank.customerknowledge.v1.InteractionService",

@@ -41,11 +41,12 @@ use tonic::{
 use crate::helpers::{Caller, TestApp, sign};
 
 const PACKAGE: &str = "bank.customerknowledge.v1";
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "CustomerService",
     "InteractionService",
     "KnowledgeService",
     "InsightService",
+    "CampaignService",
     "AuditService",
 ];
 
@@ -250,6 +251,10 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     ("KnowledgeService/GetKnowledgeLineage", "{}"),
     ("KnowledgeService/GetKnowledgeFlow", r#"{"branch": "B01"}"#),
     (
+        "KnowledgeService/GetKnowledgeSharingMetrics",
+        r#"{"branch": "B01"}"#,
+    ),
+    (
         "KnowledgeService/WatchKnowledge",
         r#"{"subjects": ["$customer"]}"#,
     ),
@@ -265,6 +270,29 @@ const KNOWN_METHODS: &[(&str, &str)] = &[
     ("InsightService/RecomputeSegments", "{}"),
     ("InsightService/GetSegmentSummary", r#"{"branch": "B01"}"#),
     ("InsightService/ListAtRiskCustomers", r#"{"branch": "B01"}"#),
+    (
+        "CampaignService/CreateCampaign",
+        r#"{"campaign": {"display_name": "matrix probe", "products": ["DEPOSIT-1Y"],
+            "budget": {"currency_code": "CNY", "units": "1000"},
+            "start_time": "2026-01-01T00:00:00Z", "end_time": "$future",
+            "target": {"branch": "B01"}}}"#,
+    ),
+    ("CampaignService/GetCampaign", "{}"),
+    ("CampaignService/ListCampaigns", r#"{"branch": "B01"}"#),
+    (
+        "CampaignService/AddCampaignActivity",
+        r#"{"activity": {"title": "matrix probe", "channel": "PHONE",
+            "cost": {"currency_code": "CNY", "units": "10"}, "schedule_time": "$future"}}"#,
+    ),
+    (
+        "CampaignService/GenerateCampaignContacts",
+        r#"{"channel": "PHONE"}"#,
+    ),
+    (
+        "CampaignService/RecordCampaignResponse",
+        r#"{"outcome": "INTERESTED"}"#,
+    ),
+    ("CampaignService/GetCampaignResults", "{}"),
     ("AuditService/ListAccessEvents", "{}"),
     ("AuditService/VerifyAuditChain", "{}"),
 ];
@@ -293,6 +321,8 @@ struct Fixture {
     /// BRANCH-visible TACIT knowledge about the target, carried by that
     /// manager (ExternalizeKnowledge, SocializeKnowledge).
     tacit: String,
+    /// A PLANNED campaign for B01 with one activity, made by an admin.
+    campaign: String,
 }
 
 impl Fixture {
@@ -499,6 +529,7 @@ async fn fixture(app: &TestApp) -> Fixture {
     let item_a = item(KNOWLEDGE_TITLE.into(), Explicit).await;
     let item_b = item(format!("{KNOWLEDGE_TITLE}, second volume"), Explicit).await;
     let tacit = item(format!("{KNOWLEDGE_TITLE}, a hunch"), Tacit).await;
+    let campaign = fixture_campaign(app).await;
     Fixture {
         customer,
         peer,
@@ -510,7 +541,61 @@ async fn fixture(app: &TestApp) -> Fixture {
         item_a,
         item_b,
         tacit,
+        campaign,
     }
+}
+
+/// A PLANNED B01 campaign with one activity, so that every CampaignService
+/// method has something to act on.
+async fn fixture_campaign(app: &TestApp) -> String {
+    use pb::campaign_service_client::CampaignServiceClient;
+    let mut admin = CampaignServiceClient::with_interceptor(
+        app.channel().await,
+        crate::helpers::Bearer::of(&Caller::admin()),
+    );
+    let now = now_secs();
+    let at = |seconds: i64| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let cny = |units: i64| {
+        Some(pb::Money {
+            currency_code: "CNY".into(),
+            units,
+            nanos: 0,
+        })
+    };
+    let name = admin
+        .create_campaign(pb::CreateCampaignRequest {
+            campaign: Some(pb::Campaign {
+                display_name: "Matrix campaign".into(),
+                products: vec!["DEPOSIT-1Y".into()],
+                budget: cny(1000),
+                start_time: at(now - 86_400),
+                end_time: at(now + 30 * 86_400),
+                target: Some(pb::CampaignTarget {
+                    branch: "B01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("create the fixture campaign")
+        .into_inner()
+        .name;
+    admin
+        .add_campaign_activity(pb::AddCampaignActivityRequest {
+            name: name.clone(),
+            activity: Some(pb::CampaignActivity {
+                title: "Calls".into(),
+                channel: pb::interaction::Channel::Phone as i32,
+                cost: cny(100),
+                schedule_time: at(now),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("plan the fixture campaign's activity");
+    name
 }
 
 /// Who calls, as far as the expectation table cares.
@@ -681,14 +766,17 @@ fn expected(class: Class, kind: Kind, known: bool) -> Vec<Code> {
     codes
 }
 
-/// The one rule for what a `name` field names: the follow-up for FollowUp
-/// methods, the service request for ServiceRequest methods, the interaction
-/// for Interaction and Complaint methods, the first
+/// The one rule for what a `name` field names: the campaign in
+/// CampaignService, the follow-up for FollowUp methods, the service request
+/// for ServiceRequest methods, the interaction for Interaction and Complaint
+/// methods, the first
 /// knowledge item in KnowledgeService (or for Knowledge methods), else the
 /// target customer. `parent` and `customer` are always the target customer.
 fn resource_named(method: &MethodDescriptor, fx: &Fixture) -> String {
     let name = method.name();
-    if name.contains("FollowUp") {
+    if method.parent_service().name() == "CampaignService" {
+        fx.campaign.clone()
+    } else if name.contains("FollowUp") {
         fx.follow_up.clone()
     } else if name.contains("ServiceRequest") {
         fx.service_request.clone()

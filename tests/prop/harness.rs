@@ -1,4 +1,4 @@
-//! The four gRPC services with no database behind them, called directly
+//! The five gRPC services with no database behind them, called directly
 //! (no transport, no interceptor), for the property tests (`tests/prop`) and
 //! the fuzz targets (`fuzz/`), which include this file by path.
 //!
@@ -26,6 +26,7 @@ use customer_knowledge::{
     api::{
         Streams,
         audit::AuditApi,
+        campaign::CampaignApi,
         customer::CustomerApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
@@ -41,8 +42,9 @@ use customer_knowledge::{
     },
     metrics::Metrics,
     pb::v1::{
-        self as pb, audit_service_server::AuditService, customer_service_server::CustomerService,
-        interaction_service_server::InteractionService, knowledge_service_server::KnowledgeService,
+        self as pb, audit_service_server::AuditService, campaign_service_server::CampaignService,
+        customer_service_server::CustomerService, interaction_service_server::InteractionService,
+        knowledge_service_server::KnowledgeService,
     },
     store::{Db, feed::ChangeFeed},
 };
@@ -67,6 +69,7 @@ pub enum Service {
     Customer,
     Interaction,
     Knowledge,
+    Campaign,
     Audit,
 }
 
@@ -98,6 +101,7 @@ impl Method {
             Service::Customer => "CustomerService",
             Service::Interaction => "InteractionService",
             Service::Knowledge => "KnowledgeService",
+            Service::Campaign => "CampaignService",
             Service::Audit => "AuditService",
         };
         format!("/bank.customerknowledge.v1.{service}/{}", self.name)
@@ -273,6 +277,7 @@ macro_rules! methods {
     (@service Customer $services:ident) => { $services.customers };
     (@service Interaction $services:ident) => { $services.interactions };
     (@service Knowledge $services:ident) => { $services.knowledge };
+    (@service Campaign $services:ident) => { $services.campaigns };
     (@service Audit $services:ident) => { $services.audit };
 }
 
@@ -335,7 +340,15 @@ methods! {
     Knowledge Unary "VerifyKnowledgeItem" verify_knowledge_item VerifyKnowledgeItemRequest;
     Knowledge Unary "GetKnowledgeLineage" get_knowledge_lineage GetKnowledgeLineageRequest;
     Knowledge Unary "GetKnowledgeFlow" get_knowledge_flow GetKnowledgeFlowRequest;
+    Knowledge Unary "GetKnowledgeSharingMetrics" get_knowledge_sharing_metrics GetKnowledgeSharingMetricsRequest;
     Knowledge ServerStreaming "WatchKnowledge" watch_knowledge WatchKnowledgeRequest;
+    Campaign Unary "CreateCampaign" create_campaign CreateCampaignRequest;
+    Campaign Unary "GetCampaign" get_campaign GetCampaignRequest;
+    Campaign Unary "ListCampaigns" list_campaigns ListCampaignsRequest;
+    Campaign Unary "AddCampaignActivity" add_campaign_activity AddCampaignActivityRequest;
+    Campaign Unary "GenerateCampaignContacts" generate_campaign_contacts GenerateCampaignContactsRequest;
+    Campaign Unary "RecordCampaignResponse" record_campaign_response RecordCampaignResponseRequest;
+    Campaign Unary "GetCampaignResults" get_campaign_results GetCampaignResultsRequest;
     Audit Unary "ListAccessEvents" list_access_events ListAccessEventsRequest;
     Audit Unary "VerifyAuditChain" verify_audit_chain VerifyAuditChainRequest;
 }
@@ -440,6 +453,7 @@ struct Services {
     customers: Arc<CustomerApi>,
     interactions: Arc<InteractionApi>,
     knowledge: Arc<KnowledgeApi>,
+    campaigns: Arc<CampaignApi>,
     audit: Arc<AuditApi>,
 }
 
@@ -522,6 +536,7 @@ impl Harness {
                     feed,
                     streams,
                 )),
+                campaigns: Arc::new(CampaignApi::new(db.clone(), page_tokens.clone())),
                 audit: Arc::new(AuditApi::new(
                     db.clone(),
                     page_tokens,

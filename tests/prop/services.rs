@@ -300,6 +300,28 @@ fn knowledge_service_mutated() {
 }
 
 #[test]
+fn campaign_service_arbitrary_bytes() {
+    arbitrary_bytes(Service::Campaign);
+}
+
+#[test]
+fn campaign_service_near_valid() {
+    near_valid(Service::Campaign, Properties::Answer);
+}
+
+/// Fails while a caller's mistake can make a status too large for the
+/// client to receive (see `transport.rs`).
+#[test]
+fn campaign_service_statuses_fit_in_http2_headers() {
+    near_valid(Service::Campaign, Properties::AnswerAndStatusSize);
+}
+
+#[test]
+fn campaign_service_mutated() {
+    mutated(Service::Campaign);
+}
+
+#[test]
 fn audit_service_arbitrary_bytes() {
     arbitrary_bytes(Service::Audit);
 }
@@ -346,7 +368,7 @@ fn the_plainest_request_of_every_method_is_valid() {
     assert!(invalid.is_empty(), "{}", invalid.join("\n"));
 }
 
-/// Every method the four services declare in the contract is in
+/// Every method the five services declare in the contract is in
 /// `harness::METHODS`, so a new RPC is not left out of these properties
 /// (add it to the `methods!` table of `harness.rs`).
 #[test]
@@ -358,6 +380,7 @@ fn every_method_of_the_services_is_covered() {
         "CustomerService",
         "InteractionService",
         "KnowledgeService",
+        "CampaignService",
         "AuditService",
     ] {
         let descriptor = pool

@@ -619,6 +619,10 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
     match field {
+        "name" if message.contains("Campaign") => owned(&[
+            "campaigns/c-1",
+            "campaigns/0190f5a4-7b2c-7def-8123-456789abcdef",
+        ]),
         "name" if message.contains("FollowUp") => owned(FOLLOW_UP_NAMES),
         "name" if message.contains("ServiceRequest") => owned(SERVICE_REQUEST_NAMES),
         "name" if message.contains("Interaction") || message.contains("Complaint") => {
@@ -722,12 +726,14 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             _ => owned(&[""]),
         },
         "query" => owned(&["张伟", "Zhang Wei", "deposit", "理财 基金", "a"]),
-        "customer_id" | "knowledge_item_id" | "interaction_id" | "follow_up_id" => owned(&[
-            "c-1",
-            "",
-            "0190f5a4-7b2c-7def-8123-456789abcdef",
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-        ]),
+        "customer_id" | "knowledge_item_id" | "interaction_id" | "follow_up_id" | "campaign_id" => {
+            owned(&[
+                "c-1",
+                "",
+                "0190f5a4-7b2c-7def-8123-456789abcdef",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ])
+        }
         "tags" => owned(&["wealth", "vip-2026", "a_b"]),
         "national_id" => owned(&["65010219770731004X", ""]),
         "phone" => owned(&["+86 139 7731 0042", "(010) 5555-0100", ""]),
@@ -737,6 +743,16 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
         "external_ref" => owned(&["EXT-1", "core-banking:42", ""]),
         "currency_code" => owned(&["CNY", "USD"]),
         "policy_version" => owned(&["2026.1", ""]),
+        // read_mask of interaction reads: Interaction's fields.
+        "paths" if request.contains("Interaction") => owned(&[
+            "name",
+            "summary",
+            "notes",
+            "occur_time",
+            "channel",
+            "complaint",
+            "*",
+        ]),
         "paths" if request.contains("Knowledge") => owned(&[
             "title",
             "body",

@@ -8,6 +8,7 @@ use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use super::{InsightApi, convert};
 use crate::{
     api::{
+        campaign::convert::contact_to,
         customer::{
             access::{parse_name, resolve},
             convert::customer_to_proto,
@@ -26,6 +27,7 @@ use crate::{
     error::Error,
     pb::v1 as pb,
     store::{
+        campaigns,
         customers::{self, Lock},
         interactions::{self, TimelineQuery},
         knowledge, segments,
@@ -37,6 +39,7 @@ const RECENT_INTERACTIONS: i64 = 20;
 const OPEN_COMPLAINTS: i64 = 50;
 const DUE_FOLLOW_UPS: i64 = 50;
 const KNOWLEDGE_ITEMS: i64 = 10;
+const CAMPAIGN_CONTACTS: i64 = 20;
 /// The satisfaction summary's period, and the monthly trend's months.
 const SATISFACTION_DAYS: i64 = 90;
 const TREND_MONTHS: u32 = 12;
@@ -117,6 +120,13 @@ impl InsightApi {
         let items =
             knowledge::useful_for_subject(&mut conn, &access, id.as_str(), KNOWLEDGE_ITEMS).await?;
         let facts = segments::customer_facts(&mut conn, id.as_str()).await?;
+        // Which campaigns target a customer is the bank's, not the
+        // customer's own channel's, to see.
+        let contacts = if caller.on_behalf_of.is_some() {
+            Vec::new()
+        } else {
+            campaigns::contacts_of(&mut conn, id.as_str(), CAMPAIGN_CONTACTS).await?
+        };
         let period = Duration::days(SATISFACTION_DAYS);
         let current = segments::answers(&mut conn, id.as_str(), now - period, now).await?;
         let previous =
@@ -219,6 +229,10 @@ impl InsightApi {
             segment: facts.as_ref().map(convert::facts),
             satisfaction: Some(satisfaction(&current, &previous, now)),
             offers_withheld_reason: withheld.unwrap_or_default(),
+            campaign_contacts: contacts
+                .iter()
+                .map(|(campaign, c)| contact_to(campaign, &id, c))
+                .collect(),
         })
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 // Conversions.
 
-pub(super) fn channel_from(value: i32) -> Option<Channel> {
+pub(crate) fn channel_from(value: i32) -> Option<Channel> {
     use pb::interaction::Channel as P;
     Some(match P::try_from(value).ok()? {
         P::Unspecified => return None,
@@ -20,7 +20,7 @@ pub(super) fn channel_from(value: i32) -> Option<Channel> {
     })
 }
 
-pub(super) fn channel_to(channel: Channel) -> pb::interaction::Channel {
+pub(crate) fn channel_to(channel: Channel) -> pb::interaction::Channel {
     use pb::interaction::Channel as P;
     match channel {
         Channel::Branch => P::Branch,

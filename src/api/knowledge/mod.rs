@@ -181,6 +181,14 @@ impl KnowledgeService for KnowledgeApi {
         reports::get_knowledge_flow(self, request).await
     }
 
+    #[tracing::instrument(skip_all, name = "GetKnowledgeSharingMetrics")]
+    async fn get_knowledge_sharing_metrics(
+        &self,
+        request: Request<pb::GetKnowledgeSharingMetricsRequest>,
+    ) -> Result<Response<pb::KnowledgeSharingMetrics>, Status> {
+        reports::get_knowledge_sharing_metrics(self, request).await
+    }
+
     #[tracing::instrument(skip_all, name = "RetractKnowledgeItem")]
     async fn retract_knowledge_item(
         &self,

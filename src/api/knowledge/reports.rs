@@ -87,6 +87,151 @@ pub(super) async fn get_knowledge_lineage(
     .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
 }
 
+/// The scope and period of a knowledge report: branch staff report on their
+/// own branch or team only; the period defaults to `default_days` before
+/// `end_time` (default now).
+#[allow(clippy::type_complexity)]
+fn report_scope(
+    access: &KnowledgeAccess,
+    branch: &str,
+    team: &str,
+    start_time: Option<&prost_types::Timestamp>,
+    end_time: Option<&prost_types::Timestamp>,
+    default_days: i64,
+) -> Result<(Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>), Error> {
+    let branch = (!branch.is_empty())
+        .then(|| org_code(branch, true).map_err(|e| Error::invalid("branch", e)))
+        .transpose()?;
+    let team = (!team.is_empty())
+        .then(|| org_code(team, true).map_err(|e| Error::invalid("team", e)))
+        .transpose()?;
+    if access.subject_branch.is_some() {
+        let own_branch = branch.as_deref().is_none_or(|b| b == access.branch);
+        let own_team = team.as_deref().is_none_or(|t| t == access.team);
+        if branch.is_none() && team.is_none() || !own_branch || !own_team {
+            return Err(Error::denied(
+                "report on knowledge beyond its own branch or team",
+            ));
+        }
+    }
+    let end = match end_time {
+        Some(ts) => from_timestamp(ts)
+            .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
+        None => Utc::now(),
+    };
+    let start = match start_time {
+        Some(ts) => from_timestamp(ts)
+            .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
+        None => end - Duration::days(default_days),
+    };
+    if start >= end {
+        return Err(Error::invalid("start_time", "must be before end_time"));
+    }
+    Ok((branch, team, start, end))
+}
+
+pub(super) async fn get_knowledge_sharing_metrics(
+    api: &KnowledgeApi,
+    request: Request<pb::GetKnowledgeSharingMetricsRequest>,
+) -> Result<Response<pb::KnowledgeSharingMetrics>, Status> {
+    use pb::knowledge_sharing_metrics as m;
+    respond(async {
+        let caller = principal(&request)?;
+        let access = KnowledgeAccess::of(&caller)?;
+        let req = request.get_ref();
+        let (branch, team, start, end) = report_scope(
+            &access,
+            &req.branch,
+            &req.team,
+            req.start_time.as_ref(),
+            req.end_time.as_ref(),
+            30,
+        )?;
+        let rows = api
+            .db
+            .knowledge_sharing(&access, branch.as_deref(), team.as_deref(), start, end)
+            .await?;
+        let share = |n: i64, total: i64| {
+            if total == 0 {
+                0.0
+            } else {
+                n as f64 / total as f64
+            }
+        };
+        let (explicit, verified_now, stale_now) = rows.explicit;
+        let mut items_by_nature = rows
+            .natures
+            .iter()
+            .map(|(nature, count)| {
+                Ok(m::NatureCount {
+                    nature: nature_to(parse_stored("nature", nature, Nature::parse)?) as i32,
+                    count: *count,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        items_by_nature.sort_by_key(|n| n.nature);
+        let mut conversions = rows
+            .conversions
+            .iter()
+            .map(|(conversion, count)| {
+                Ok(m::ConversionCount {
+                    conversion: conversion_to(parse_stored(
+                        "conversion",
+                        conversion,
+                        Conversion::parse,
+                    )?) as i32,
+                    count: *count,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        conversions.sort_by_key(|c| c.conversion);
+        Ok(pb::KnowledgeSharingMetrics {
+            branch: branch.unwrap_or_default(),
+            team: team.unwrap_or_default(),
+            start_time: Some(timestamp(start)),
+            end_time: Some(timestamp(end)),
+            items_by_nature,
+            conversions,
+            playbooks: rows
+                .playbooks
+                .iter()
+                .map(|(item, employees)| m::PlaybookReach {
+                    item: rules::item_name(item),
+                    employee_count: *employees,
+                })
+                .collect(),
+            median_seconds_to_explicit: rows.to_explicit.0.unwrap_or_default(),
+            explicit_with_source_count: rows.to_explicit.1,
+            median_seconds_to_verification: rows.to_verification.0.unwrap_or_default(),
+            verified_count: rows.to_verification.1,
+            verified_share: share(verified_now, explicit),
+            stale_share: share(stale_now, explicit),
+            explicit_count: explicit,
+            contributions: rows
+                .contributions
+                .into_iter()
+                .map(
+                    |(employee, items_authored, conversions, verifications, internalizations)| {
+                        m::Contribution {
+                            employee,
+                            items_authored,
+                            conversions,
+                            verifications,
+                            internalizations,
+                        }
+                    },
+                )
+                .collect(),
+        })
+    })
+    .await
+}
+
+/// A code read back from the database, which only ever stores known ones.
+fn parse_stored<T>(what: &str, value: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, Error> {
+    parse(value).ok_or_else(|| Error::Internal(anyhow::anyhow!("stored {what} {value:?}")))
+}
+
 pub(super) async fn get_knowledge_flow(
     api: &KnowledgeApi,
     request: Request<pb::GetKnowledgeFlowRequest>,
@@ -95,35 +240,14 @@ pub(super) async fn get_knowledge_flow(
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
-        let branch = (!req.branch.is_empty())
-            .then(|| org_code(&req.branch, true).map_err(|e| Error::invalid("branch", e)))
-            .transpose()?;
-        let team = (!req.team.is_empty())
-            .then(|| org_code(&req.team, true).map_err(|e| Error::invalid("team", e)))
-            .transpose()?;
-        // Branch staff report on their own branch or team only.
-        if access.subject_branch.is_some() {
-            let own_branch = branch.as_deref().is_none_or(|b| b == access.branch);
-            let own_team = team.as_deref().is_none_or(|t| t == access.team);
-            if branch.is_none() && team.is_none() || !own_branch || !own_team {
-                return Err(Error::denied(
-                    "report on knowledge flows beyond its own branch or team",
-                ));
-            }
-        }
-        let end = match &req.end_time {
-            Some(ts) => from_timestamp(ts)
-                .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
-            None => Utc::now(),
-        };
-        let start = match &req.start_time {
-            Some(ts) => from_timestamp(ts)
-                .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
-            None => end - Duration::days(30),
-        };
-        if start >= end {
-            return Err(Error::invalid("start_time", "must be before end_time"));
-        }
+        let (branch, team, start, end) = report_scope(
+            &access,
+            &req.branch,
+            &req.team,
+            req.start_time.as_ref(),
+            req.end_time.as_ref(),
+            30,
+        )?;
         let rows = api
             .db
             .knowledge_flow(&access, branch.as_deref(), team.as_deref(), start, end)
