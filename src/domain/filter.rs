@@ -4,8 +4,11 @@
 //! Grammar: `term (AND term)*` with operators `=`, `:`, `<`, `<=`, `>`, `>=`.
 //! For customers a term is `home_branch = "B01"`,
 //! `relationship_manager = "E1001"`, `kind = INDIVIDUAL`, `tier = VIP` or
-//! `tags:"wealth"`. Values may be quoted (`"..."`, with `\"` and `\\`) or bare
+//! `tags:"wealth"`, and `update_time > "2026-12-01T00:00:00Z"` (also `>=`, `<`,
+//! `<=`: a cache's "what changed since"). Values may be quoted (`"..."`, with `\"` and `\\`) or bare
 //! words of letters, digits, `-` and `_`.
+
+use chrono::{DateTime, Duration, Utc};
 
 use super::customer::{CustomerKind, Tier};
 
@@ -19,6 +22,32 @@ pub struct CustomerFilter {
     pub tier: Option<Tier>,
     /// Every tag listed must be on the customer.
     pub tags: Vec<String>,
+    /// `update_time` from (inclusive) and before (exclusive).
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+}
+
+/// The order of ListCustomers (`order_by`, AIP-132).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CustomerOrder {
+    /// By id: the default.
+    #[default]
+    Id,
+    /// Least recently changed first, then by id: with an `update_time`
+    /// filter, every change since a point, page by page.
+    UpdateTime,
+}
+
+impl CustomerOrder {
+    pub fn parse(order_by: &str) -> Result<Self, String> {
+        match order_by.trim() {
+            "" => Ok(CustomerOrder::Id),
+            "update_time" | "update_time asc" => Ok(CustomerOrder::UpdateTime),
+            other => Err(format!(
+                "cannot order by {other:?}: use \"update_time\" or leave it empty"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +182,36 @@ pub fn parse_terms(input: &str) -> Result<Vec<Term>, String> {
     }
 }
 
+/// An RFC 3339 time compared with.
+pub fn parse_time(term: &Term) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(&term.value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            format!(
+                "{} needs an RFC 3339 time such as \"2026-01-31T00:00:00Z\"",
+                term.field
+            )
+        })
+}
+
+/// `>`/`>=` set the lower bound, `<`/`<=` the upper (exclusive) one; Postgres
+/// keeps microseconds, so the strict/inclusive difference is one of them.
+pub fn time_range(
+    term: &Term,
+    from: &mut Option<DateTime<Utc>>,
+    before: &mut Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let time = parse_time(term)?;
+    let micro = Duration::microseconds(1);
+    match term.op {
+        Op::Ge => set_once(from, term, time),
+        Op::Gt => set_once(from, term, time + micro),
+        Op::Lt => set_once(before, term, time),
+        Op::Le => set_once(before, term, time + micro),
+        _ => Err(unsupported(term, "<, <=, > or >=")),
+    }
+}
+
 /// Sets a field that may be compared only once.
 pub fn set_once<T>(slot: &mut Option<T>, term: &Term, value: T) -> Result<(), String> {
     if slot.is_some() {
@@ -194,13 +253,16 @@ impl CustomerFilter {
                     set_once(&mut filter.tier, &term, tier)?
                 }
                 ("tags", Op::Has) => filter.tags.push(value),
+                ("update_time", _) => {
+                    time_range(&term, &mut filter.updated_from, &mut filter.updated_before)?
+                }
                 ("home_branch" | "relationship_manager" | "kind" | "tier", _) => {
                     return Err(unsupported(&term, "'='"));
                 }
                 ("tags", _) => return Err(unsupported(&term, "':' (tags:\"wealth\")")),
                 (field, _) => {
                     return Err(format!(
-                        "unknown field {field}: filter on home_branch, relationship_manager, kind, tier or tags"
+                        "unknown field {field}: filter on home_branch, relationship_manager, kind, tier, tags or update_time"
                     ));
                 }
             }

@@ -1022,3 +1022,86 @@ async fn reads_take_a_view_and_a_read_mask() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["view", "read_mask.paths[1]"]);
 }
+
+/// A cache follows changes: `update_time > T` with `order_by: "update_time"`
+/// lists every customer changed since T, least recently changed first, page
+/// by page; one changed again while the pages are read comes again at the end.
+#[tokio::test]
+async fn list_customers_follows_changes_by_update_time() {
+    let app = TestApp::spawn().await;
+    let mut rm = app.customers(&Caller::rm("B01")).await;
+    let mut names = Vec::new();
+    for name in ["甲", "乙", "丙"] {
+        let c = rm
+            .create_customer(create(person(name, "B01")))
+            .await
+            .unwrap()
+            .into_inner();
+        names.push(c);
+    }
+    // Changed after creation, in this order: 丙 then 甲; 乙 untouched.
+    let since = names[2].update_time.unwrap();
+    let since = customer_knowledge::api::from_timestamp(&since).unwrap();
+    let touch = |c: &pb::Customer, tag: &str| pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            name: c.name.clone(),
+            tags: vec![tag.into()],
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: vec!["tags".into()],
+        }),
+        ..Default::default()
+    };
+    rm.update_customer(touch(&names[2], "changed-1"))
+        .await
+        .unwrap();
+    rm.update_customer(touch(&names[0], "changed-2"))
+        .await
+        .unwrap();
+
+    let filter = format!("update_time > \"{}\"", since.to_rfc3339());
+    let page = |token: String| pb::ListCustomersRequest {
+        filter: filter.clone(),
+        order_by: "update_time".into(),
+        page_size: 1,
+        page_token: token,
+        ..Default::default()
+    };
+    let first = rm
+        .list_customers(page(String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.customers[0].name, names[2].name);
+    // 丙 changes again between pages: it comes again after 甲.
+    rm.update_customer(touch(&names[2], "changed-3"))
+        .await
+        .unwrap();
+    let second = rm
+        .list_customers(page(first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.customers[0].name, names[0].name);
+    let third = rm
+        .list_customers(page(second.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(third.customers[0].name, names[2].name);
+    assert_eq!(third.customers[0].tags, ["changed-3"]);
+    assert!(third.next_page_token.is_empty(), "nothing changed after it");
+
+    // Bad orders and times are the caller's mistake, each named.
+    let status = rm
+        .list_customers(pb::ListCustomersRequest {
+            filter: "update_time > yesterday".into(),
+            order_by: "salary desc".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&status), ["filter", "order_by"]);
+}

@@ -734,6 +734,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
             ])
         }
+        "order_by" => owned(&["", "update_time"]),
         "tags" => owned(&["wealth", "vip-2026", "a_b"]),
         "national_id" => owned(&["65010219770731004X", ""]),
         "phone" => owned(&["+86 139 7731 0042", "(010) 5555-0100", ""]),

@@ -193,19 +193,50 @@ pub(super) async fn list_customers(
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
         let shape = Shape::of::<pb::Customer>(req.view, req.read_mask.as_ref(), false)?;
-        let filter = CustomerFilter::parse(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!("ListCustomers|{}|{}", caller.subject, req.filter);
-        let after = api.page_tokens.decode(&req.page_token, &context)?;
+        let mut violations = Violations::default();
+        let filter = CustomerFilter::parse(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        let order = CustomerOrder::parse(&req.order_by)
+            .inspect_err(|e| violations.add("order_by", e.clone()))
+            .unwrap_or_default();
+        violations.into_result(())?;
+        let context = format!(
+            "ListCustomers|{}|{}|{:?}",
+            caller.subject, req.filter, order
+        );
+        let cursor = api.page_tokens.decode(&req.page_token, &context)?;
+        let after = match (&cursor, order) {
+            (None, _) => None,
+            (Some(id), CustomerOrder::Id) => Some((None, id.as_str())),
+            (Some(cursor), CustomerOrder::UpdateTime) => {
+                let invalid = || Error::invalid("page_token", "is not a token of this list");
+                let (micros, id) = cursor.split_once('|').ok_or_else(invalid)?;
+                let time = micros
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(chrono::DateTime::from_timestamp_micros)
+                    .ok_or_else(invalid)?;
+                Some((Some(time), id))
+            }
+        };
         let mut page = api
             .db
-            .list_customers(scope.branch(), &filter, after.as_deref(), limit + 1)
+            .list_customers(scope.branch(), &filter, order, after, limit + 1)
             .await?;
         let next_page_token = api.page_tokens.next_sized_page(
             &mut page,
             limit,
             &context,
             |c| shape.apply(customer_to_proto(c, &caller)).encoded_len(),
-            |last, _| last.id.as_str().to_string(),
+            |last, _| match order {
+                CustomerOrder::Id => last.id.as_str().to_string(),
+                CustomerOrder::UpdateTime => format!(
+                    "{}|{}",
+                    last.update_time.timestamp_micros(),
+                    last.id.as_str()
+                ),
+            },
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));
         Ok(pb::ListCustomersResponse {

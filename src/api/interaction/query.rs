@@ -11,34 +11,7 @@ pub(super) fn parse_parent(parent: &str) -> Result<Option<CustomerId>, Error> {
     }
 }
 
-pub(super) fn parse_time(term: &Term) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(&term.value)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            format!(
-                "{} needs an RFC 3339 time such as \"2026-01-31T00:00:00Z\"",
-                term.field
-            )
-        })
-}
-
-/// `>`/`>=` set the lower bound, `<`/`<=` the upper (exclusive) one; Postgres
-/// keeps microseconds, so the strict/inclusive difference is one of them.
-pub(super) fn time_range(
-    term: &Term,
-    from: &mut Option<DateTime<Utc>>,
-    before: &mut Option<DateTime<Utc>>,
-) -> Result<(), String> {
-    let time = parse_time(term)?;
-    let micro = Duration::microseconds(1);
-    match term.op {
-        Op::Ge => set_once(from, term, time),
-        Op::Gt => set_once(from, term, time + micro),
-        Op::Lt => set_once(before, term, time),
-        Op::Le => set_once(before, term, time + micro),
-        _ => Err(unsupported(term, "<, <=, > or >=")),
-    }
-}
+pub(super) use crate::domain::filter::time_range;
 
 pub(super) fn parse_bool(term: &Term) -> Result<bool, String> {
     match (term.op, term.value.as_str()) {
