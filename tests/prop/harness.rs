@@ -28,6 +28,7 @@ use customer_knowledge::{
         audit::AuditApi,
         campaign::CampaignApi,
         customer::CustomerApi,
+        insight::InsightApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
         page_token::PageTokens,
@@ -43,8 +44,8 @@ use customer_knowledge::{
     metrics::Metrics,
     pb::v1::{
         self as pb, audit_service_server::AuditService, campaign_service_server::CampaignService,
-        customer_service_server::CustomerService, interaction_service_server::InteractionService,
-        knowledge_service_server::KnowledgeService,
+        customer_service_server::CustomerService, insight_service_server::InsightService,
+        interaction_service_server::InteractionService, knowledge_service_server::KnowledgeService,
     },
     store::{Db, feed::ChangeFeed},
 };
@@ -70,6 +71,7 @@ pub enum Service {
     Interaction,
     Knowledge,
     Campaign,
+    Insight,
     Audit,
 }
 
@@ -102,6 +104,7 @@ impl Method {
             Service::Interaction => "InteractionService",
             Service::Knowledge => "KnowledgeService",
             Service::Campaign => "CampaignService",
+            Service::Insight => "InsightService",
             Service::Audit => "AuditService",
         };
         format!("/bank.customerknowledge.v1.{service}/{}", self.name)
@@ -278,6 +281,7 @@ macro_rules! methods {
     (@service Interaction $services:ident) => { $services.interactions };
     (@service Knowledge $services:ident) => { $services.knowledge };
     (@service Campaign $services:ident) => { $services.campaigns };
+    (@service Insight $services:ident) => { $services.insights };
     (@service Audit $services:ident) => { $services.audit };
 }
 
@@ -342,6 +346,10 @@ methods! {
     Knowledge Unary "GetKnowledgeFlow" get_knowledge_flow GetKnowledgeFlowRequest;
     Knowledge Unary "GetKnowledgeSharingMetrics" get_knowledge_sharing_metrics GetKnowledgeSharingMetricsRequest;
     Knowledge ServerStreaming "WatchKnowledge" watch_knowledge WatchKnowledgeRequest;
+    Insight Unary "GetCustomer360" get_customer360 GetCustomer360Request;
+    Insight Unary "RecomputeSegments" recompute_segments RecomputeSegmentsRequest;
+    Insight Unary "GetSegmentSummary" get_segment_summary GetSegmentSummaryRequest;
+    Insight Unary "ListAtRiskCustomers" list_at_risk_customers ListAtRiskCustomersRequest;
     Campaign Unary "CreateCampaign" create_campaign CreateCampaignRequest;
     Campaign Unary "GetCampaign" get_campaign GetCampaignRequest;
     Campaign Unary "ListCampaigns" list_campaigns ListCampaignsRequest;
@@ -454,6 +462,7 @@ struct Services {
     interactions: Arc<InteractionApi>,
     knowledge: Arc<KnowledgeApi>,
     campaigns: Arc<CampaignApi>,
+    insights: Arc<InsightApi>,
     audit: Arc<AuditApi>,
 }
 
@@ -537,6 +546,23 @@ impl Harness {
                     streams,
                 )),
                 campaigns: Arc::new(CampaignApi::new(db.clone(), page_tokens.clone())),
+                // The documented defaults of [insights] (src/config.rs).
+                insights: Arc::new(InsightApi::new(
+                    db.clone(),
+                    page_tokens.clone(),
+                    customer_knowledge::config::Settings::load_from(
+                        None,
+                        &HashMap::from([
+                            (
+                                "DATABASE_URL".to_string(),
+                                "postgres://127.0.0.1:1/closed".to_string(),
+                            ),
+                            ("CK__AUTH__MODE".to_string(), "trusted_headers".to_string()),
+                        ]),
+                    )
+                    .expect("the default settings load")
+                    .insights,
+                )),
                 audit: Arc::new(AuditApi::new(
                     db.clone(),
                     page_tokens,

@@ -322,6 +322,21 @@ fn campaign_service_mutated() {
 }
 
 #[test]
+fn insight_service_arbitrary_bytes() {
+    arbitrary_bytes(Service::Insight);
+}
+
+#[test]
+fn insight_service_near_valid() {
+    near_valid(Service::Insight, Properties::AnswerAndStatusSize);
+}
+
+#[test]
+fn insight_service_mutated() {
+    mutated(Service::Insight);
+}
+
+#[test]
 fn audit_service_arbitrary_bytes() {
     arbitrary_bytes(Service::Audit);
 }
@@ -381,6 +396,7 @@ fn every_method_of_the_services_is_covered() {
         "InteractionService",
         "KnowledgeService",
         "CampaignService",
+        "InsightService",
         "AuditService",
     ] {
         let descriptor = pool
