@@ -895,7 +895,7 @@ fn kind(method: &MethodDescriptor, request: &DynamicMessage, fx: &Fixture) -> Ki
 /// Passes encoded messages through unchanged: requests are encoded from
 /// `DynamicMessage`s, answers are searched as raw bytes.
 #[derive(Clone, Copy, Default)]
-struct RawCodec;
+pub(crate) struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Vec<u8>;

@@ -17,12 +17,12 @@ use prost_reflect::{
     Cardinality, DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor,
 };
 use serde_json::json;
-use tonic::{
-    Request, Status,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-};
+use tonic::Request;
 
-use crate::helpers::{Caller, TestApp};
+use crate::{
+    helpers::{Caller, TestApp},
+    matrix::RawCodec,
+};
 
 const PACKAGE: &str = "bank.customerknowledge.v1";
 
@@ -158,42 +158,6 @@ fn the_contract_keeps_every_baseline_element_but_the_intended_changes() {
     }
 }
 
-/// Passes encoded messages through unchanged.
-#[derive(Clone, Copy, Default)]
-struct Bytes;
-
-impl Codec for Bytes {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Bytes;
-    type Decoder = Bytes;
-    fn encoder(&mut self) -> Bytes {
-        Bytes
-    }
-    fn decoder(&mut self) -> Bytes {
-        Bytes
-    }
-}
-
-impl Encoder for Bytes {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        prost::bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl Decoder for Bytes {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        let mut bytes = vec![0; prost::bytes::Buf::remaining(src)];
-        prost::bytes::Buf::copy_to_slice(src, &mut bytes);
-        Ok(Some(bytes))
-    }
-}
-
 /// An old client: encodes `request` (proto3 JSON) with the baseline's input
 /// type of `method`, calls it, and decodes the answer with the baseline's
 /// output type.
@@ -223,7 +187,7 @@ async fn old_call(
         .parse()
         .unwrap();
     let answer = grpc
-        .unary(call, path, Bytes)
+        .unary(call, path, RawCodec)
         .await
         .unwrap_or_else(|s| panic!("{}: {s:?}", method.full_name()))
         .into_inner();
