@@ -24,7 +24,7 @@ use std::{
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction,
+    AssertSqlSafe, Connection as _, PgConnection, PgPool, Postgres, Transaction,
     pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
@@ -81,6 +81,10 @@ pub(crate) fn statement(operation: &'static str, table: &'static str) -> tracing
     )
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its
+/// way out of the pool.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The handle every repository works through. Connections are taken with
@@ -132,6 +136,20 @@ impl Db {
                 settings.statement_timeout_ms.to_string(),
             )]);
         let pool = PgPoolOptions::new()
+            // sqlx pings every connection before handing it out: a round
+            // trip per call. Only a connection that sat idle is pinged; one
+            // used within the last second is assumed alive, and if Postgres
+            // dropped it since, the call fails UNAVAILABLE (retryable) and
+            // the connection is discarded.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_BEFORE_PING {
+                        return Ok(true);
+                    }
+                    conn.ping().await.map(|()| true)
+                })
+            })
             .max_connections(settings.max_connections)
             .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
             .connect_lazy_with(options);
