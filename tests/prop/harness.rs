@@ -31,6 +31,7 @@ use customer_knowledge::{
         insight::InsightApi,
         interaction::{InteractionApi, InteractionApiParts},
         knowledge::KnowledgeApi,
+        operations::OperationsApi,
         page_token::PageTokens,
         status::ERROR_DOMAIN,
     },
@@ -42,6 +43,7 @@ use customer_knowledge::{
         principal::{Principal, Role},
     },
     metrics::Metrics,
+    pb::google::longrunning::{self as lro, operations_server::Operations},
     pb::v1::{
         self as pb, audit_service_server::AuditService, campaign_service_server::CampaignService,
         customer_service_server::CustomerService, insight_service_server::InsightService,
@@ -73,6 +75,8 @@ pub enum Service {
     Campaign,
     Insight,
     Audit,
+    /// `google.longrunning.Operations`, as the service serves it.
+    Operations,
 }
 
 /// How a method takes and answers messages.
@@ -106,6 +110,9 @@ impl Method {
             Service::Campaign => "CampaignService",
             Service::Insight => "InsightService",
             Service::Audit => "AuditService",
+            Service::Operations => {
+                return format!("/google.longrunning.Operations/{}", self.name);
+            }
         };
         format!("/bank.customerknowledge.v1.{service}/{}", self.name)
     }
@@ -233,7 +240,7 @@ macro_rules! methods {
         pub const METHODS: &[Method] = &[$(Method {
             service: Service::$service,
             name: $name,
-            input: concat!("bank.customerknowledge.v1.", stringify!($request)),
+            input: methods!(@input $service $request),
             shape: Shape::$shape,
         }),*];
 
@@ -253,7 +260,7 @@ macro_rules! methods {
         }
     };
     (@call $service:ident Unary $services:ident $handler:ident $request:ident $messages:ident $principal:ident $audit:ident) => {{
-        let message = pb::$request::decode(first(&$messages)).ok()?;
+        let message = <methods!(@type $service $request)>::decode(first(&$messages)).ok()?;
         let request = with_caller(Request::new(message), $principal, $audit);
         Some(methods!(@service $service $services).$handler(request).await.map(|_| ()))
     }};
@@ -283,6 +290,11 @@ macro_rules! methods {
     (@service Campaign $services:ident) => { $services.campaigns };
     (@service Insight $services:ident) => { $services.insights };
     (@service Audit $services:ident) => { $services.audit };
+    (@service Operations $services:ident) => { $services.operations };
+    (@input Operations $request:ident) => { concat!("google.longrunning.", stringify!($request)) };
+    (@input $service:ident $request:ident) => { concat!("bank.customerknowledge.v1.", stringify!($request)) };
+    (@type Operations $request:ident) => { lro::$request };
+    (@type $service:ident $request:ident) => { pb::$request };
 }
 
 methods! {
@@ -359,6 +371,11 @@ methods! {
     Campaign Unary "GetCampaignResults" get_campaign_results GetCampaignResultsRequest;
     Audit Unary "ListAccessEvents" list_access_events ListAccessEventsRequest;
     Audit Unary "VerifyAuditChain" verify_audit_chain VerifyAuditChainRequest;
+    Operations Unary "ListOperations" list_operations ListOperationsRequest;
+    Operations Unary "GetOperation" get_operation GetOperationRequest;
+    Operations Unary "DeleteOperation" delete_operation DeleteOperationRequest;
+    Operations Unary "CancelOperation" cancel_operation CancelOperationRequest;
+    Operations Unary "WaitOperation" wait_operation WaitOperationRequest;
 }
 
 /// The methods of one service.
@@ -464,6 +481,7 @@ struct Services {
     campaigns: Arc<CampaignApi>,
     insights: Arc<InsightApi>,
     audit: Arc<AuditApi>,
+    operations: Arc<OperationsApi>,
 }
 
 pub struct Harness {
@@ -563,6 +581,7 @@ impl Harness {
                     .expect("the default settings load")
                     .insights,
                 )),
+                operations: Arc::new(OperationsApi::new(db.clone(), page_tokens.clone())),
                 audit: Arc::new(AuditApi::new(
                     db.clone(),
                     page_tokens,

@@ -337,6 +337,21 @@ fn insight_service_mutated() {
 }
 
 #[test]
+fn operations_arbitrary_bytes() {
+    arbitrary_bytes(Service::Operations);
+}
+
+#[test]
+fn operations_near_valid() {
+    near_valid(Service::Operations, Properties::AnswerAndStatusSize);
+}
+
+#[test]
+fn operations_mutated() {
+    mutated(Service::Operations);
+}
+
+#[test]
 fn audit_service_arbitrary_bytes() {
     arbitrary_bytes(Service::Audit);
 }
@@ -383,7 +398,8 @@ fn the_plainest_request_of_every_method_is_valid() {
     assert!(invalid.is_empty(), "{}", invalid.join("\n"));
 }
 
-/// Every method the five services declare in the contract is in
+/// Every method the services declare in the contract (and the
+/// `google.longrunning.Operations` methods the server serves) is in
 /// `harness::METHODS`, so a new RPC is not left out of these properties
 /// (add it to the `methods!` table of `harness.rs`).
 #[test]
@@ -398,9 +414,13 @@ fn every_method_of_the_services_is_covered() {
         "CampaignService",
         "InsightService",
         "AuditService",
-    ] {
+    ]
+    .map(|s| format!("bank.customerknowledge.v1.{s}"))
+    .into_iter()
+    .chain(["google.longrunning.Operations".to_string()])
+    {
         let descriptor = pool
-            .get_service_by_name(&format!("bank.customerknowledge.v1.{service}"))
+            .get_service_by_name(&service)
             .expect("a service of the contract");
         for method in descriptor.methods() {
             if !harness::METHODS.iter().any(|m| m.name == method.name()) {

@@ -619,6 +619,12 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
     match field {
+        // ListOperations' collection is the empty name or "operations".
+        "name" if request == "ListOperationsRequest" => owned(&["", "operations"]),
+        "name" if message.contains("Operation") => owned(&[
+            "operations/0190f5a4-7b2c-7def-8123-456789abcdef",
+            "operations/00000000-0000-0000-0000-000000000000",
+        ]),
         "name" if message.contains("Campaign") => owned(&[
             "campaigns/c-1",
             "campaigns/0190f5a4-7b2c-7def-8123-456789abcdef",
@@ -677,6 +683,7 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
             resume_token("k1", (-1, 0)),
         ],
         "filter" => match message {
+            "ListOperationsRequest" => owned(&["", "done = true", "done=false"]),
             "ListCustomersRequest" => owned(&[
                 "",
                 r#"home_branch = "B01""#,
