@@ -482,6 +482,8 @@ async fn reading_a_timeline_page_costs_the_same_however_long_the_history() {
         .bind(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         .bind("\u{10FFFF}")
         .bind(21i64)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
         .fetch_one(&app.db)
         .await
         .unwrap();
