@@ -512,14 +512,8 @@ async fn interactions_page_by_update_time_and_a_later_change_comes_again() {
     assert!(second.next_page_token.is_empty());
 
     // From the last time seen, only what changed since.
-    let last_seen = second
-        .interactions
-        .last()
-        .unwrap()
-        .update_time
-        .clone()
-        .unwrap();
-    let c_time = second.interactions[0].update_time.clone().unwrap();
+    let last_seen = second.interactions.last().unwrap().update_time.unwrap();
+    let c_time = second.interactions[0].update_time.unwrap();
     let after_c = rm
         .list_interactions(list(
             format!("update_time > \"{}\"", rfc3339(&c_time)),
@@ -528,7 +522,7 @@ async fn interactions_page_by_update_time_and_a_later_change_comes_again() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(names(&after_c), [a.name.clone()]);
+    assert_eq!(names(&after_c), std::slice::from_ref(&a.name));
     let after_last = rm
         .list_interactions(list(
             format!("update_time > \"{}\"", rfc3339(&last_seen)),
@@ -648,7 +642,7 @@ async fn knowledge_items_page_by_update_time_within_what_the_caller_sees() {
         "x as it is now"
     );
     assert!(second.next_page_token.is_empty());
-    let z_time = second.knowledge_items[0].update_time.clone().unwrap();
+    let z_time = second.knowledge_items[0].update_time.unwrap();
     let after_z = colleague
         .list_knowledge_items(pb::ListKnowledgeItemsRequest {
             filter: format!("update_time > \"{}\"", rfc3339(&z_time)),
