@@ -10,13 +10,17 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
 use prost::Message;
 use sqlx::{Connection, PgConnection};
 use tonic::{Code, Request, Response, Status};
 use uuid::Uuid;
 
-use super::{page_token::PageTokens, principal, respond, status::layer_status, timestamp};
+use super::{
+    page_token::{PageTokens, page_size, parse_time_cursor, time_cursor},
+    principal, respond,
+    status::layer_status,
+    timestamp,
+};
 use crate::{
     domain::principal::{Principal, Role},
     error::{Error, ErrorReason},
@@ -35,8 +39,7 @@ use crate::{
 
 /// The prefix of every operation's name.
 const PREFIX: &str = "operations/";
-/// Operations per ListOperations page: default and most.
-const DEFAULT_PAGE: i64 = 50;
+/// Operations per ListOperations page at most (the default is the service's).
 const MAX_PAGE: i64 = 100;
 /// How long WaitOperation waits when the request names no timeout, and at
 /// most; a call's own deadline (less a margin to answer) bounds it too.
@@ -300,27 +303,20 @@ impl OperationsApi {
                 None
             }
         };
-        let limit = match req.page_size {
-            n if n < 0 => {
-                violations.add("page_size", "must not be negative");
-                0
-            }
-            0 => DEFAULT_PAGE,
-            n => i64::from(n).min(MAX_PAGE),
-        };
+        let limit = page_size(req.page_size)
+            .inspect_err(|_| violations.add("page_size", "must not be negative"))
+            .unwrap_or_default()
+            .min(MAX_PAGE);
         violations.into_result(())?;
         let context = format!("ListOperations|{}|{done:?}", caller.subject);
         let after = match self.page_tokens.decode(&req.page_token, &context)? {
             None => None,
             Some(cursor) => {
-                let invalid = || Error::invalid("page_token", "is not a token of this list");
-                let (micros, id) = cursor.split_once('|').ok_or_else(invalid)?;
-                let time = micros
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(DateTime::<Utc>::from_timestamp_micros)
-                    .ok_or_else(invalid)?;
-                Some((time, Uuid::parse_str(id).map_err(|_| invalid())?))
+                let (time, id) = parse_time_cursor(&cursor)?;
+                let id = Uuid::parse_str(&id).map_err(|_| {
+                    Error::invalid("page_token", "is not a page token of this list")
+                })?;
+                Some((time, id))
             }
         };
         let mut conn = self.db.acquire().await?;
@@ -329,7 +325,7 @@ impl OperationsApi {
         let next_page_token = self
             .page_tokens
             .next_page(&mut rows, limit, &context, |op| {
-                format!("{}|{}", op.create_time.timestamp_micros(), op.id)
+                time_cursor(op.create_time, &op.id.to_string())
             });
         Ok(lro::ListOperationsResponse {
             operations: rows.iter().map(to_pb).collect::<Result<_, _>>()?,

@@ -27,22 +27,24 @@ pub struct CustomerFilter {
     pub updated_before: Option<DateTime<Utc>>,
 }
 
-/// The order of ListCustomers (`order_by`, AIP-132).
+/// The order of a list that can follow changes (`order_by`, AIP-132):
+/// ListCustomers, ListInteractions, ListKnowledgeItems.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum CustomerOrder {
-    /// By id: the default.
+pub enum ListOrder {
+    /// The list's own order (customers and knowledge items by id, a
+    /// timeline newest first): the default.
     #[default]
-    Id,
+    Natural,
     /// Least recently changed first, then by id: with an `update_time`
     /// filter, every change since a point, page by page.
     UpdateTime,
 }
 
-impl CustomerOrder {
+impl ListOrder {
     pub fn parse(order_by: &str) -> Result<Self, String> {
         match order_by.trim() {
-            "" => Ok(CustomerOrder::Id),
-            "update_time" | "update_time asc" => Ok(CustomerOrder::UpdateTime),
+            "" => Ok(ListOrder::Natural),
+            "update_time" | "update_time asc" => Ok(ListOrder::UpdateTime),
             other => Err(format!(
                 "cannot order by {other:?}: use \"update_time\" or leave it empty"
             )),

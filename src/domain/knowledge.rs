@@ -70,7 +70,14 @@ string_enum!(
 );
 string_enum!(
     /// What WatchKnowledge reports.
-    Change { Created = "CREATED", Shared = "SHARED", Verified = "VERIFIED", Retracted = "RETRACTED" }
+    Change {
+        Created = "CREATED",
+        Shared = "SHARED",
+        Verified = "VERIFIED",
+        Retracted = "RETRACTED",
+        Updated = "UPDATED",
+        Erased = "ERASED",
+    }
 );
 
 impl Visibility {

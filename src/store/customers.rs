@@ -15,7 +15,7 @@ use crate::{
             Consent, ConsentChange, ConsentEvent, ConsentPurpose, Customer, CustomerId,
             CustomerKind, CustomerLink, ExternalId, Pii, Profile, Relationship, Rfm, Tier,
         },
-        filter::{CustomerFilter, CustomerOrder},
+        filter::{CustomerFilter, ListOrder},
         principal::BranchScope,
         search,
     },
@@ -314,48 +314,46 @@ impl Db {
         &self,
         scope: Option<&str>,
         filter: &CustomerFilter,
-        order: CustomerOrder,
+        order: ListOrder,
         after: Option<(Option<DateTime<Utc>>, &str)>,
         limit: i64,
     ) -> Result<Vec<Customer>, Error> {
-        // One statement per order, so each keeps a plan on its own index.
+        // One statement per order, so each keeps a plan on its own index;
+        // both share the filters ($1-$6, $8-$10).
+        macro_rules! filtered {
+            () => {
+                concat!(
+                    select_customer!(),
+                    "WHERE c.delete_time IS NULL
+                       AND ($1::text IS NULL OR c.home_branch = $1)
+                       AND ($2::text IS NULL OR c.home_branch = $2)
+                       AND ($3::text IS NULL OR c.relationship_manager = $3)
+                       AND ($4::text IS NULL OR c.kind = $4)
+                       AND ($5::text IS NULL OR c.tier = $5)
+                       AND c.tags @> $6::text[]
+                       AND ($9::timestamptz IS NULL OR c.update_time >= $9)
+                       AND ($10::timestamptz IS NULL OR c.update_time < $10) "
+                )
+            };
+        }
         const BY_ID: &str = concat!(
-            select_customer!(),
-            "WHERE c.delete_time IS NULL
-               AND ($1::text IS NULL OR c.home_branch = $1)
-               AND ($2::text IS NULL OR c.home_branch = $2)
-               AND ($3::text IS NULL OR c.relationship_manager = $3)
-               AND ($4::text IS NULL OR c.kind = $4)
-               AND ($5::text IS NULL OR c.tier = $5)
-               AND c.tags @> $6::text[]
-               AND ($9::timestamptz IS NULL OR c.update_time >= $9)
-               AND ($10::timestamptz IS NULL OR c.update_time < $10)
-               AND ($7::text IS NULL OR c.id > $7)
-               -- $11, the update_time cursor, is the other order's.
-               AND ($11::timestamptz IS NULL OR true)
+            filtered!(),
+            "AND ($7::text IS NULL OR c.id > $7)
              ORDER BY c.id
              LIMIT $8"
         );
+        // $11, the update_time of the cursor, is bound only here.
         const BY_UPDATE_TIME: &str = concat!(
-            select_customer!(),
-            "WHERE c.delete_time IS NULL
-               AND ($1::text IS NULL OR c.home_branch = $1)
-               AND ($2::text IS NULL OR c.home_branch = $2)
-               AND ($3::text IS NULL OR c.relationship_manager = $3)
-               AND ($4::text IS NULL OR c.kind = $4)
-               AND ($5::text IS NULL OR c.tier = $5)
-               AND c.tags @> $6::text[]
-               AND ($9::timestamptz IS NULL OR c.update_time >= $9)
-               AND ($10::timestamptz IS NULL OR c.update_time < $10)
-               AND ($7::text IS NULL OR (c.update_time, c.id) > ($11, $7))
+            filtered!(),
+            "AND ($7::text IS NULL OR (c.update_time, c.id) > ($11, $7))
              ORDER BY c.update_time, c.id
              LIMIT $8"
         );
         let sql = match order {
-            CustomerOrder::Id => BY_ID,
-            CustomerOrder::UpdateTime => BY_UPDATE_TIME,
+            ListOrder::Natural => BY_ID,
+            ListOrder::UpdateTime => BY_UPDATE_TIME,
         };
-        let rows = sqlx::query_as::<_, CustomerRow>(sql)
+        let query = sqlx::query_as::<_, CustomerRow>(sql)
             .bind(scope)
             .bind(filter.home_branch.as_deref())
             .bind(filter.relationship_manager.as_deref())
@@ -365,8 +363,12 @@ impl Db {
             .bind(after.map(|a| a.1))
             .bind(limit)
             .bind(filter.updated_from)
-            .bind(filter.updated_before)
-            .bind(after.and_then(|a| a.0))
+            .bind(filter.updated_before);
+        let query = match order {
+            ListOrder::Natural => query,
+            ListOrder::UpdateTime => query.bind(after.and_then(|a| a.0)),
+        };
+        let rows = query
             .fetch_all(&mut *self.acquire().await?)
             .instrument(statement("SELECT", "customers"))
             .await?;

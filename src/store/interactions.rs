@@ -12,6 +12,7 @@ use super::{Db, append_outbox, statement};
 use crate::{
     domain::{
         customer::CustomerId,
+        filter::ListOrder,
         interaction::{
             Channel, Complaint, ComplaintCategory, ComplaintState, FollowUpState, Interaction,
             Kind, Money, NewInteraction, RecordedBy, Recurrence, Sentiment, Severity, Voiding,
@@ -527,21 +528,46 @@ pub struct TimelineQuery {
     pub kind: Option<Kind>,
     pub occur_from: Option<DateTime<Utc>>,
     pub occur_before: Option<DateTime<Utc>>,
-    /// Resume strictly after this (occur_time, id), in timeline order.
+    /// `update_time` from (inclusive) and before (exclusive).
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    /// The order: the timeline (newest first) or by (update_time, id).
+    pub order: ListOrder,
+    /// Resume strictly after this (occur_time, id) in timeline order, or
+    /// (update_time, id) in update_time order.
     pub after: Option<(DateTime<Utc>, String)>,
 }
 
 /// The timeline SQL, shared with the EXPLAIN check in the tests.
+macro_rules! timeline_filtered {
+    () => {
+        concat!(
+            select_interaction!(),
+            "WHERE i.customer_id = $1
+               AND i.void_time IS NULL
+               AND ($2::text IS NULL OR i.channel = $2)
+               AND ($3::text IS NULL OR i.kind = $3)
+               AND ($4::timestamptz IS NULL OR i.occur_time >= $4)
+               AND ($5::timestamptz IS NULL OR i.occur_time < $5)
+               AND ($9::timestamptz IS NULL OR i.update_time >= $9)
+               AND ($10::timestamptz IS NULL OR i.update_time < $10) "
+        )
+    };
+}
+
 pub const TIMELINE_SQL: &str = concat!(
-    select_interaction!(),
-    "WHERE i.customer_id = $1
-       AND i.void_time IS NULL
-       AND ($2::text IS NULL OR i.channel = $2)
-       AND ($3::text IS NULL OR i.kind = $3)
-       AND ($4::timestamptz IS NULL OR i.occur_time >= $4)
-       AND ($5::timestamptz IS NULL OR i.occur_time < $5)
-       AND (i.occur_time, i.id) < ($6, $7)
+    timeline_filtered!(),
+    "AND (i.occur_time, i.id) < ($6, $7)
      ORDER BY i.occur_time DESC, i.id DESC
+     LIMIT $8"
+);
+
+/// A customer's interactions least recently changed first (ListInteractions
+/// with order_by "update_time"), on the index `interactions_by_update_time`.
+pub const CHANGES_SQL: &str = concat!(
+    timeline_filtered!(),
+    "AND ($6::timestamptz IS NULL OR (i.update_time, i.id) > ($6, $7))
+     ORDER BY i.update_time, i.id
      LIMIT $8"
 );
 
@@ -553,13 +579,22 @@ pub async fn timeline(
     query: &TimelineQuery,
     limit: i64,
 ) -> Result<Vec<Interaction>, Error> {
-    // The first page starts after "infinity", so one statement (and one
-    // index range scan) serves every page.
-    let (after_time, after_id) = match &query.after {
-        Some((time, id)) => (*time, id.clone()),
-        None => (DateTime::<Utc>::MAX_UTC, String::from("\u{10FFFF}")),
+    let (sql, after_time, after_id) = match (query.order, &query.after) {
+        (ListOrder::UpdateTime, after) => (
+            CHANGES_SQL,
+            after.as_ref().map(|a| a.0),
+            after.as_ref().map(|a| a.1.clone()).unwrap_or_default(),
+        ),
+        (ListOrder::Natural, Some((time, id))) => (TIMELINE_SQL, Some(*time), id.clone()),
+        // The first page starts after "infinity", so one statement (and one
+        // index range scan) serves every page.
+        (ListOrder::Natural, None) => (
+            TIMELINE_SQL,
+            Some(DateTime::<Utc>::MAX_UTC),
+            String::from("\u{10FFFF}"),
+        ),
     };
-    sqlx::query_as::<_, InteractionRow>(TIMELINE_SQL)
+    sqlx::query_as::<_, InteractionRow>(sql)
         .bind(customer.as_str())
         .bind(query.channel.map(Channel::as_str))
         .bind(query.kind.map(Kind::as_str))
@@ -568,6 +603,8 @@ pub async fn timeline(
         .bind(after_time)
         .bind(after_id)
         .bind(limit)
+        .bind(query.updated_from)
+        .bind(query.updated_before)
         .fetch_all(conn)
         .instrument(statement("SELECT", "interactions"))
         .await?
@@ -641,6 +678,18 @@ fn due_cursor_params(
     }
 }
 
+/// The SET items that give a changed row this transaction's feed position,
+/// so watchers get it once more as `$change` (see `FeedItem::change`).
+macro_rules! restamp {
+    ($change:literal) => {
+        concat!(
+            "last_change = '",
+            $change,
+            "', txid = pg_current_xact_id()::text::bigint, seq = DEFAULT"
+        )
+    };
+}
+
 /// What a complaint change is recorded as in the outbox: the event type
 /// (`complaint.updated`, `complaint.resolved`, ...), the state it left and
 /// who made it (the outbox row's `create_time` says when).
@@ -665,7 +714,9 @@ pub async fn update_complaint(
                    complaint_close_time = $7, complaint_category = $8, complaint_product = $9,
                    complaint_root_cause = $10, complaint_assignee = $11,
                    complaint_reopen_count = $12, complaint_reopen_reason = $13,
-                   version = version + 1, update_time = now()
+                   version = version + 1, update_time = now(), ",
+        restamp!("UPDATED"),
+        "
             WHERE customer_id = $1 AND id = $2
             RETURNING *)
          SELECT ",
@@ -704,6 +755,7 @@ pub async fn update_complaint(
         }),
     )
     .await?;
+    notify_feed(conn).await?;
     Ok(interaction)
 }
 
@@ -797,6 +849,23 @@ pub async fn mark_correction(
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("a correction vanished mid-write")))
 }
 
+/// Marks an interaction whose service request changed as UPDATED: a new
+/// version and update time, and its feed position, so caches and watchers
+/// holding it learn of the change.
+pub async fn touch(conn: &mut PgConnection, customer: &CustomerId, id: &str) -> Result<(), Error> {
+    sqlx::query(concat!(
+        "UPDATE interactions SET version = version + 1, update_time = now(), ",
+        restamp!("UPDATED"),
+        " WHERE customer_id = $1 AND id = $2"
+    ))
+    .bind(customer.as_str())
+    .bind(id)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "interactions"))
+    .await?;
+    notify_feed(conn).await
+}
+
 /// Wakes the interaction feed once the transaction commits.
 pub async fn notify_feed(conn: &mut PgConnection) -> Result<(), Error> {
     sqlx::query("SELECT pg_notify($1, '')")
@@ -882,13 +951,17 @@ pub async fn complaint_summary(
 }
 
 /// Erasure of a customer's free text on interactions and follow-ups; counts
-/// and codes stay for aggregates.
+/// and codes stay for aggregates. Each interaction is streamed once more, as
+/// ERASED, so watchers drop it.
 pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Result<(), Error> {
-    sqlx::query(
-        "UPDATE interactions SET summary = '', notes = '', outcome = '', complaint_resolution = '',
-                complaint_root_cause = '', complaint_reopen_reason = '', void_reason = '', fingerprint = NULL, version = version + 1, update_time = now()
-         WHERE customer_id = $1",
-    )
+    sqlx::query(concat!(
+        "UPDATE interactions SET summary = '', notes = '', outcome = '',
+                    complaint_resolution = '', complaint_root_cause = '',
+                    complaint_reopen_reason = '', void_reason = '', fingerprint = NULL,
+                    version = version + 1, update_time = now(), ",
+        restamp!("ERASED"),
+        " WHERE customer_id = $1"
+    ))
     .bind(customer.as_str())
     .execute(&mut *conn)
     .instrument(statement("UPDATE", "interactions"))
@@ -899,10 +972,10 @@ pub async fn erase_text(conn: &mut PgConnection, customer: &CustomerId) -> Resul
          WHERE customer_id = $1",
     )
     .bind(customer.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .instrument(statement("UPDATE", "follow_ups"))
     .await?;
-    Ok(())
+    notify_feed(conn).await
 }
 
 // Follow-ups.
@@ -1288,8 +1361,8 @@ pub struct FeedItem {
     pub cursor: FeedCursor,
     pub home_branch: String,
     pub interaction: Interaction,
-    /// What the row was last streamed for: LOGGED, VOIDED, SUPERSEDED or
-    /// MOVED.
+    /// What the row was last streamed for: LOGGED, UPDATED, VOIDED,
+    /// SUPERSEDED, MOVED or ERASED.
     pub change: String,
     /// On a MOVED row, its name before the merge.
     pub previous_name: String,
@@ -1335,7 +1408,7 @@ impl Db {
              FROM interactions i JOIN customers c ON c.id = i.customer_id
              WHERE (i.txid, i.seq) > ($1, $2)
                AND i.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-               AND c.delete_time IS NULL
+               AND (c.delete_time IS NULL OR i.last_change = 'ERASED')
                AND ($3::text IS NULL OR i.customer_id = $3)
                AND ($4::text IS NULL OR c.home_branch = $4)
              ORDER BY i.txid, i.seq

@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::{Db, append_outbox, statement};
 use crate::{
     domain::{
+        filter::ListOrder,
         knowledge::{
             Carrier, CarrierType, Change, Conversion, Derivation, ItemContent, KnowledgeAccess,
             KnowledgeItem, KnowledgeKind, Nature, NewItem, Retraction, Sensitivity, Share,
@@ -506,6 +507,8 @@ pub async fn update(
     changed_fields: &[&str],
 ) -> Result<KnowledgeItem, Error> {
     let (title, body, tags, cjk) = search_document_parts(content);
+    // Before the write: the event keeps who could see the item until now.
+    record_events_where(conn, Change::Updated, "id = $1", id).await?;
     sqlx::query(concat!(
         "UPDATE knowledge_items SET title = $2, body = $3, kind = $4, subjects = $5,
                 visibility = $6, sensitivity = $7, tags = $8,
@@ -543,6 +546,41 @@ pub async fn update(
     )
     .await?;
     reread(conn, id).await
+}
+
+/// Records `change` for the live items matching `predicate` (on
+/// `knowledge_items`, with `$1` bound to `arg`), keeping their subjects and
+/// visibility as they are before the change that follows in the same
+/// transaction: a watcher who could see an item until now is told even when
+/// the change takes it out of their sight. `predicate` is one of this
+/// module's constants, never caller input.
+async fn record_events_where(
+    conn: &mut PgConnection,
+    change: Change,
+    predicate: &'static str,
+    arg: &str,
+) -> Result<(), Error> {
+    let sql = format!(
+        "INSERT INTO knowledge_events (item_id, change, prior_subjects, prior_visibility)
+         SELECT id, $2, subjects, visibility FROM knowledge_items
+          WHERE retract_time IS NULL AND ({predicate})
+          ORDER BY id"
+    );
+    let recorded = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(arg)
+        .bind(change.as_str())
+        .execute(&mut *conn)
+        .instrument(statement("INSERT", "knowledge_events"))
+        .await?
+        .rows_affected();
+    if recorded > 0 {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(KNOWLEDGE_CHANNEL)
+            .execute(conn)
+            .instrument(statement("NOTIFY", "knowledge_events"))
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn record_event(conn: &mut PgConnection, id: &str, change: Change) -> Result<(), Error> {
@@ -780,6 +818,14 @@ pub async fn verify(
 /// bank sees fall back to their branch, and grants of them to other branches
 /// end now.
 pub async fn withdraw_sharing(conn: &mut PgConnection, customer_id: &str) -> Result<(), Error> {
+    // Watchers who saw them bank-wide are told (UPDATED) before they narrow.
+    record_events_where(
+        conn,
+        Change::Updated,
+        "subjects @> ARRAY[$1] AND visibility = 'BANK'",
+        customer_id,
+    )
+    .await?;
     let narrowed: Vec<String> = sqlx::query_scalar(
         "UPDATE knowledge_items SET visibility = 'BRANCH', version = version + 1,
                 update_time = now()
@@ -814,20 +860,32 @@ pub async fn withdraw_sharing(conn: &mut PgConnection, customer_id: &str) -> Res
     Ok(())
 }
 
+/// The items an erasure of customer `$1` strips: about them, or citing one
+/// of their interactions.
+macro_rules! erased_items {
+    () => {
+        "(subjects @> ARRAY[$1]
+          OR EXISTS (SELECT 1 FROM unnest(sources) AS s(name)
+                     WHERE starts_with(s.name, 'customers/' || $1 || '/')))"
+    };
+}
+const ERASED_ITEMS: &str = erased_items!();
+
 /// Erasure of a customer: items about them lose their text and the customer
 /// leaves their subjects; lineage and counts stay.
 pub async fn erase_subject(conn: &mut PgConnection, customer_id: &str) -> Result<(), Error> {
     // Items about the customer, and items citing one of the customer's
     // interactions without naming them as a subject: both may quote them.
-    let erased: Vec<String> = sqlx::query_scalar(
+    // Their watchers are told (ERASED) with who could see them until now.
+    record_events_where(conn, Change::Erased, ERASED_ITEMS, customer_id).await?;
+    let erased: Vec<String> = sqlx::query_scalar(concat!(
         "UPDATE knowledge_items SET title = '', body = '', tags = '{}',
                 subjects = array_remove(subjects, $1), search_document = ''::tsvector,
                 version = version + 1, update_time = now()
-         WHERE subjects @> ARRAY[$1]
-            OR EXISTS (SELECT 1 FROM unnest(sources) AS s(name)
-                       WHERE starts_with(s.name, 'customers/' || $1 || '/'))
-         RETURNING id",
-    )
+         WHERE ",
+        erased_items!(),
+        " RETURNING id"
+    ))
     .bind(customer_id)
     .fetch_all(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_items"))
@@ -853,6 +911,9 @@ pub struct ItemQuery {
     pub visibility: Option<Visibility>,
     pub verification: Option<VerificationState>,
     pub tags: Vec<String>,
+    /// `update_time` from (inclusive) and before (exclusive).
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
 }
 
 /// Lineage of one item: node ids with their depth (negative: ancestors) and
@@ -904,6 +965,9 @@ pub struct KnowledgeEvent {
     pub change: Change,
     pub change_time: DateTime<Utc>,
     pub item: KnowledgeItem,
+    /// Whether the caller may see the item as it is now; an UPDATED or
+    /// ERASED event goes also to callers who saw it just before.
+    pub visible_now: bool,
 }
 
 #[derive(FromRow)]
@@ -914,6 +978,7 @@ struct EventRow {
     change_time: DateTime<Utc>,
     txid: i64,
     seq: i64,
+    visible_now: bool,
 }
 
 impl Db {
@@ -951,55 +1016,85 @@ impl Db {
         Ok(rows.into_iter().collect())
     }
 
+    /// One page of the visible items matching `query`, in `order`, after
+    /// `after`: (update_time, id) in update_time order, (None, id) by id.
     pub async fn list_knowledge_items(
         &self,
         access: &KnowledgeAccess,
         query: &ItemQuery,
-        after: Option<&str>,
+        order: ListOrder,
+        after: Option<(Option<DateTime<Utc>>, &str)>,
         limit: i64,
     ) -> Result<Vec<KnowledgeItem>, Error> {
-        bind_access!(
-            sqlx::query_as::<_, ItemRow>(concat!(
-                select_item!(),
-                "WHERE ",
-                visible!(),
-                " AND ($7::text IS NULL OR k.subjects @> ARRAY[$7])
-                  AND ($8::text IS NULL OR k.kind = $8)
-                  AND ($9::text IS NULL OR k.nature = $9)
-                  AND ($10::text IS NULL OR k.carrier_type = $10)
-                  AND ($11::text IS NULL OR k.carrier_id = $11)
-                  AND ($12::text IS NULL OR k.author = $12)
-                  AND ($13::text IS NULL OR k.visibility = $13)
-                  AND ($14::text IS NULL
-                       OR ($14 = 'UNVERIFIED' AND k.verification_state = 'UNVERIFIED')
-                       OR ($14 = 'VERIFIED' AND k.verification_state = 'VERIFIED'
-                           AND k.next_review_time >= now())
-                       OR ($14 = 'STALE' AND k.verification_state = 'VERIFIED'
-                           AND k.next_review_time < now()))
-                  AND k.tags @> $15::text[]
-                  AND ($16::text IS NULL OR k.id > $16)
-                ORDER BY k.id
-                LIMIT $17"
-            )),
-            access
-        )
-        .bind(query.subject.as_deref())
-        .bind(query.kind.map(KnowledgeKind::as_str))
-        .bind(query.nature.map(Nature::as_str))
-        .bind(query.carrier_type.map(CarrierType::as_str))
-        .bind(query.carrier_id.as_deref())
-        .bind(query.author.as_deref())
-        .bind(query.visibility.map(Visibility::as_str))
-        .bind(query.verification.map(VerificationState::as_str))
-        .bind(&query.tags)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
-        .instrument(statement("SELECT", "knowledge_items"))
-        .await?
-        .into_iter()
-        .map(KnowledgeItem::try_from)
-        .collect()
+        // One statement per order, so each keeps a plan on its own index;
+        // both share the filters ($1-$15, $18-$19).
+        macro_rules! filtered {
+            () => {
+                concat!(
+                    select_item!(),
+                    "WHERE ",
+                    visible!(),
+                    " AND ($7::text IS NULL OR k.subjects @> ARRAY[$7])
+                      AND ($8::text IS NULL OR k.kind = $8)
+                      AND ($9::text IS NULL OR k.nature = $9)
+                      AND ($10::text IS NULL OR k.carrier_type = $10)
+                      AND ($11::text IS NULL OR k.carrier_id = $11)
+                      AND ($12::text IS NULL OR k.author = $12)
+                      AND ($13::text IS NULL OR k.visibility = $13)
+                      AND ($14::text IS NULL
+                           OR ($14 = 'UNVERIFIED' AND k.verification_state = 'UNVERIFIED')
+                           OR ($14 = 'VERIFIED' AND k.verification_state = 'VERIFIED'
+                               AND k.next_review_time >= now())
+                           OR ($14 = 'STALE' AND k.verification_state = 'VERIFIED'
+                               AND k.next_review_time < now()))
+                      AND k.tags @> $15::text[]
+                      AND ($18::timestamptz IS NULL OR k.update_time >= $18)
+                      AND ($19::timestamptz IS NULL OR k.update_time < $19) "
+                )
+            };
+        }
+        const BY_ID: &str = concat!(
+            filtered!(),
+            "AND ($16::text IS NULL OR k.id > $16)
+             ORDER BY k.id
+             LIMIT $17"
+        );
+        // $20, the update_time of the cursor, is bound only here.
+        const BY_UPDATE_TIME: &str = concat!(
+            filtered!(),
+            "AND ($16::text IS NULL OR (k.update_time, k.id) > ($20, $16))
+             ORDER BY k.update_time, k.id
+             LIMIT $17"
+        );
+        let sql = match order {
+            ListOrder::Natural => BY_ID,
+            ListOrder::UpdateTime => BY_UPDATE_TIME,
+        };
+        let statement_query = bind_access!(sqlx::query_as::<_, ItemRow>(sql), access)
+            .bind(query.subject.as_deref())
+            .bind(query.kind.map(KnowledgeKind::as_str))
+            .bind(query.nature.map(Nature::as_str))
+            .bind(query.carrier_type.map(CarrierType::as_str))
+            .bind(query.carrier_id.as_deref())
+            .bind(query.author.as_deref())
+            .bind(query.visibility.map(Visibility::as_str))
+            .bind(query.verification.map(VerificationState::as_str))
+            .bind(&query.tags)
+            .bind(after.map(|a| a.1))
+            .bind(limit)
+            .bind(query.updated_from)
+            .bind(query.updated_before);
+        let statement_query = match order {
+            ListOrder::Natural => statement_query,
+            ListOrder::UpdateTime => statement_query.bind(after.and_then(|a| a.0)),
+        };
+        statement_query
+            .fetch_all(&mut *self.acquire().await?)
+            .instrument(statement("SELECT", "knowledge_items"))
+            .await?
+            .into_iter()
+            .map(KnowledgeItem::try_from)
+            .collect()
     }
 
     /// Visible items matching the English words (stemmed) and the CJK
@@ -1309,8 +1404,10 @@ impl Db {
         })
     }
 
-    /// Changes after `cursor` that the caller may see now, about any of
-    /// `subjects` (customer ids; empty: any), in commit-safe order.
+    /// Changes after `cursor` that the caller may see now or could see just
+    /// before the change, about any of `subjects` (customer ids; empty: any;
+    /// an erased customer still matches the items it was erased from), in
+    /// commit-safe order.
     pub async fn knowledge_events_after(
         &self,
         access: &KnowledgeAccess,
@@ -1326,15 +1423,30 @@ impl Db {
                         k.verify_time, k.next_review_time, k.version, k.create_time,
                         k.update_time, k.retract_time, k.retract_reason, k.retracted_by,
                         '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
-                        ev.change, ev.create_time AS change_time, ev.txid, ev.seq
+                        ev.change, ev.create_time AS change_time, ev.txid, ev.seq,
+                        ",
+                admitted!(),
+                " AS visible_now
                  FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
                  WHERE (ev.txid, ev.seq) > ($7, $8)
                    AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                   AND (cardinality($9::text[]) = 0 OR k.subjects && $9)
+                   AND (cardinality($9::text[]) = 0 OR k.subjects && $9
+                        OR ev.prior_subjects && $9)
                    AND (k.retract_time IS NULL OR ev.change = 'RETRACTED')
-                   AND ",
+                   AND (",
                 admitted!(),
-                " ORDER BY ev.txid, ev.seq LIMIT $10"
+                // Or the caller could see it just before the change: the
+                // item with its subjects and visibility then (the inner `k`
+                // hides the outer one).
+                " OR EXISTS (
+                       SELECT 1 FROM (
+                           SELECT p.id, p.author, p.scope_team, p.scope_branch,
+                                  COALESCE(ev.prior_subjects, p.subjects) AS subjects,
+                                  COALESCE(ev.prior_visibility, p.visibility) AS visibility
+                             FROM knowledge_items p WHERE p.id = ev.item_id) k
+                        WHERE ",
+                admitted!(),
+                ")) ORDER BY ev.txid, ev.seq LIMIT $10"
             )),
             access
         )
@@ -1352,6 +1464,7 @@ impl Db {
                     change: parse("change", &row.change, Change::parse)?,
                     change_time: row.change_time,
                     item: row.item.try_into()?,
+                    visible_now: row.visible_now,
                 })
             })
             .collect()

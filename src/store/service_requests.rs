@@ -257,7 +257,8 @@ pub async fn get(
 }
 
 /// Writes a request's new state and fields, appends the change to its
-/// history (who, when) and to the outbox, and returns it as stored.
+/// history (who, when) and to the outbox, marks its interaction UPDATED for
+/// the feed, and returns it as stored.
 pub async fn change(
     conn: &mut PgConnection,
     request: &ServiceRequest,
@@ -305,6 +306,8 @@ pub async fn change(
     .execute(&mut *conn)
     .instrument(statement("INSERT", "service_request_events"))
     .await?;
+    // The interaction that opened it changed with it: watchers get UPDATED.
+    super::interactions::touch(conn, &request.customer, &request.id).await?;
     append_outbox(
         conn,
         "service_request",

@@ -7,7 +7,7 @@ use customer_knowledge::{
     pb::v1::{
         self as pb, complaint::Severity, complaint::State, interaction::Channel, interaction::Kind,
     },
-    store::interactions::TIMELINE_SQL,
+    store::interactions::{CHANGES_SQL, TIMELINE_SQL},
 };
 use prost_types::Timestamp;
 use tonic::Code;
@@ -482,6 +482,8 @@ async fn reading_a_timeline_page_costs_the_same_however_long_the_history() {
         .bind(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         .bind("\u{10FFFF}")
         .bind(21i64)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
         .fetch_one(&app.db)
         .await
         .unwrap();
@@ -495,6 +497,34 @@ async fn reading_a_timeline_page_costs_the_same_however_long_the_history() {
     }
     // The long history reads exactly one page from the index, like the short one.
     assert_eq!(rows_read, [21, 21]);
+
+    // Paging by update_time (a cache following changes) reads its own index
+    // the same way, on the first page and after a cursor.
+    for after in [None, Some("i-5000")] {
+        let plan: serde_json::Value = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) {CHANGES_SQL}"
+        )))
+        .bind(&long_id)
+        .bind(None::<String>)
+        .bind(None::<String>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(after.map(|_| chrono::Utc::now() - chrono::Duration::days(1)))
+        .bind(after.unwrap_or_default())
+        .bind(21i64)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .bind(None::<chrono::DateTime<chrono::Utc>>)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        let text = plan.to_string();
+        assert!(!text.contains("\"Sort\""), "no sort: {text}");
+        assert!(
+            text.contains("interactions_by_update_time"),
+            "update_time index: {text}"
+        );
+        assert_eq!(index_rows(&plan[0]["Plan"]), Some(21), "{text}");
+    }
 }
 
 /// Actual rows of the first index scan node in an EXPLAIN JSON plan.

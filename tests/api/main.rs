@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod campaigns;
+mod change_feed;
 mod complaints;
 mod customers;
 mod datagen;

@@ -700,6 +700,8 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
                 ),
                 r#"occur_time > "9999-12-31T23:59:59.999999999-23:59""#.into(),
                 r#"occur_time <= "0000-01-01T00:00:00+23:59""#.into(),
+                format!(r#"update_time > "{}""#, day(-1)),
+                r#"update_time >= "9999-12-31T23:59:59.999999999-23:59""#.into(),
             ],
             "ListComplaintsRequest" => owned(&[
                 "",
@@ -722,6 +724,8 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
                 r#"subjects:"customers/c-1" AND nature = TACIT"#,
                 "carrier.type = EMPLOYEE AND verification.state = STALE",
                 r#"tags:"wealth" AND kind = NEED"#,
+                r#"update_time > "2026-12-01T00:00:00Z" AND nature = EXPLICIT"#,
+                r#"update_time < "0000-01-01T00:00:00+23:59""#,
             ]),
             "ListAccessEventsRequest" => vec![
                 String::new(),

@@ -17,7 +17,7 @@ use crate::{
             self as rules, ConsentChange, ConsentPurpose, Customer, CustomerId, CustomerKind, Pii,
             Profile, ProfileField, ProfilePatch, Relationship, Tier,
         },
-        filter::{CustomerFilter, CustomerOrder},
+        filter::{CustomerFilter, ListOrder},
         mask,
         principal::{BranchScope, Principal, Role},
         search,

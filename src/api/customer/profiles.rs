@@ -1,7 +1,10 @@
 //! Customer profiles: create, read, look up, update, list, search, erase.
 
 use super::*;
-use crate::api::read_mask::Shape;
+use crate::api::{
+    page_token::{parse_time_cursor, time_cursor},
+    read_mask::Shape,
+};
 
 pub(super) async fn create_customer(
     api: &CustomerApi,
@@ -197,7 +200,7 @@ pub(super) async fn list_customers(
         let filter = CustomerFilter::parse(&req.filter)
             .inspect_err(|e| violations.add("filter", e.clone()))
             .unwrap_or_default();
-        let order = CustomerOrder::parse(&req.order_by)
+        let order = ListOrder::parse(&req.order_by)
             .inspect_err(|e| violations.add("order_by", e.clone()))
             .unwrap_or_default();
         violations.into_result(())?;
@@ -206,23 +209,23 @@ pub(super) async fn list_customers(
             caller.subject, req.filter, order
         );
         let cursor = api.page_tokens.decode(&req.page_token, &context)?;
-        let after = match (&cursor, order) {
+        let after = match (cursor, order) {
             (None, _) => None,
-            (Some(id), CustomerOrder::Id) => Some((None, id.as_str())),
-            (Some(cursor), CustomerOrder::UpdateTime) => {
-                let invalid = || Error::invalid("page_token", "is not a token of this list");
-                let (micros, id) = cursor.split_once('|').ok_or_else(invalid)?;
-                let time = micros
-                    .parse::<i64>()
-                    .ok()
-                    .and_then(chrono::DateTime::from_timestamp_micros)
-                    .ok_or_else(invalid)?;
+            (Some(id), ListOrder::Natural) => Some((None, id)),
+            (Some(cursor), ListOrder::UpdateTime) => {
+                let (time, id) = parse_time_cursor(&cursor)?;
                 Some((Some(time), id))
             }
         };
         let mut page = api
             .db
-            .list_customers(scope.branch(), &filter, order, after, limit + 1)
+            .list_customers(
+                scope.branch(),
+                &filter,
+                order,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                limit + 1,
+            )
             .await?;
         let next_page_token = api.page_tokens.next_sized_page(
             &mut page,
@@ -230,12 +233,8 @@ pub(super) async fn list_customers(
             &context,
             |c| shape.apply(customer_to_proto(c, &caller)).encoded_len(),
             |last, _| match order {
-                CustomerOrder::Id => last.id.as_str().to_string(),
-                CustomerOrder::UpdateTime => format!(
-                    "{}|{}",
-                    last.update_time.timestamp_micros(),
-                    last.id.as_str()
-                ),
+                ListOrder::Natural => last.id.as_str().to_string(),
+                ListOrder::UpdateTime => time_cursor(last.update_time, last.id.as_str()),
             },
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));

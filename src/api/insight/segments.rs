@@ -10,7 +10,11 @@ use tracing::Instrument;
 
 use super::{InsightApi, convert};
 use crate::{
-    api::{from_timestamp, idempotency_key, operations, page_token::page_size, timestamp},
+    api::{
+        from_timestamp, idempotency_key, operations,
+        page_token::{join_cursor, page_size, split_cursor, time_from_micros},
+        timestamp,
+    },
     config::InsightSettings,
     domain::{
         customer::{Tier, org_code},
@@ -346,27 +350,15 @@ impl InsightApi {
         );
         // A token pins the run it started on, so pages never mix two runs.
         let cursor = self.page_tokens.decode(&req.page_token, &context)?;
-        let invalid_token = || Error::invalid("page_token", "is not a token of this list");
-        let (as_of, after) = match cursor
-            .as_deref()
-            .map(|c| c.splitn(3, '|').collect::<Vec<_>>())
-        {
+        let (as_of, after) = match cursor {
             None => (None, None),
-            Some(parts) => match parts.as_slice() {
-                [run, priority, id] => (
-                    Some(
-                        run.parse::<i64>()
-                            .ok()
-                            .and_then(DateTime::from_timestamp_micros)
-                            .ok_or_else(invalid_token)?,
-                    ),
-                    Some((
-                        priority.parse::<f64>().map_err(|_| invalid_token())?,
-                        id.to_string(),
-                    )),
-                ),
-                _ => return Err(invalid_token()),
-            },
+            Some(cursor) => {
+                let [run, priority, id] = split_cursor::<3>(&cursor)?;
+                let priority = priority.parse::<f64>().map_err(|_| {
+                    Error::invalid("page_token", "is not a page token of this list")
+                })?;
+                (Some(time_from_micros(&run)?), Some((priority, id)))
+            }
         };
         let mut conn = self.db.acquire().await?;
         let Some(run) = segments::run(&mut conn, as_of).await? else {
@@ -387,12 +379,11 @@ impl InsightApi {
         let next_page_token = self
             .page_tokens
             .next_page(&mut rows, limit, &context, |last| {
-                format!(
-                    "{}|{}|{}",
-                    run.as_of.timestamp_micros(),
-                    last.priority,
-                    last.customer_id
-                )
+                join_cursor(&[
+                    &run.as_of.timestamp_micros().to_string(),
+                    &last.priority.to_string(),
+                    &last.customer_id,
+                ])
             });
         let currency = &run.reporting_currency;
         let customers = rows

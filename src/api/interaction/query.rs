@@ -36,10 +36,13 @@ pub(super) fn timeline_filter(filter: &str) -> Result<TimelineQuery, String> {
                 set_once(&mut query.kind, &term, kind)?
             }
             ("occur_time", _) => time_range(&term, &mut query.occur_from, &mut query.occur_before)?,
+            ("update_time", _) => {
+                time_range(&term, &mut query.updated_from, &mut query.updated_before)?
+            }
             ("channel" | "kind", _) => return Err(unsupported(&term, "'='")),
             (field, _) => {
                 return Err(format!(
-                    "unknown field {field}: filter on channel, kind or occur_time"
+                    "unknown field {field}: filter on channel, kind, occur_time or update_time"
                 ));
             }
         }
@@ -98,17 +101,6 @@ pub(super) fn follow_up_filter(filter: &str) -> Result<FollowUpQuery, String> {
     Ok(query)
 }
 
-/// Cursor text of keyset tokens: fields joined by a separator ids never hold.
-pub(super) fn join_cursor(parts: &[&str]) -> String {
-    parts.join("|")
-}
-
-pub(super) fn split_cursor<const N: usize>(cursor: &str) -> Result<[String; N], Error> {
-    let invalid = || Error::invalid("page_token", "is not a page token of this list");
-    let parts: Vec<String> = cursor.split('|').map(String::from).collect();
-    parts.try_into().map_err(|_| invalid())
-}
-
 /// The page-token text of a due-time cursor, and back.
 pub(super) fn due_cursor_text(due: DateTime<Utc>, customer: &CustomerId, id: &str) -> String {
     join_cursor(&[&due.timestamp_micros().to_string(), customer.as_str(), id])
@@ -117,11 +109,4 @@ pub(super) fn due_cursor_text(due: DateTime<Utc>, customer: &CustomerId, id: &st
 pub(super) fn parse_due_cursor(text: &str) -> Result<DueCursor, Error> {
     let [micros, customer, id] = split_cursor::<3>(text)?;
     Ok((time_from_micros(&micros)?, customer, id))
-}
-
-pub(super) fn time_from_micros(text: &str) -> Result<DateTime<Utc>, Error> {
-    text.parse::<i64>()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(|| Error::invalid("page_token", "is not a page token of this list"))
 }

@@ -1,7 +1,7 @@
 //! Reading interactions: one by name, and a customer's timeline.
 
 use super::*;
-use crate::api::read_mask::Shape;
+use crate::{api::read_mask::Shape, domain::filter::ListOrder};
 
 pub(super) async fn get_interaction(
     api: &InteractionApi,
@@ -45,14 +45,28 @@ pub(super) async fn list_interactions(
         let customer = parse_name("parent", &req.parent)?;
         let limit = page_size(req.page_size)?;
         let shape = Shape::of::<pb::Interaction>(req.view, req.read_mask.as_ref(), false)?;
-        let mut query = timeline_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!(
-            "ListInteractions|{}|{}|{}",
-            caller.subject, req.parent, req.filter
-        );
+        let mut violations = Violations::default();
+        let mut query = timeline_filter(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        query.order = ListOrder::parse(&req.order_by)
+            .inspect_err(|e| violations.add("order_by", e.clone()))
+            .unwrap_or_default();
+        violations.into_result(())?;
+        // The order is part of the query a token is bound to; the default
+        // order keeps the context of tokens issued before order_by existed.
+        let context = match query.order {
+            ListOrder::Natural => format!(
+                "ListInteractions|{}|{}|{}",
+                caller.subject, req.parent, req.filter
+            ),
+            ListOrder::UpdateTime => format!(
+                "ListInteractions|{}|{}|{}|{:?}",
+                caller.subject, req.parent, req.filter, query.order
+            ),
+        };
         if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
-            let [micros, id] = split_cursor::<2>(&cursor)?;
-            query.after = Some((time_from_micros(&micros)?, id));
+            query.after = Some(parse_time_cursor(&cursor)?);
         }
         check_acting_for(&caller, customer.as_str())?;
         let mut conn = api.db.acquire().await?;
@@ -64,11 +78,9 @@ pub(super) async fn list_interactions(
             limit,
             &context,
             |i| shape.apply(interaction_to(i, Utc::now())).encoded_len(),
-            |last, _| {
-                join_cursor(&[
-                    &last.fields.occur_time.timestamp_micros().to_string(),
-                    &last.fields.id,
-                ])
+            |last, _| match query.order {
+                ListOrder::Natural => time_cursor(last.fields.occur_time, &last.fields.id),
+                ListOrder::UpdateTime => time_cursor(last.update_time, &last.fields.id),
             },
         );
         Ok(pb::ListInteractionsResponse {

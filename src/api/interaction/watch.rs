@@ -121,6 +121,11 @@ impl Watcher {
         use pb::watch_interactions_response::Change;
         let change = Change::from_str_name(&item.change).unwrap_or(Change::Logged);
         let interaction = match change {
+            // Caches drop it: the name is all that is left to say.
+            Change::Erased => pb::Interaction {
+                name: item.interaction.name(),
+                ..Default::default()
+            },
             // Caches drop it: what it said stays out of the stream.
             Change::Voided | Change::Superseded => void_record(&item.interaction),
             _ if item.interaction.void.is_some() => void_record(&item.interaction),
@@ -131,7 +136,12 @@ impl Watcher {
             resume_token: resume_token(STREAM, item.cursor),
             heartbeat: false,
             change: change as i32,
-            previous_name: item.previous_name.clone(),
+            // Only a MOVED change says where the row was.
+            previous_name: if change == Change::Moved {
+                item.previous_name.clone()
+            } else {
+                String::new()
+            },
         }))
         .await
         .is_ok()

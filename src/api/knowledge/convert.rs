@@ -52,7 +52,8 @@ enum_map!(state_to, state_from, VerificationState, pb::verification::State, {
 });
 
 enum_map!(change_to, change_from, Change, pb::watch_knowledge_response::Change, {
-    Created <=> Created, Shared <=> Shared, Verified <=> Verified, Retracted <=> Retracted
+    Created <=> Created, Shared <=> Shared, Verified <=> Verified, Retracted <=> Retracted,
+    Updated <=> Updated, Erased <=> Erased
 });
 
 pub fn carrier_pb(carrier: &Carrier) -> pb::Carrier {

@@ -1,7 +1,10 @@
 //! Knowledge items: create, read, update, list, search and verify.
 
 use super::*;
-use crate::api::read_mask::Shape;
+use crate::api::{
+    page_token::{parse_time_cursor, time_cursor},
+    read_mask::Shape,
+};
 
 pub(super) async fn create_knowledge_item(
     api: &KnowledgeApi,
@@ -184,19 +187,50 @@ pub(super) async fn list_knowledge_items(
         let req = request.get_ref();
         let limit = page_size(req.page_size)?;
         let shape = Shape::of::<pb::KnowledgeItem>(req.view, req.read_mask.as_ref(), false)?;
-        let query = item_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!("ListKnowledgeItems|{}|{}", caller.subject, req.filter);
-        let after = api.page_tokens.decode(&req.page_token, &context)?;
+        let mut violations = Violations::default();
+        let query = item_filter(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        let order = ListOrder::parse(&req.order_by)
+            .inspect_err(|e| violations.add("order_by", e.clone()))
+            .unwrap_or_default();
+        violations.into_result(())?;
+        // The order is part of the query a token is bound to; the default
+        // order keeps the context of tokens issued before order_by existed.
+        let context = match order {
+            ListOrder::Natural => format!("ListKnowledgeItems|{}|{}", caller.subject, req.filter),
+            ListOrder::UpdateTime => format!(
+                "ListKnowledgeItems|{}|{}|{order:?}",
+                caller.subject, req.filter
+            ),
+        };
+        let after = match (api.page_tokens.decode(&req.page_token, &context)?, order) {
+            (None, _) => None,
+            (Some(id), ListOrder::Natural) => Some((None, id)),
+            (Some(cursor), ListOrder::UpdateTime) => {
+                let (time, id) = parse_time_cursor(&cursor)?;
+                Some((Some(time), id))
+            }
+        };
         let mut page = api
             .db
-            .list_knowledge_items(&access, &query, after.as_deref(), limit + 1)
+            .list_knowledge_items(
+                &access,
+                &query,
+                order,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                limit + 1,
+            )
             .await?;
         let next_page_token = api.page_tokens.next_sized_page(
             &mut page,
             limit,
             &context,
             |i| shape.apply(item_pb(i, Utc::now())).encoded_len(),
-            |last, _| last.item.id.clone(),
+            |last, _| match order {
+                ListOrder::Natural => last.item.id.clone(),
+                ListOrder::UpdateTime => time_cursor(last.update_time, &last.item.id),
+            },
         );
         let mut page = pb::ListKnowledgeItemsResponse {
             knowledge_items: page.iter().map(|x| item_pb(x, Utc::now())).collect(),

@@ -274,6 +274,9 @@ pub(super) fn item_filter(filter: &str) -> Result<ItemQuery, String> {
                 set_once(&mut query.verification, &term, state)?
             }
             ("tags", Op::Has) => query.tags.push(value),
+            ("update_time", _) => {
+                time_range(&term, &mut query.updated_from, &mut query.updated_before)?
+            }
             ("subjects" | "tags", _) => return Err(unsupported(&term, "':'")),
             (
                 "kind" | "nature" | "carrier.type" | "carrier.id" | "author" | "visibility"
@@ -284,7 +287,7 @@ pub(super) fn item_filter(filter: &str) -> Result<ItemQuery, String> {
             }
             (field, _) => {
                 return Err(format!(
-                    "unknown field {field}: filter on subjects, kind, nature, carrier.type, carrier.id, author, visibility, verification.state or tags"
+                    "unknown field {field}: filter on subjects, kind, nature, carrier.type, carrier.id, author, visibility, verification.state, tags or update_time"
                 ));
             }
         }

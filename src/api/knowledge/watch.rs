@@ -57,6 +57,14 @@ pub(super) async fn watch_knowledge(
     ))
 }
 
+/// An item the caller is to drop: its name, nothing it says.
+fn name_only(item: &KnowledgeItem) -> pb::KnowledgeItem {
+    pb::KnowledgeItem {
+        name: item.name(),
+        ..Default::default()
+    }
+}
+
 /// Streams what becomes visible to the caller: on every wake-up (and every
 /// second, for rows held back behind a running transaction) it reads the
 /// changes after its cursor that the caller may see now.
@@ -89,13 +97,16 @@ pub(super) async fn deliver(
                 if seen.as_ref().is_some_and(|s| s.contains(event.cursor.0)) {
                     continue;
                 }
+                let item = match event.change {
+                    Change::Retracted => retracted_pb(&event.item),
+                    // Drop it: only its name goes out.
+                    Change::Erased => name_only(&event.item),
+                    _ if !event.visible_now => name_only(&event.item),
+                    _ => item_pb(&event.item, Utc::now()),
+                };
                 let message = pb::WatchKnowledgeResponse {
                     change: change_to(event.change) as i32,
-                    knowledge_item: Some(if event.change == Change::Retracted {
-                        retracted_pb(&event.item)
-                    } else {
-                        item_pb(&event.item, Utc::now())
-                    }),
+                    knowledge_item: Some(item),
                     change_time: Some(timestamp(event.change_time)),
                     resume_token: resume_token(STREAM, event.cursor),
                 };
