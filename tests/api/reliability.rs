@@ -113,6 +113,7 @@ async fn a_callers_deadline_reaches_postgres_and_leaves_the_pool_free() {
                 .unwrap_err()
         }
     });
+    let mut gave_up = 0.0;
     for status in futures::future::join_all(calls).await {
         // The server answers before the deadline; only on a machine too
         // busy to deliver that answer in time does the client's own timer
@@ -123,9 +124,13 @@ async fn a_callers_deadline_reaches_postgres_and_leaves_the_pool_free() {
             status.code() == Code::DeadlineExceeded || clients_own_timer,
             "{status:?}"
         );
+        if clients_own_timer {
+            gave_up += 1.0;
+        }
     }
     // The server counts each as DEADLINE_EXCEEDED too (once it has seen
-    // them end: a client's own timer may have been first).
+    // them end), except a call whose client gave up first and reset the
+    // stream: the server saw that one cancelled by its caller.
     let started = Instant::now();
     loop {
         let (_, metrics) = app.admin_get("/metrics").await;
@@ -137,8 +142,8 @@ async fn a_callers_deadline_reaches_postgres_and_leaves_the_pool_free() {
                 ),
             )
         };
-        assert_eq!(answered("CANCELLED"), 0.0, "{metrics}");
-        if answered("DEADLINE_EXCEEDED") == 8.0 {
+        assert!(answered("CANCELLED") <= gave_up, "{metrics}");
+        if answered("DEADLINE_EXCEEDED") + answered("CANCELLED") == 8.0 {
             break;
         }
         assert!(started.elapsed() < PATIENCE, "{metrics}");
