@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{
     Mutation, Streams,
     customer::access::{lock_reachable_customer, parse_name, resolve},
-    draining_status, from_timestamp,
+    draining_status, from_timestamp, interval,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, request_key, respond, resume_token, timestamp,
 };
