@@ -211,10 +211,7 @@ impl Spec {
             month: rng.random_range(1..=12),
             day: rng.random_range(1..=28),
         };
-        let birth_date = format!(
-            "{year}-{:02}-{:02}",
-            date_of_birth.month, date_of_birth.day
-        );
+        let birth_date = format!("{year}-{:02}-{:02}", date_of_birth.month, date_of_birth.day);
         let national_id = if corporate {
             // A unified social credit code: 18 characters.
             format!("91{:06}{:010}", rng.random_range(110_000..660_000), i)

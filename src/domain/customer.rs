@@ -484,7 +484,13 @@ mod tests {
             birth_date_ymd(1985, 2, 28).unwrap(),
             NaiveDate::from_ymd_opt(1985, 2, 28)
         );
-        for (y, m, d) in [(1985, 2, 30), (1985, 0, 0), (1985, -1, 3), (1799, 12, 31), (9999, 1, 1)] {
+        for (y, m, d) in [
+            (1985, 2, 30),
+            (1985, 0, 0),
+            (1985, -1, 3),
+            (1799, 12, 31),
+            (9999, 1, 1),
+        ] {
             assert!(birth_date_ymd(y, m, d).is_err(), "{y}-{m}-{d}");
         }
         assert_eq!(

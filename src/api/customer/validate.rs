@@ -285,9 +285,9 @@ pub(super) fn read_profile(
                 // The deprecated string and the google.type.Date: either, or
                 // both when they agree.
                 let text = rules::birth_date(birth_date);
-                let date = date_of_birth.as_ref().map_or(Ok(None), |d| {
-                    rules::birth_date_ymd(d.year, d.month, d.day)
-                });
+                let date = date_of_birth
+                    .as_ref()
+                    .map_or(Ok(None), |d| rules::birth_date_ymd(d.year, d.month, d.day));
                 match (text, date) {
                     (Ok(Some(text)), Ok(Some(date))) if text != date => check(
                         "date_of_birth",
