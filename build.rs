@@ -4,8 +4,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 const PROTO_DIR: &str = "proto/bank/customerknowledge/v1";
 const GOOGLEAPIS: &str = "third_party/googleapis";
 
@@ -21,11 +19,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", file.display());
     }
 
-    let fds = protox::compile(&files, ["proto", GOOGLEAPIS])?;
+    let mut compiler = protox::Compiler::new(["proto", GOOGLEAPIS])?;
+    compiler
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(&files)?;
+    let fds = compiler.file_descriptor_set();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // Encoded by protox itself, not through prost_types, which would drop the
+    // custom options (google.api.resource, field_behavior) reflection serves.
     fs::write(
         out_dir.join("customerknowledge_descriptor.bin"),
-        fds.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()

@@ -145,6 +145,15 @@ pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
+/// The period from `start` (inclusive) to `end` (exclusive) as the standard
+/// google.type.Interval that reports echo next to their start and end times.
+pub fn interval(start: DateTime<Utc>, end: DateTime<Utc>) -> crate::pb::v1::Interval {
+    crate::pb::v1::Interval {
+        start_time: Some(timestamp(start)),
+        end_time: Some(timestamp(end)),
+    }
+}
+
 /// A request's timestamp, or None when it is outside what a
 /// `google.protobuf.Timestamp` may hold (years 1 to 9999, nanos below 1e9),
 /// which is also inside what Postgres stores.

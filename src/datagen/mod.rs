@@ -206,11 +206,12 @@ impl Spec {
         } else {
             rng.random_range(1945..=2006)
         };
-        let birth_date = format!(
-            "{year}-{:02}-{:02}",
-            rng.random_range(1..=12),
-            rng.random_range(1..=28)
-        );
+        let date_of_birth = pb::Date {
+            year,
+            month: rng.random_range(1..=12),
+            day: rng.random_range(1..=28),
+        };
+        let birth_date = format!("{year}-{:02}-{:02}", date_of_birth.month, date_of_birth.day);
         let national_id = if corporate {
             // A unified social credit code: 18 characters.
             format!("91{:06}{:010}", rng.random_range(110_000..660_000), i)
@@ -288,7 +289,7 @@ impl Spec {
                 national_id,
                 phone,
                 email,
-                birth_date,
+                date_of_birth: Some(date_of_birth),
                 address,
                 tags,
                 preferences,

@@ -240,6 +240,11 @@ impl ProfileField {
     }
 
     pub fn from_path(path: &str) -> Option<Self> {
+        // `date_of_birth` (google.type.Date) is the same date as the
+        // deprecated string `birth_date`.
+        if path == "date_of_birth" {
+            return Some(ProfileField::BirthDate);
+        }
         ProfileField::ALL.iter().copied().find(|f| f.path() == path)
     }
 }
@@ -418,6 +423,28 @@ pub fn birth_date(value: &str) -> Result<Option<NaiveDate>, String> {
     }
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
         .map_err(|_| "must be an ISO 8601 date, YYYY-MM-DD".to_string())?;
+    plausible_birth_date(date)
+}
+
+/// A birth date given as year, month and day (google.type.Date): all three
+/// zero is no date; otherwise a full calendar date under the same bounds as
+/// `birth_date`.
+pub fn birth_date_ymd(year: i32, month: i32, day: i32) -> Result<Option<NaiveDate>, String> {
+    if (year, month, day) == (0, 0, 0) {
+        return Ok(None);
+    }
+    if year == 0 || month == 0 || day == 0 {
+        return Err("must be a full date (year, month and day)".into());
+    }
+    let date = u32::try_from(month)
+        .ok()
+        .zip(u32::try_from(day).ok())
+        .and_then(|(month, day)| NaiveDate::from_ymd_opt(year, month, day))
+        .ok_or_else(|| "is not a calendar date".to_string())?;
+    plausible_birth_date(date)
+}
+
+fn plausible_birth_date(date: NaiveDate) -> Result<Option<NaiveDate>, String> {
     if date > Utc::now().date_naive() || date.year() < 1800 {
         return Err("must not be in the future or before 1800".into());
     }
@@ -452,6 +479,20 @@ mod tests {
         assert!(phone("+86 138 0013 8000").is_ok());
         assert!(phone("call me").is_err());
         assert!(birth_date("1985-02-30").is_err());
+        assert_eq!(birth_date_ymd(0, 0, 0), Ok(None));
+        assert_eq!(
+            birth_date_ymd(1985, 2, 28).unwrap(),
+            NaiveDate::from_ymd_opt(1985, 2, 28)
+        );
+        for (y, m, d) in [
+            (1985, 2, 30),
+            (1985, 0, 0),
+            (1985, -1, 3),
+            (1799, 12, 31),
+            (9999, 1, 1),
+        ] {
+            assert!(birth_date_ymd(y, m, d).is_err(), "{y}-{m}-{d}");
+        }
         assert_eq!(
             birth_date("1985-02-28").unwrap(),
             NaiveDate::from_ymd_opt(1985, 2, 28)

@@ -78,6 +78,27 @@ async fn grpcurl_lists_describes_and_calls() {
         "{described}"
     );
 
+    // The annotations travel with the descriptors reflection serves.
+    let address_arg = address.clone();
+    let resource = tokio::task::spawn_blocking(move || {
+        grpcurl(&[
+            "-plaintext",
+            &address_arg,
+            "describe",
+            "bank.customerknowledge.v1.Customer",
+        ])
+    })
+    .await
+    .unwrap();
+    for expected in [
+        "customers/{customer}",
+        "(.google.api.field_behavior) = REQUIRED",
+        "(.google.api.field_behavior) = OUTPUT_ONLY",
+        "date_of_birth",
+    ] {
+        assert!(resource.contains(expected), "{expected}: {resource}");
+    }
+
     let header = format!("authorization: Bearer {}", caller.token());
     let body = format!(r#"{{"name": "{}"}}"#, created.name);
     let got = tokio::task::spawn_blocking(move || {

@@ -28,6 +28,7 @@ mod reliability;
 mod server;
 mod service_requests;
 mod sharing;
+mod standard_types;
 mod telemetry;
 mod tls;
 mod trust;

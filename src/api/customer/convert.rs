@@ -1,5 +1,7 @@
 //! Conversions between the customer domain and its wire (proto) types.
 
+use chrono::Datelike;
+
 use super::*;
 
 /// What a customer sees of their own profile through a system acting for
@@ -16,6 +18,8 @@ pub fn self_service_view(customer: pb::Customer) -> pb::Customer {
     }
 }
 
+// `birth_date` is deprecated for callers, still served and accepted.
+#[allow(deprecated)]
 pub fn customer_to_proto(customer: &Customer, caller: &Principal) -> pb::Customer {
     let profile = &customer.profile;
     let pii = &profile.pii;
@@ -89,6 +93,12 @@ pub fn customer_to_proto(customer: &Customer, caller: &Principal) -> pb::Custome
         etag: customer.etag(),
         create_time: Some(timestamp(customer.create_time)),
         update_time: Some(timestamp(customer.update_time)),
+        // The year alone when masked, like `birth_date`'s `1990-**-**`.
+        date_of_birth: pii.birth_date.map(|d| pb::Date {
+            year: d.year(),
+            month: if show { d.month() as i32 } else { 0 },
+            day: if show { d.day() as i32 } else { 0 },
+        }),
     }
 }
 

@@ -178,6 +178,8 @@ pub(super) const OUTPUT_ONLY: &[&str] = &[
 /// Reads the profile fields in `fields` from a proto customer, validating each
 /// and collecting every violation under `prefix`. Fields not listed keep
 /// their defaults and are not looked at.
+// `birth_date` is deprecated for callers, still served and accepted.
+#[allow(deprecated)]
 pub(super) fn read_profile(
     customer: &pb::Customer,
     fields: &[ProfileField],
@@ -206,6 +208,7 @@ pub(super) fn read_profile(
         etag: _,
         create_time: _,
         update_time: _,
+        date_of_birth,
     } = customer;
     let mut profile = Profile {
         display_name: String::new(),
@@ -278,10 +281,25 @@ pub(super) fn read_profile(
             ),
             ProfileField::Phone => check(path, rules::phone(phone).map(|v| profile.pii.phone = v)),
             ProfileField::Email => check(path, rules::email(email).map(|v| profile.pii.email = v)),
-            ProfileField::BirthDate => check(
-                path,
-                rules::birth_date(birth_date).map(|v| profile.pii.birth_date = v),
-            ),
+            ProfileField::BirthDate => {
+                // The deprecated string and the google.type.Date: either, or
+                // both when they agree.
+                let text = rules::birth_date(birth_date);
+                let date = date_of_birth
+                    .as_ref()
+                    .map_or(Ok(None), |d| rules::birth_date_ymd(d.year, d.month, d.day));
+                match (text, date) {
+                    (Ok(Some(text)), Ok(Some(date))) if text != date => check(
+                        "date_of_birth",
+                        Err(format!("is {date}, which disagrees with birth_date {text}")),
+                    ),
+                    (Ok(text), Ok(date)) => profile.pii.birth_date = text.or(date),
+                    (text, date) => {
+                        check(path, text.map(drop));
+                        check("date_of_birth", date.map(drop));
+                    }
+                }
+            }
             ProfileField::Address => check(
                 path,
                 rules::bounded_text(address, rules::MAX_ADDRESS).map(|v| profile.pii.address = v),
@@ -327,6 +345,8 @@ pub(super) fn read_profile(
 
 /// The profile fields set (non-default) in a proto customer: what an update
 /// without a mask changes.
+// `birth_date` is deprecated for callers, still served and accepted.
+#[allow(deprecated)]
 pub(super) fn populated_fields(c: &pb::Customer) -> Vec<ProfileField> {
     ProfileField::ALL
         .iter()
@@ -340,7 +360,10 @@ pub(super) fn populated_fields(c: &pb::Customer) -> Vec<ProfileField> {
             ProfileField::NationalId => !c.national_id.is_empty(),
             ProfileField::Phone => !c.phone.is_empty(),
             ProfileField::Email => !c.email.is_empty(),
-            ProfileField::BirthDate => !c.birth_date.is_empty(),
+            ProfileField::BirthDate => {
+                !c.birth_date.is_empty()
+                    || c.date_of_birth.is_some_and(|d| d != pb::Date::default())
+            }
             ProfileField::Address => !c.address.is_empty(),
             ProfileField::Tags => !c.tags.is_empty(),
             ProfileField::Preferences => !c.preferences.is_empty(),

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::{
-    api::timestamp,
+    api::{interval, timestamp},
     domain::{
         customer::Tier,
         insight::{
@@ -134,6 +134,7 @@ pub fn window(
     pb::SatisfactionWindow {
         start_time: Some(timestamp(start)),
         end_time: Some(timestamp(end)),
+        interval: Some(interval(start, end)),
         csat_average: answers.csat_average().unwrap_or(0.0),
         csat_count: answers.csat_count as i32,
         nps: answers.nps().unwrap_or(0.0),

@@ -505,6 +505,7 @@ fn summary_to(
         branch: branch.to_string(),
         start_time: Some(timestamp(start)),
         end_time: Some(timestamp(end)),
+        interval: Some(interval(start, end)),
         total: Some(figures_to(&store::ComplaintFiguresRow {
             dimension: String::new(),
             key: String::new(),

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{
     Mutation, Streams,
     customer::access::{lock_reachable_customer, parse_name, resolve},
-    draining_status, from_timestamp,
+    draining_status, from_timestamp, interval,
     page_token::{
         PageTokens, join_cursor, page_size, parse_time_cursor, split_cursor, time_cursor,
         time_from_micros,

@@ -141,6 +141,7 @@ pub(super) async fn get(
             employee,
             start_time: Some(timestamp(period.start)),
             end_time: Some(timestamp(period.end)),
+            interval: Some(interval(period.start, period.end)),
             total: Some(total),
             channels: channels
                 .into_iter()

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use super::{
     Streams,
     customer::access::parse_name,
-    draining_status, from_timestamp,
+    draining_status, from_timestamp, interval,
     page_token::{PageTokens, page_size},
     parse_resume_token, principal, request_key, respond, resume_token, timestamp,
 };

@@ -190,6 +190,7 @@ pub(super) async fn get_knowledge_sharing_metrics(
             team: team.unwrap_or_default(),
             start_time: Some(timestamp(start)),
             end_time: Some(timestamp(end)),
+            interval: Some(interval(start, end)),
             items_by_nature,
             conversions,
             playbooks: rows
@@ -270,6 +271,7 @@ pub(super) async fn get_knowledge_flow(
             team: team.unwrap_or_default(),
             start_time: Some(timestamp(start)),
             end_time: Some(timestamp(end)),
+            interval: Some(interval(start, end)),
             cells: rows
                 .conversions
                 .iter()
