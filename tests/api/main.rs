@@ -24,6 +24,7 @@ mod operator_errors;
 mod pagination;
 mod recurrence;
 mod reliability;
+mod scale_out;
 mod server;
 mod service_requests;
 mod sharing;
