@@ -367,7 +367,7 @@ impl Db {
             .bind(filter.updated_from)
             .bind(filter.updated_before)
             .bind(after.and_then(|a| a.0))
-            .fetch_all(&mut *self.acquire().await?)
+            .fetch_all(&mut *self.acquire_read().await?)
             .instrument(statement("SELECT", "customers"))
             .await?;
         rows.into_iter().map(Customer::try_from).collect()
@@ -398,7 +398,7 @@ impl Db {
         .bind(query.trim())
         .bind(offset)
         .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()

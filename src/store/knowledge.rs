@@ -994,7 +994,7 @@ impl Db {
         .bind(&query.tags)
         .bind(after)
         .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -1033,7 +1033,7 @@ impl Db {
         .bind(cjk)
         .bind(offset)
         .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -1157,7 +1157,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_conversions"))
         .await?;
         let shares: Vec<(String, String, i64)> = bind_access!(
@@ -1177,7 +1177,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_shares"))
         .await?;
         let carrier = |v: &str| parse("carrier", v, CarrierType::parse);
@@ -1210,7 +1210,7 @@ impl Db {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<SharingRows, Error> {
-        let mut conn = self.acquire().await?;
+        let mut conn = self.acquire_read().await?;
         macro_rules! report {
             ($sql:expr) => {
                 bind_access!(sqlx::query_as(concat!(scoped_items!(), $sql)), access)

@@ -22,6 +22,7 @@ mod matrix;
 mod operations;
 mod operator_errors;
 mod pagination;
+mod read_replica;
 mod recurrence;
 mod reliability;
 mod scale_out;
