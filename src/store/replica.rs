@@ -49,16 +49,16 @@ fn caller() -> Option<String> {
     CALLER.try_with(|slot| slot.borrow().clone()).ok().flatten()
 }
 
+/// How long a read waits for a standby connection at most before it reads
+/// the primary instead.
+const STANDBY_ACQUIRE_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// The standby, and what read-your-writes remembers.
 pub(super) struct Standby {
     pool: PgPool,
     /// How long a caller's read waits for its last write to be replayed.
     wait: Duration,
-    /// How long a caller's last write is remembered.
-    ttl: Duration,
-    /// Callers remembered at most.
-    capacity: usize,
-    written: Mutex<HashMap<String, Written>>,
+    written: LastWrites,
     /// After a failure to reach the standby, reads go to the primary until
     /// this instant rather than each paying for a failed connection.
     down_until: Mutex<Option<Instant>>,
@@ -71,10 +71,16 @@ impl std::fmt::Debug for Standby {
         f.debug_struct("Standby")
             .field("pool", &self.pool)
             .field("wait", &self.wait)
-            .field("ttl", &self.ttl)
-            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
+}
+
+/// The WAL position of each caller's last write: at most `capacity` callers
+/// (the least recently written is forgotten first), each for `ttl`.
+struct LastWrites {
+    ttl: Duration,
+    capacity: usize,
+    written: Mutex<HashMap<String, Written>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +89,48 @@ struct Written {
     /// commit: the standby shows the write once it has replayed this far.
     lsn: i64,
     at: Instant,
+}
+
+impl LastWrites {
+    fn new(ttl: Duration, capacity: usize) -> LastWrites {
+        LastWrites {
+            ttl,
+            capacity: capacity.max(1),
+            written: Mutex::default(),
+        }
+    }
+
+    fn last_write(&self, caller: &str, now: Instant) -> Option<i64> {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        match written.get(caller) {
+            Some(w) if now.saturating_duration_since(w.at) < self.ttl => Some(w.lsn),
+            Some(_) => {
+                written.remove(caller);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, caller: &str, lsn: i64, now: Instant) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.len() >= self.capacity && !written.contains_key(caller) {
+            written.retain(|_, w| now.saturating_duration_since(w.at) < self.ttl);
+            if written.len() >= self.capacity
+                && let Some(oldest) = written
+                    .iter()
+                    .min_by_key(|(_, w)| w.at)
+                    .map(|(k, _)| k.clone())
+            {
+                written.remove(&oldest);
+            }
+        }
+        let entry = written
+            .entry(caller.to_string())
+            .or_insert(Written { lsn, at: now });
+        entry.lsn = entry.lsn.max(lsn);
+        entry.at = now;
+    }
 }
 
 /// Why a read did not go to the standby.
@@ -112,53 +160,26 @@ impl Standby {
                 "statement_timeout",
                 settings.statement_timeout_ms.to_string(),
             )]);
+        // A standby that does not give a connection soon is passed over for
+        // the primary rather than waited for (sqlx keeps retrying a refused
+        // connection until the acquire timeout).
+        let acquire_timeout =
+            Duration::from_millis(settings.acquire_timeout_ms).min(STANDBY_ACQUIRE_TIMEOUT);
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
-            .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+            .acquire_timeout(acquire_timeout)
             .connect_lazy_with(options);
         Ok(Some(Standby {
             pool,
             wait: Duration::from_millis(settings.read_your_writes_wait_ms),
-            ttl: Duration::from_secs(settings.read_your_writes_ttl_secs),
-            capacity: settings.read_your_writes_callers.max(1),
-            written: Mutex::default(),
+            written: LastWrites::new(
+                Duration::from_secs(settings.read_your_writes_ttl_secs),
+                settings.read_your_writes_callers,
+            ),
             down_until: Mutex::default(),
             retry_after: Duration::from_millis(settings.health_check_interval_ms.max(100)),
             metrics,
         }))
-    }
-
-    fn last_write(&self, caller: &str) -> Option<i64> {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        match written.get(caller) {
-            Some(w) if w.at.elapsed() < self.ttl => Some(w.lsn),
-            Some(_) => {
-                written.remove(caller);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remember(&self, caller: &str, lsn: i64) {
-        let now = Instant::now();
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if written.len() >= self.capacity && !written.contains_key(caller) {
-            written.retain(|_, w| w.at.elapsed() < self.ttl);
-            if written.len() >= self.capacity
-                && let Some(oldest) = written
-                    .iter()
-                    .min_by_key(|(_, w)| w.at)
-                    .map(|(k, _)| k.clone())
-            {
-                written.remove(&oldest);
-            }
-        }
-        let entry = written
-            .entry(caller.to_string())
-            .or_insert(Written { lsn, at: now });
-        entry.lsn = entry.lsn.max(lsn);
-        entry.at = now;
     }
 
     fn is_down(&self) -> bool {
@@ -185,7 +206,7 @@ impl Standby {
                 return Err(Fallback::Unavailable);
             }
         };
-        let Some(lsn) = caller.and_then(|c| self.last_write(c)) else {
+        let Some(lsn) = caller.and_then(|c| self.written.last_write(c, Instant::now())) else {
             return Ok(conn);
         };
         let wait = match super::remaining() {
@@ -274,9 +295,37 @@ impl Db {
         .instrument(statement("SELECT", "pg_current_wal_insert_lsn"))
         .await;
         match lsn {
-            Ok(lsn) => standby.remember(&caller, lsn),
+            Ok(lsn) => standby.written.remember(&caller, lsn, Instant::now()),
             // Unknown: the caller reads the primary until the entry expires.
-            Err(_) => standby.remember(&caller, i64::MAX),
+            Err(_) => standby.written.remember(&caller, i64::MAX, Instant::now()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_writes_keep_the_furthest_position_and_stay_bounded() {
+        let writes = LastWrites::new(Duration::from_secs(60), 2);
+        let t0 = Instant::now();
+        let at = |secs| t0 + Duration::from_secs(secs);
+        writes.remember("E1", 100, at(0));
+        writes.remember("E1", 50, at(0));
+        assert_eq!(
+            writes.last_write("E1", at(0)),
+            Some(100),
+            "a later, smaller position never lowers it"
+        );
+        writes.remember("E2", 200, at(1));
+        // Full: the least recently written caller (E1) makes room.
+        writes.remember("E3", 300, at(2));
+        assert_eq!(writes.last_write("E1", at(2)), None);
+        assert_eq!(writes.last_write("E2", at(2)), Some(200));
+        assert_eq!(writes.last_write("E3", at(2)), Some(300));
+        // Forgotten once the TTL has passed.
+        assert_eq!(writes.last_write("E3", at(62)), None);
+        assert!(writes.written.lock().unwrap().len() <= 2);
     }
 }
