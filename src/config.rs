@@ -41,6 +41,16 @@ max_connections = 16
 acquire_timeout_ms = 1000
 statement_timeout_ms = 10000
 health_check_interval_ms = 2000
+# read_url: a hot standby (streaming replica) of the database; while set,
+# reads that tolerate staleness (lists, search, GetCustomer360, reports) go
+# to it. Unset (the default): everything reads the primary.
+# A caller's read after its own write waits up to read_your_writes_wait_ms
+# for the standby to replay that write, else reads the primary. The last
+# write of at most read_your_writes_callers callers is remembered, each for
+# read_your_writes_ttl_secs.
+read_your_writes_wait_ms = 100
+read_your_writes_callers = 10000
+read_your_writes_ttl_secs = 60
 
 [auth]
 mode = "jwt"
@@ -366,6 +376,11 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     pub statement_timeout_ms: u64,
     pub health_check_interval_ms: u64,
+    /// A hot standby for reads that tolerate staleness (`CK__DATABASE__READ_URL`).
+    pub read_url: Option<SecretString>,
+    pub read_your_writes_wait_ms: u64,
+    pub read_your_writes_callers: usize,
+    pub read_your_writes_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1111,6 +1126,19 @@ impl Settings {
                 );
             }
             Some(_) => {}
+        }
+        if let Some(url) = &self.database.read_url
+            && !url.expose_secret().is_empty()
+            && !(url.expose_secret().starts_with("postgres://")
+                || url.expose_secret().starts_with("postgresql://"))
+        {
+            return fail("database.read_url (CK__DATABASE__READ_URL) must start with postgres://");
+        }
+        if self.database.read_your_writes_callers == 0 {
+            return fail(
+                "database.read_your_writes_callers (CK__DATABASE__READ_YOUR_WRITES_CALLERS) \
+                 must be at least 1",
+            );
         }
         Ok(())
     }

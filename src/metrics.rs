@@ -64,6 +64,8 @@ struct Inner {
     audit_queue: IntGauge,
     shed: IntCounter,
     panics: IntCounter,
+    stale_reads: IntCounterVec,
+    standby_fallbacks: IntCounterVec,
 }
 
 impl Metrics {
@@ -172,6 +174,26 @@ impl Metrics {
             "Calls whose handler panicked (answered INTERNAL); each one is a bug",
         );
 
+        let stale_reads = IntCounterVec::new(
+            Opts::new(
+                "ck_db_stale_tolerant_reads_total",
+                "Reads that tolerate staleness (lists, search, 360, reports), by the server \
+                 that answered them: standby or primary",
+            ),
+            &["server"],
+        )
+        .expect("valid metric");
+        let standby_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "ck_db_standby_fallbacks_total",
+                "Stale-tolerant reads sent to the primary although a standby is configured, \
+                 by reason: lagging (it had not replayed the caller's last write in time) or \
+                 unavailable (it could not be reached)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+
         let registry = Registry::new();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -191,6 +213,8 @@ impl Metrics {
             Box::new(audit_queue.clone()),
             Box::new(shed.clone()),
             Box::new(panics.clone()),
+            Box::new(stale_reads.clone()),
+            Box::new(standby_fallbacks.clone()),
         ] {
             registry
                 .register(collector)
@@ -215,6 +239,8 @@ impl Metrics {
             audit_queue,
             shed,
             panics,
+            stale_reads,
+            standby_fallbacks,
         }))
     }
 
@@ -243,6 +269,18 @@ impl Metrics {
 
     pub(crate) fn audit_write_failed(&self) {
         self.0.audit_write_failures.inc();
+    }
+
+    /// A stale-tolerant read was answered by `server` ("standby" or
+    /// "primary").
+    pub(crate) fn stale_tolerant_read(&self, server: &str) {
+        self.0.stale_reads.with_label_values(&[server]).inc();
+    }
+
+    /// A stale-tolerant read went to the primary for `reason` ("lagging" or
+    /// "unavailable").
+    pub(crate) fn standby_fallback(&self, reason: &str) {
+        self.0.standby_fallbacks.with_label_values(&[reason]).inc();
     }
 
     pub(crate) fn call_shed(&self) {

@@ -151,6 +151,7 @@ impl Application {
         // Services that record their own figures (the interaction append
         // path: `metrics.observe_append_batch`) take a clone.
         let metrics = Metrics::new();
+        let db = db.with_standby(&settings.database, metrics.clone())?;
         let authenticator = Authenticator::from_settings(&settings.auth)?;
         let page_tokens = match &settings.api.page_token_secret {
             Some(secret) => PageTokens::new(secret.expose_secret().as_bytes()),

@@ -22,11 +22,14 @@ use crate::{domain::principal::Principal, error::Error, store::idempotency::Idem
 
 /// The caller the auth interceptor attached to the request.
 pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Error> {
-    request
+    let principal = request
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Error::Unauthenticated("no credentials".into()))
+        .ok_or_else(|| Error::Unauthenticated("no credentials".into()))?;
+    // Read-your-writes keys the call's writes and reads on its caller.
+    crate::store::replica::identify_caller(&principal.subject);
+    Ok(principal)
 }
 
 /// The idempotency key of a mutating request, if it carries a `request_id`.

@@ -369,7 +369,7 @@ impl Db {
             ListOrder::UpdateTime => query.bind(after.and_then(|a| a.0)),
         };
         let rows = query
-            .fetch_all(&mut *self.acquire().await?)
+            .fetch_all(&mut *self.acquire_read().await?)
             .instrument(statement("SELECT", "customers"))
             .await?;
         rows.into_iter().map(Customer::try_from).collect()
@@ -400,7 +400,7 @@ impl Db {
         .bind(query.trim())
         .bind(offset)
         .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "customers"))
         .await?;
         rows.into_iter().map(Customer::try_from).collect()

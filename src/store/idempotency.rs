@@ -153,6 +153,8 @@ impl Db {
             }
             let replayed = replay(&mut tx, stored).await;
             tx.rollback().await?;
+            // The first try may have been answered by another replica.
+            self.note_write().await;
             return replayed;
         }
         let response = write(&mut tx).await?;
@@ -160,6 +162,7 @@ impl Db {
             record(&mut tx, key, &names(&response)).await?;
         }
         tx.commit().await?;
+        self.note_write().await;
         Ok(response)
     }
 

@@ -1089,7 +1089,7 @@ impl Db {
             ListOrder::UpdateTime => statement_query.bind(after.and_then(|a| a.0)),
         };
         statement_query
-            .fetch_all(&mut *self.acquire().await?)
+            .fetch_all(&mut *self.acquire_read().await?)
             .instrument(statement("SELECT", "knowledge_items"))
             .await?
             .into_iter()
@@ -1128,7 +1128,7 @@ impl Db {
         .bind(cjk)
         .bind(offset)
         .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
         .into_iter()
@@ -1252,7 +1252,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_conversions"))
         .await?;
         let shares: Vec<(String, String, i64)> = bind_access!(
@@ -1272,7 +1272,7 @@ impl Db {
         .bind(end)
         .bind(branch)
         .bind(team)
-        .fetch_all(&mut *self.acquire().await?)
+        .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_shares"))
         .await?;
         let carrier = |v: &str| parse("carrier", v, CarrierType::parse);
@@ -1305,7 +1305,7 @@ impl Db {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<SharingRows, Error> {
-        let mut conn = self.acquire().await?;
+        let mut conn = self.acquire_read().await?;
         macro_rules! report {
             ($sql:expr) => {
                 bind_access!(sqlx::query_as(concat!(scoped_items!(), $sql)), access)

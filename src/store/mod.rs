@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod interactions;
 pub mod knowledge;
 pub mod operations;
+pub mod replica;
 pub mod segments;
 pub mod service_requests;
 
@@ -44,10 +45,12 @@ tokio::task_local! {
 /// wait for the pool no longer than that, and their statements are cut by
 /// Postgres (`statement_timeout`) when it passes, so no statement outlives
 /// its caller.
+/// It also gives the call a slot for its caller's identity, which
+/// read-your-writes keys on (`replica::identify_caller`).
 pub async fn with_deadline<F: Future>(deadline: Option<Instant>, call: F) -> F::Output {
     match deadline {
-        Some(deadline) => DEADLINE.scope(deadline, call).await,
-        None => call.await,
+        Some(deadline) => replica::with_caller_slot(DEADLINE.scope(deadline, call)).await,
+        None => replica::with_caller_slot(call).await,
     }
 }
 
@@ -100,6 +103,8 @@ pub struct Db {
     statement_timeout: Duration,
     /// How long an idempotency key answers retries (`api.idempotency_retention_secs`).
     idempotency_retention: Duration,
+    /// The hot standby for stale-tolerant reads (`database.read_url`), if any.
+    standby: Option<Arc<replica::Standby>>,
 }
 
 /// Counts one waiting caller for as long as it lives, also when the wait is
@@ -158,6 +163,7 @@ impl Db {
             waiting: Arc::default(),
             statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            standby: None,
         })
     }
 
@@ -175,12 +181,17 @@ impl Db {
     /// left than the session's statement timeout, it is a transaction whose
     /// statements stop at the call's deadline (rolled back when dropped).
     pub async fn acquire(&self) -> Result<Conn, Error> {
+        self.connection_from(&self.pool).await
+    }
+
+    /// `acquire` on `pool` (the primary's or the standby's).
+    async fn connection_from(&self, pool: &PgPool) -> Result<Conn, Error> {
         match self.call_budget()? {
             None => {
                 let _waiting = Waiting::start(&self.waiting);
-                Ok(Conn::Pooled(self.pool.acquire().await?))
+                Ok(Conn::Pooled(pool.acquire().await?))
             }
-            Some(left) => Ok(Conn::Bounded(self.begin_bounded(left).await?)),
+            Some(left) => Ok(Conn::Bounded(self.begin_bounded(pool, left).await?)),
         }
     }
 
@@ -192,7 +203,7 @@ impl Db {
                 let _waiting = Waiting::start(&self.waiting);
                 Ok(self.pool.begin().await?)
             }
-            Some(left) => self.begin_bounded(left).await,
+            Some(left) => self.begin_bounded(&self.pool, left).await,
         }
     }
 
@@ -204,11 +215,15 @@ impl Db {
 
     /// BEGIN and `SET LOCAL statement_timeout` in one round trip, waiting
     /// for a connection no longer than `left`.
-    async fn begin_bounded(&self, left: Duration) -> Result<Transaction<'static, Postgres>, Error> {
+    async fn begin_bounded(
+        &self,
+        pool: &PgPool,
+        left: Duration,
+    ) -> Result<Transaction<'static, Postgres>, Error> {
         let _waiting = Waiting::start(&self.waiting);
         // Whole milliseconds, at least one (0 would mean no limit).
         let millis = left.as_millis().clamp(1, u128::from(u32::MAX));
-        let begin = self.pool.begin_with(AssertSqlSafe(format!(
+        let begin = pool.begin_with(AssertSqlSafe(format!(
             "BEGIN; SET LOCAL statement_timeout = {millis}"
         )));
         match tokio::time::timeout(left, begin).await {

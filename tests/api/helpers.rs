@@ -121,8 +121,19 @@ impl TestApp {
     }
 
     pub async fn spawn_with(change: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
-        init_test_log();
         let database_url = fresh_database().await;
+        Self::spawn_on(&database_url, change).await
+    }
+
+    /// Another service process (replica) on a database that exists already,
+    /// e.g. another app's `database_url`: what several replicas behind one
+    /// load balancer share.
+    pub async fn spawn_on(
+        database_url: &str,
+        change: impl FnOnce(&mut HashMap<String, String>),
+    ) -> TestApp {
+        init_test_log();
+        let database_url = database_url.to_string();
         let mut env = test_env(&database_url);
         change(&mut env);
         let settings = Settings::load_from(None, &env).expect("test settings are valid");

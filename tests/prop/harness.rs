@@ -507,6 +507,10 @@ impl Harness {
                 acquire_timeout_ms: 1,
                 statement_timeout_ms: 1,
                 health_check_interval_ms: 1000,
+                read_url: None,
+                read_your_writes_wait_ms: 100,
+                read_your_writes_callers: 1,
+                read_your_writes_ttl_secs: 60,
             })
             .expect("a lazy pool");
             // Closed before the first call: every acquire fails at once

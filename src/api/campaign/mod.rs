@@ -206,7 +206,7 @@ impl CampaignApi {
                 Some((micros.parse::<i64>().map_err(|_| bad())?, id.to_string()))
             }
         };
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.acquire_read().await?;
         let mut page = campaigns::list(
             &mut conn,
             read_reach(&scope),

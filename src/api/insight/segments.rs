@@ -303,7 +303,7 @@ impl InsightApi {
             }
         };
         violations.into_result(())?;
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.acquire_read().await?;
         match segments::run(&mut conn, as_of).await? {
             Some(run) => summarize(&mut conn, &run, &scope).await,
             None => match as_of {
@@ -360,7 +360,7 @@ impl InsightApi {
                 (Some(time_from_micros(&run)?), Some((priority, id)))
             }
         };
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.acquire_read().await?;
         let Some(run) = segments::run(&mut conn, as_of).await? else {
             return Ok(pb::ListAtRiskCustomersResponse::default());
         };

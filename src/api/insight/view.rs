@@ -105,7 +105,7 @@ impl InsightApi {
         check_acting_for(caller, id.as_str())?;
         let access = KnowledgeAccess::of(caller)?;
         let now = Utc::now();
-        let mut conn = self.db.acquire().await?;
+        let mut conn = self.db.acquire_read().await?;
         let found = customers::get(&mut conn, &id, scope.branch(), Lock::None).await?;
         let customer = resolve(found, &scope, &id)?;
         let recent = interactions::timeline(

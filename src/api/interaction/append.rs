@@ -93,6 +93,7 @@ impl InteractionApi {
         }
         let appended = store::append(&mut tx, &rows, false).await?;
         tx.commit().await?;
+        self.db.note_write().await;
         self.metrics.observe_append_batch(rows.len());
         let (mut accepted, mut duplicates) = (0, 0);
         for (appended, index) in appended.iter().zip(indexes) {
@@ -161,7 +162,12 @@ pub(super) async fn log_interaction(
         };
         if let Some(group) = &api.group_commit {
             match group.submit(call).await {
-                Ok(answer) => return answer,
+                Ok(answer) => {
+                    if answer.is_ok() {
+                        api.db.note_write().await;
+                    }
+                    return answer;
+                }
                 Err(back) => call = back,
             }
         }

@@ -430,7 +430,7 @@ pub(super) async fn list_complaints(
         if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
             query.after = Some(parse_due_cursor(&cursor)?);
         }
-        let mut conn = api.db.acquire().await?;
+        let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
         }
@@ -478,7 +478,7 @@ pub(super) async fn complaint_summary(
         );
         violations.into_result(())?;
         period.check_reach(&reach, "complaints")?;
-        let mut conn = api.db.acquire().await?;
+        let mut conn = api.db.acquire_read().await?;
         let rows = store::complaint_summary(
             &mut conn,
             reach.branch(),

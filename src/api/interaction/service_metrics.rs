@@ -112,7 +112,7 @@ pub(super) async fn get(
             start: period.start,
             end: period.end,
         };
-        let mut conn = api.db.acquire().await?;
+        let mut conn = api.db.acquire_read().await?;
         let rows = requests::metrics(&mut conn, &subject).await?;
         drop(conn);
         let mut total = empty_figures();

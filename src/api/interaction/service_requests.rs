@@ -353,7 +353,7 @@ pub(super) async fn list(
         if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
             query.after = Some(parse_due_cursor(&cursor)?);
         }
-        let mut conn = api.db.acquire().await?;
+        let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
         }

@@ -69,7 +69,7 @@ pub(super) async fn list_interactions(
             query.after = Some(parse_time_cursor(&cursor)?);
         }
         check_acting_for(&caller, customer.as_str())?;
-        let mut conn = api.db.acquire().await?;
+        let mut conn = api.db.acquire_read().await?;
         readable_customer(&mut conn, &customer, &scope).await?;
         let mut page = store::timeline(&mut conn, &customer, &query, limit + 1).await?;
         drop(conn);
