@@ -57,6 +57,10 @@ const TARGET_PHONE: &str = "+86 139 7731 0042";
 const TARGET_EMAIL: &str = "ouyang.feng.7731@baituo.example";
 const TARGET_NATIONAL_ID: &str = "65010219770731004X";
 const TARGET_BIRTH_DATE: &str = "1977-07-31";
+/// The month and day of that date as `google.type.Date` puts them on the
+/// wire (`Customer.date_of_birth`: field 2 = 7, field 3 = 31), which a text
+/// search for the date would miss.
+const TARGET_BIRTH_DATE_WIRE: &str = "\u{10}\u{7}\u{18}\u{1f}";
 const TARGET_ADDRESS: &str = "白驼山庄 7731号";
 const INTERACTION_SUMMARY: &str = "蛤蟆功 card swallowed by the ATM";
 const INTERACTION_NOTES: &str = "灵蛇杖 notes: keep the nephew 欧阳克 away from the account";
@@ -352,6 +356,7 @@ impl Fixture {
                 TARGET_EMAIL,
                 TARGET_NATIONAL_ID,
                 TARGET_BIRTH_DATE,
+                TARGET_BIRTH_DATE_WIRE,
                 TARGET_ADDRESS,
                 "13977310042",
                 "ouyang.feng",
@@ -367,6 +372,7 @@ impl Fixture {
             TARGET_EMAIL,
             TARGET_NATIONAL_ID,
             TARGET_BIRTH_DATE,
+            TARGET_BIRTH_DATE_WIRE,
             TARGET_ADDRESS,
             INTERACTION_SUMMARY,
             INTERACTION_NOTES,
@@ -1235,12 +1241,21 @@ acts_for_customers = true
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_answers_every_caller_as_the_access_rules_say() {
+    // The wire needle really is how the target's birth date is encoded.
+    let encoded = prost::Message::encode_to_vec(&pb::Customer {
+        date_of_birth: Some(pb::Date {
+            year: 1977,
+            month: 7,
+            day: 31,
+        }),
+        ..Default::default()
+    });
+    assert!(contains(&encoded, TARGET_BIRTH_DATE_WIRE));
     run_matrix(&VARIANTS).await;
 }
 
-/// Expected to fail until the mobile backend's `on_behalf_of` lands: today
-/// the `[auth.systems.mobile-backend]` keys are ignored and it reads, writes
-/// and lists every customer like core banking.
+/// The mobile backend acting for one customer (`on_behalf_of`) reaches
+/// nothing of another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mobile_backend_acting_for_one_customer_gets_nothing_of_another() {
     run_matrix(&[MOBILE]).await;
