@@ -153,7 +153,7 @@ pub fn parse_report_name(report: Report, name: &str) -> Result<ReportScope, Stri
         .ok_or_else(shape)?
         .split('/')
         .collect();
-    if segments.len() % 2 != 0 {
+    if !segments.len().is_multiple_of(2) {
         return Err(shape());
     }
     let mut allowed = report.parts();
