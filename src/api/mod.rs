@@ -233,3 +233,20 @@ pub(crate) async fn respond<T>(
 ) -> Result<tonic::Response<T>, Status> {
     body.await.map(tonic::Response::new).map_err(Status::from)
 }
+
+/// The scope of a report asked for by its singleton name, by its scope
+/// fields, or by both when they agree (`domain::report::merge_scope`).
+pub(crate) fn report_scope(
+    report: crate::domain::report::Report,
+    name: &str,
+    fields: crate::domain::report::ReportScope,
+) -> Result<crate::domain::report::ReportScope, Error> {
+    crate::domain::report::merge_scope(report, name, fields).map_err(|violations| {
+        Error::InvalidArgument(
+            violations
+                .into_iter()
+                .map(|(field, description)| crate::error::FieldViolation::new(field, description))
+                .collect(),
+        )
+    })
+}

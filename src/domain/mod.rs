@@ -31,6 +31,7 @@ pub mod interaction;
 pub mod knowledge;
 pub mod mask;
 pub mod principal;
+pub mod report;
 pub mod search;
 pub mod service;
 pub mod systems;

@@ -528,6 +528,28 @@ async fn one_campaign_from_plan_to_uplift_and_cost_per_conversion() {
         .unwrap()
         .into_inner();
     assert_eq!(analyst, results);
+    // The results by their own name (AIP-156): the same figures; every
+    // answer carries that name.
+    assert_eq!(results.name, format!("{name}/results"));
+    let named = campaigns(&app, &Caller::analyst())
+        .await
+        .get_campaign_results(pb::GetCampaignResultsRequest {
+            name: format!("{name}/results"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named, results);
+    for malformed in [format!("{name}/result"), format!("{name}/results/results")] {
+        let status = campaigns(&app, &Caller::analyst())
+            .await
+            .get_campaign_results(pb::GetCampaignResultsRequest {
+                name: malformed.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{malformed}");
+    }
     let mut b02 = campaigns(&app, &Caller::rm("B02")).await;
     for status in [
         b02.get_campaign_results(pb::GetCampaignResultsRequest { name: name.clone() })

@@ -678,6 +678,7 @@ async fn the_complaint_summary_matches_figures_worked_out_by_hand() {
     let summary = |caller: Caller, branch: &str| {
         let app = &app;
         let request = pb::GetComplaintSummaryRequest {
+            name: String::new(),
             branch: branch.into(),
             start_time: Some(at(start)),
             end_time: None,
@@ -767,11 +768,81 @@ async fn the_complaint_summary_matches_figures_worked_out_by_hand() {
     assert_eq!(figures(&other.total), b02);
     assert_eq!(other.branch, "B02");
 
+    // The same reports by their names (AIP-156), the period a parameter:
+    // the same figures, and every answer carries its name.
+    let by_name = |caller: Caller, name: &str, branch: &str, end_time: Option<Timestamp>| {
+        let app = &app;
+        let request = pb::GetComplaintSummaryRequest {
+            name: name.into(),
+            branch: branch.into(),
+            start_time: Some(at(start)),
+            end_time,
+        };
+        async move {
+            app.interactions(&caller)
+                .await
+                .get_complaint_summary(request)
+                .await
+        }
+    };
+    assert_eq!(other.name, "branches/B02/complaintSummary");
+    assert_eq!(all.name, "complaintSummary");
+    for (name, branch) in [
+        ("branches/B02/complaintSummary", ""),
+        ("branches/B02/complaintSummary", "B02"),
+    ] {
+        let named = by_name(Caller::admin(), name, branch, other.end_time)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(named, other, "{name} {branch}");
+    }
+    let named = by_name(Caller::analyst(), "complaintSummary", "", all.end_time)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named, all);
+    // A name and a branch that disagree are refused, naming both.
+    for (name, branch) in [
+        ("branches/B02/complaintSummary", "B01"),
+        ("complaintSummary", "B01"),
+    ] {
+        let status = by_name(Caller::admin(), name, branch, None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            violated_fields(&status),
+            ["name", "branch"],
+            "{name} {branch}"
+        );
+    }
+    for malformed in [
+        "branches/B02",
+        "branches/B02/complaintsummary",
+        "teams/T1/complaintSummary",
+        "branches//complaintSummary",
+        "branches/B 2/complaintSummary",
+        "/complaintSummary",
+    ] {
+        let status = by_name(Caller::admin(), malformed, "", None)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{malformed}");
+        assert_eq!(violated_fields(&status), ["name"], "{malformed}");
+    }
+    // Another branch by name is denied as by the field.
+    let status = by_name(Caller::rm("B01"), "branches/B02/complaintSummary", "", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
     // An empty range is a total of zeros; a reversed one is refused.
     let empty = app
         .interactions(&Caller::analyst())
         .await
         .get_complaint_summary(pb::GetComplaintSummaryRequest {
+            name: String::new(),
             branch: String::new(),
             start_time: Some(at(start - 10 * 86_400)),
             end_time: Some(at(start - 9 * 86_400)),
@@ -785,6 +856,7 @@ async fn the_complaint_summary_matches_figures_worked_out_by_hand() {
         .interactions(&Caller::analyst())
         .await
         .get_complaint_summary(pb::GetComplaintSummaryRequest {
+            name: String::new(),
             branch: String::new(),
             start_time: Some(at(start)),
             end_time: Some(at(start - 1)),

@@ -10,7 +10,7 @@ use customer_knowledge::pb::v1::{
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
-    helpers::{Bearer, Caller, TestApp, new_customer, reason},
+    helpers::{Bearer, Caller, TestApp, new_customer, reason, violated_fields},
     operations::recompute_as,
 };
 
@@ -388,6 +388,47 @@ async fn only_admin_and_service_callers_recompute_and_reports_stay_in_reach() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    // By name (AIP-156): the same figures, the name echoed; the same
+    // refusal for another branch; a disagreeing or malformed name refused.
+    let by_branch = rm
+        .get_segment_summary(pb::GetSegmentSummaryRequest {
+            branch: "B01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let named = rm
+        .get_segment_summary(pb::GetSegmentSummaryRequest {
+            name: "branches/B01/segmentSummary".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(named, by_branch);
+    assert_eq!(named.name, "branches/B01/segmentSummary");
+    assert_eq!(named.customer_count, 1);
+    let named = |name: &str, relationship_manager: &str| pb::GetSegmentSummaryRequest {
+        name: name.into(),
+        relationship_manager: relationship_manager.into(),
+        ..Default::default()
+    };
+    let status = rm
+        .get_segment_summary(named("branches/B02/segmentSummary", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = rm
+        .get_segment_summary(named("branches/B01/employees/E1/segmentSummary", "E2"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["name", "relationship_manager"]);
+    let status = rm
+        .get_segment_summary(named("teams/T1/segmentSummary", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["name"]);
     let status = rm
         .list_at_risk_customers(pb::ListAtRiskCustomersRequest {
             branch: "B02".into(),
@@ -406,6 +447,50 @@ async fn only_admin_and_service_callers_recompute_and_reports_stay_in_reach() {
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{name}");
         assert!(!status.message().contains("Own"));
+    }
+    // The view by its own name (AIP-156) is the same view; the answer
+    // carries that name whichever way it was asked for.
+    let view = format!("{b01}/view360");
+    let mut admin = insights(&app, &Caller::admin()).await;
+    let mut by_parent = admin
+        .get_customer360(pb::GetCustomer360Request { name: b01.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut by_name = admin
+        .get_customer360(pb::GetCustomer360Request { name: view.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_parent.name, view);
+    // Only what is measured from the time of the call differs between two
+    // calls: the assessment time, the satisfaction windows, action expiry.
+    for v in [&mut by_parent, &mut by_name] {
+        v.freshness.as_mut().unwrap().assess_time = None;
+        v.satisfaction = None;
+        for action in &mut v.next_best_actions {
+            action.expire_time = None;
+        }
+    }
+    assert_eq!(by_name, by_parent);
+    let status = other
+        .get_customer360(pb::GetCustomer360Request { name: view.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    for malformed in [
+        format!("{b01}/view361"),
+        format!("{b01}/view360/view360"),
+        "view360".into(),
+    ] {
+        let status = admin
+            .get_customer360(pb::GetCustomer360Request {
+                name: malformed.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{malformed}");
+        assert_eq!(violated_fields(&status), ["name"], "{malformed}");
     }
 
     // Bad input is INVALID_ARGUMENT with the field named.

@@ -220,6 +220,39 @@ async fn the_four_conversions_leave_lineage_and_a_flow_matrix() {
         .await
         .unwrap()
         .into_inner();
+    // The same reports by their names (AIP-156), the period a parameter.
+    assert_eq!(flow.name, "branches/B01/knowledgeFlow");
+    for (scope, name) in [
+        (("B01", ""), "branches/B01/knowledgeFlow"),
+        (("", "T-WEALTH"), "teams/T-WEALTH/knowledgeFlow"),
+        (("", ""), "knowledgeFlow"),
+    ] {
+        let mut k = app.knowledge(&Caller::compliance()).await;
+        let by_fields = k
+            .get_knowledge_flow(pb::GetKnowledgeFlowRequest {
+                branch: scope.0.into(),
+                team: scope.1.into(),
+                start_time: flow.start_time,
+                end_time: flow.end_time,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let by_name = k
+            .get_knowledge_flow(pb::GetKnowledgeFlowRequest {
+                name: name.into(),
+                start_time: flow.start_time,
+                end_time: flow.end_time,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(by_name, by_fields, "{name}");
+        assert_eq!(by_name.name, name);
+        assert_eq!(by_name.conversion_count, flow.conversion_count, "{name}");
+    }
     let total = |c: Conversion| {
         flow.conversion_totals
             .iter()
@@ -558,6 +591,39 @@ async fn every_read_path_agrees_with_the_visibility_rules() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
+    // By name: the same refusal; a disagreeing or malformed name is
+    // INVALID_ARGUMENT.
+    let mut k = app.knowledge(&employee("E4", "B02", "T3")).await;
+    let flow_named = |name: &str, branch: &str, team: &str| pb::GetKnowledgeFlowRequest {
+        name: name.into(),
+        branch: branch.into(),
+        team: team.into(),
+        ..Default::default()
+    };
+    let status = k
+        .get_knowledge_flow(flow_named("branches/B01/knowledgeFlow", "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = k
+        .get_knowledge_flow(flow_named("branches/B02/knowledgeFlow", "", "T3"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["name", "team"]);
+    let status = k
+        .get_knowledge_flow(flow_named("employees/E4/knowledgeFlow", "", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["name"]);
+    let status = k
+        .get_knowledge_sharing_metrics(pb::GetKnowledgeSharingMetricsRequest {
+            name: "teams/T3/knowledgeSharingMetrics".into(),
+            team: "T4".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["name", "team"]);
 }
 
 #[tokio::test]

@@ -779,6 +779,16 @@ fn expected(class: Class, kind: Kind, known: bool) -> Vec<Code> {
 /// methods, the first
 /// knowledge item in KnowledgeService (or for Knowledge methods), else the
 /// target customer. `parent` and `customer` are always the target customer.
+/// The reports whose request takes an optional singleton name (AIP-156)
+/// besides its scope fields.
+const SCOPED_REPORTS: &[&str] = &[
+    "GetKnowledgeFlow",
+    "GetKnowledgeSharingMetrics",
+    "GetComplaintSummary",
+    "GetServiceMetrics",
+    "GetSegmentSummary",
+];
+
 fn resource_named(method: &MethodDescriptor, fx: &Fixture) -> String {
     let name = method.name();
     if method.parent_service().name() == "CampaignService" {
@@ -837,6 +847,9 @@ fn request(method: &MethodDescriptor, fx: &Fixture) -> (DynamicMessage, bool) {
             continue;
         }
         let value = match field.name() {
+            // A scoped report's optional singleton name: left empty, so the
+            // scope fields (or their absence) name the report as before.
+            "name" if SCOPED_REPORTS.contains(&method.name()) => continue,
             "name" => resource_named(method, fx),
             "parent" | "customer" => fx.customer.clone(),
             "request_id" => uuid(),

@@ -1110,6 +1110,79 @@ async fn service_metrics_match_figures_worked_out_by_hand() {
         .unwrap()
         .into_inner();
     assert_eq!(resolution(&neither.total.unwrap().service_requests).0.0, 0);
+    // The same report by its name (AIP-156), the period a parameter: the
+    // same figures, and the answer carries the name.
+    assert_eq!(both.name, "branches/B01/teams/T-A/serviceMetrics");
+    for request in [
+        pb::GetServiceMetricsRequest {
+            name: both.name.clone(),
+            end_time: both.end_time,
+            ..Default::default()
+        },
+        pb::GetServiceMetricsRequest {
+            name: both.name.clone(),
+            end_time: both.end_time,
+            ..together("B01")
+        },
+    ] {
+        let named = metrics(Caller::admin(), request)
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(named, both);
+    }
+    assert_eq!(b01.name, "branches/B01/serviceMetrics");
+    // A name and fields that disagree are refused, naming both; so is a
+    // malformed name; another branch by name is denied as by the field.
+    for (request, field) in [
+        (
+            pb::GetServiceMetricsRequest {
+                name: "branches/B01/teams/T-A/serviceMetrics".into(),
+                team: "T-B".into(),
+                ..Default::default()
+            },
+            "team",
+        ),
+        (
+            pb::GetServiceMetricsRequest {
+                name: "employees/E1/serviceMetrics".into(),
+                branch: "B01".into(),
+                ..Default::default()
+            },
+            "branch",
+        ),
+    ] {
+        let status = metrics(Caller::admin(), request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(violated_fields(&status), ["name", field]);
+    }
+    for malformed in [
+        "serviceMetrics/branches/B01",
+        "teams/T-A/branches/B01/serviceMetrics",
+        "employees/E1/employees/E2/serviceMetrics",
+        "branches/B01/complaintSummary",
+    ] {
+        let status = metrics(
+            Caller::admin(),
+            pb::GetServiceMetricsRequest {
+                name: malformed.into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(violated_fields(&status), ["name"], "{malformed}");
+    }
+    let status = metrics(
+        Caller::rm("B01"),
+        pb::GetServiceMetricsRequest {
+            name: "branches/B02/serviceMetrics".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
     // A period longer than a year is refused, as is one that ends first.
     let long = app
         .interactions(&Caller::admin())

@@ -162,6 +162,27 @@ async fn sharing_metrics_of_a_team_worked_by_hand() {
         natures,
         [(Nature::Tacit as i32, 3), (Nature::Explicit as i32, 3)]
     );
+    // The same report by its name (AIP-156), the period a parameter.
+    assert_eq!(metrics.name, "branches/B01/knowledgeSharingMetrics");
+    for (name, branch) in [
+        ("branches/B01/knowledgeSharingMetrics", ""),
+        ("branches/B01/knowledgeSharingMetrics", "B01"),
+    ] {
+        let named = app
+            .knowledge(&Caller::compliance())
+            .await
+            .get_knowledge_sharing_metrics(pb::GetKnowledgeSharingMetricsRequest {
+                name: name.into(),
+                branch: branch.into(),
+                start_time: metrics.start_time,
+                end_time: metrics.end_time,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(named, metrics);
+    }
     // Conversions: X by externalization, P by combination, the two
     // absorptions by internalization.
     let conversion = |c: Conversion| {
@@ -232,6 +253,16 @@ async fn sharing_metrics_of_a_team_worked_by_hand() {
         .await
         .get_knowledge_sharing_metrics(pb::GetKnowledgeSharingMetricsRequest {
             branch: "B01".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = app
+        .knowledge(&employee("E2001", "B02", "T-SOUTH"))
+        .await
+        .get_knowledge_sharing_metrics(pb::GetKnowledgeSharingMetricsRequest {
+            name: "branches/B01/knowledgeSharingMetrics".into(),
             ..Default::default()
         })
         .await

@@ -609,6 +609,19 @@ fn plain_enum(request: &str, message: &str, field: &str) -> Option<i32> {
     }
 }
 
+/// The last segment of the name of the report a scoped report request asks
+/// for (see src/domain/report.rs).
+fn report_singleton(request: &str) -> Option<&'static str> {
+    Some(match request {
+        "GetKnowledgeFlowRequest" => "knowledgeFlow",
+        "GetKnowledgeSharingMetricsRequest" => "knowledgeSharingMetrics",
+        "GetComplaintSummaryRequest" => "complaintSummary",
+        "GetServiceMetricsRequest" => "serviceMetrics",
+        "GetSegmentSummaryRequest" => "segmentSummary",
+        _ => return None,
+    })
+}
+
 /// Valid values of a string field, by its name, its message's name and the
 /// request's name.
 fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
@@ -624,6 +637,37 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
         "name" if message.contains("Operation") => owned(&[
             "operations/0190f5a4-7b2c-7def-8123-456789abcdef",
             "operations/00000000-0000-0000-0000-000000000000",
+        ]),
+        // A report's singleton name (AIP-156): empty (the scope fields name
+        // the report), the name agreeing with the plain scope fields, a
+        // narrower or wider one (which disagrees), and the bank-wide one.
+        "name" if message.starts_with("Get") && report_singleton(message).is_some() => {
+            let singleton = report_singleton(message).unwrap_or_default();
+            let scoped = match message {
+                "GetComplaintSummaryRequest" => "branches/B01/",
+                "GetServiceMetricsRequest" => "branches/B01/teams/E1002/employees/E1002/",
+                "GetSegmentSummaryRequest" => "branches/B01/employees/E1002/",
+                _ => "branches/B01/teams/E1002/",
+            };
+            vec![
+                String::new(),
+                format!("{scoped}{singleton}"),
+                format!("branches/B02/{singleton}"),
+                singleton.to_string(),
+                format!("{scoped}{singleton}/x"),
+            ]
+        }
+        "name" if message == "GetCampaignResultsRequest" => owned(&[
+            "campaigns/c-1",
+            "campaigns/c-1/results",
+            "campaigns/0190f5a4-7b2c-7def-8123-456789abcdef/results",
+            "campaigns/c-1/result",
+        ]),
+        "name" if message == "GetCustomer360Request" => owned(&[
+            "customers/c-1",
+            "customers/c-1/view360",
+            "customers/cif-000123/view360",
+            "customers/c-1/view360/view360",
         ]),
         "name" if message.contains("Campaign") => owned(&[
             "campaigns/c-1",

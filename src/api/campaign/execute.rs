@@ -1,6 +1,7 @@
 //! Executing a campaign (the control-group draw and the contacts, appended as
 //! PROMOTION interactions), recording responses, and the results.
 
+use crate::domain::report::{CAMPAIGN_RESULTS, singleton_name, strip_singleton};
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -329,6 +330,7 @@ impl CampaignApi {
         name: &str,
     ) -> Result<pb::CampaignResults, Error> {
         let scope = caller.customer_read_scope()?;
+        let name = strip_singleton(name, CAMPAIGN_RESULTS);
         let mut violations = Violations::default();
         let id = campaign_id(name, &mut violations);
         let id = violations.into_value(id)?;
@@ -372,6 +374,7 @@ impl CampaignApi {
             .as_ref()
             .and_then(|c| rules::cost_per_conversion(c, total.converted));
         Ok(pb::CampaignResults {
+            name: singleton_name(&campaign_name(&campaign.id), CAMPAIGN_RESULTS),
             campaign: campaign_name(&campaign.id),
             state: super::convert::state_to(campaign.state) as i32,
             total: Some(figures_to(&total)),

@@ -2,6 +2,7 @@
 //! validation and the shape of the answers; the computing is set-based SQL
 //! in `store::segments`.
 
+use crate::domain::report::{Report, ReportScope, report_name};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
@@ -145,6 +146,8 @@ async fn summarize(
     tiers.sort_by_key(|t| rank(&t.0));
     let parse_tier = |t: Option<&str>| convert::tier(t.and_then(Tier::parse)) as i32;
     Ok(pb::SegmentSummary {
+        // Set by the caller, which knows how the report was named.
+        name: String::new(),
         branch: scope.branch.clone().unwrap_or_default(),
         relationship_manager: scope.relationship_manager.clone().unwrap_or_default(),
         compute_time: Some(timestamp(run.compute_time)),
@@ -285,13 +288,17 @@ impl InsightApi {
         caller: &Principal,
         req: &pb::GetSegmentSummaryRequest,
     ) -> Result<pb::SegmentSummary, Error> {
-        let mut violations = Violations::default();
-        let scope = report_scope(
-            caller,
-            &req.branch,
-            &req.relationship_manager,
-            &mut violations,
+        let named = crate::api::report_scope(
+            Report::SegmentSummary,
+            &req.name,
+            ReportScope {
+                branch: req.branch.clone(),
+                employee: req.relationship_manager.clone(),
+                ..ReportScope::default()
+            },
         )?;
+        let mut violations = Violations::default();
+        let scope = report_scope(caller, &named.branch, &named.employee, &mut violations)?;
         let as_of = match &req.as_of {
             None => None,
             Some(ts) => {
@@ -304,21 +311,32 @@ impl InsightApi {
         };
         violations.into_result(())?;
         let mut conn = self.db.acquire_read().await?;
-        match segments::run(&mut conn, as_of).await? {
-            Some(run) => summarize(&mut conn, &run, &scope).await,
+        let mut summary = match segments::run(&mut conn, as_of).await? {
+            Some(run) => summarize(&mut conn, &run, &scope).await?,
             None => match as_of {
-                Some(t) => Err(Error::not_found(format!(
-                    "the segmentation as of {}",
-                    t.to_rfc3339()
-                ))),
+                Some(t) => {
+                    return Err(Error::not_found(format!(
+                        "the segmentation as of {}",
+                        t.to_rfc3339()
+                    )));
+                }
                 // Never computed: an empty summary says so (no as_of).
-                None => Ok(pb::SegmentSummary {
+                None => pb::SegmentSummary {
                     branch: scope.branch.unwrap_or_default(),
                     relationship_manager: scope.relationship_manager.unwrap_or_default(),
                     ..Default::default()
-                }),
+                },
             },
-        }
+        };
+        summary.name = report_name(
+            Report::SegmentSummary,
+            &ReportScope {
+                branch: summary.branch.clone(),
+                employee: summary.relationship_manager.clone(),
+                ..ReportScope::default()
+            },
+        );
+        Ok(summary)
     }
 
     pub(super) async fn at_risk(

@@ -22,6 +22,7 @@ use crate::{
         insight::{self, ActionInputs, Answers, MODEL_VERSION, OfferConsent},
         knowledge::{KnowledgeAccess, VerificationState},
         principal::Principal,
+        report::{CUSTOMER_VIEW_360, singleton_name, strip_singleton},
         systems::check_acting_for,
     },
     error::Error,
@@ -101,7 +102,7 @@ impl InsightApi {
         name: &str,
     ) -> Result<pb::Customer360, Error> {
         let scope = caller.customer_read_scope()?;
-        let id = parse_name("name", name)?;
+        let id = parse_name("name", strip_singleton(name, CUSTOMER_VIEW_360))?;
         check_acting_for(caller, id.as_str())?;
         let access = KnowledgeAccess::of(caller)?;
         let now = Utc::now();
@@ -187,6 +188,7 @@ impl InsightApi {
                 knowledge_update_time: knowledge_update_time.map(timestamp),
                 assess_time: Some(timestamp(now)),
             }),
+            name: singleton_name(&customer.id.name(), CUSTOMER_VIEW_360),
             customer: Some(profile),
             recent_interactions: recent
                 .iter()

@@ -1,6 +1,7 @@
 //! Complaints: their life cycle and the complaint list.
 
 use super::*;
+use crate::domain::report::{Report, ReportScope, report_name};
 
 pub(super) async fn update_complaint(
     api: &InteractionApi,
@@ -469,9 +470,17 @@ pub(super) async fn complaint_summary(
         let caller = principal(&request)?;
         let reach = caller.customer_read_scope()?;
         let req = request.get_ref();
+        let scope = crate::api::report_scope(
+            Report::ComplaintSummary,
+            &req.name,
+            ReportScope {
+                branch: req.branch.clone(),
+                ..ReportScope::default()
+            },
+        )?;
         let mut violations = Violations::default();
         let period = service_metrics::ReportPeriod::read(
-            &req.branch,
+            &scope.branch,
             &req.start_time,
             &req.end_time,
             &mut violations,
@@ -502,6 +511,13 @@ fn summary_to(
 ) -> pb::ComplaintSummary {
     use pb::complaint_summary::{BranchRow, CategoryRow, ProductRow};
     let mut summary = pb::ComplaintSummary {
+        name: report_name(
+            Report::ComplaintSummary,
+            &ReportScope {
+                branch: branch.to_string(),
+                ..ReportScope::default()
+            },
+        ),
         branch: branch.to_string(),
         start_time: Some(timestamp(start)),
         end_time: Some(timestamp(end)),

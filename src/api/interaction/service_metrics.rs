@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::api::report_scope;
+use crate::domain::report::{Report, ReportScope, report_name};
 use crate::store::service_requests::{
     self as requests, FollowUpRow, MetricsSubject, RatingRow, ResolutionRow,
 };
@@ -86,16 +88,29 @@ pub(super) async fn get(
             ));
         }
         let req = request.get_ref();
+        let scope = report_scope(
+            Report::ServiceMetrics,
+            &req.name,
+            ReportScope {
+                branch: req.branch.clone(),
+                team: req.team.clone(),
+                employee: req.employee.clone(),
+            },
+        )?;
         let mut violations = Violations::default();
-        let period =
-            ReportPeriod::read(&req.branch, &req.start_time, &req.end_time, &mut violations);
+        let period = ReportPeriod::read(
+            &scope.branch,
+            &req.start_time,
+            &req.end_time,
+            &mut violations,
+        );
         let mut code = |field: &str, value: &str| {
             org_code(value, false)
                 .inspect_err(|e| violations.add(field, e.clone()))
                 .unwrap_or_default()
         };
-        let team = code("team", &req.team);
-        let employee = code("employee", &req.employee);
+        let team = code("team", &scope.team);
+        let employee = code("employee", &scope.employee);
         if period.end - period.start > Duration::days(MAX_METRICS_DAYS) {
             violations.add(
                 "start_time",
@@ -136,6 +151,14 @@ pub(super) async fn get(
                 Some(follow_ups_to(row));
         }
         let report = pb::ServiceMetrics {
+            name: report_name(
+                Report::ServiceMetrics,
+                &ReportScope {
+                    branch: period.branch.clone(),
+                    team: team.clone(),
+                    employee: employee.clone(),
+                },
+            ),
             branch: period.branch.clone(),
             team,
             employee,

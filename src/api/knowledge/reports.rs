@@ -1,6 +1,7 @@
 //! Read-only views over the knowledge graph: lineage and the flow matrix.
 
 use super::*;
+use crate::domain::report::{Report, ReportScope, report_name};
 
 pub(super) async fn get_knowledge_lineage(
     api: &KnowledgeApi,
@@ -135,14 +136,24 @@ pub(super) async fn get_knowledge_sharing_metrics(
     request: Request<pb::GetKnowledgeSharingMetricsRequest>,
 ) -> Result<Response<pb::KnowledgeSharingMetrics>, Status> {
     use pb::knowledge_sharing_metrics as m;
+    const REPORT: Report = Report::KnowledgeSharingMetrics;
     respond(async {
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
+        let scope = crate::api::report_scope(
+            REPORT,
+            &req.name,
+            ReportScope {
+                branch: req.branch.clone(),
+                team: req.team.clone(),
+                ..ReportScope::default()
+            },
+        )?;
         let (branch, team, start, end) = report_scope(
             &access,
-            &req.branch,
-            &req.team,
+            &scope.branch,
+            &scope.team,
             req.start_time.as_ref(),
             req.end_time.as_ref(),
             30,
@@ -185,9 +196,15 @@ pub(super) async fn get_knowledge_sharing_metrics(
             })
             .collect::<Result<Vec<_>, Error>>()?;
         conversions.sort_by_key(|c| c.conversion);
-        Ok(pb::KnowledgeSharingMetrics {
+        let scope = ReportScope {
             branch: branch.unwrap_or_default(),
             team: team.unwrap_or_default(),
+            ..ReportScope::default()
+        };
+        Ok(pb::KnowledgeSharingMetrics {
+            name: report_name(REPORT, &scope),
+            branch: scope.branch,
+            team: scope.team,
             start_time: Some(timestamp(start)),
             end_time: Some(timestamp(end)),
             interval: Some(interval(start, end)),
@@ -237,14 +254,24 @@ pub(super) async fn get_knowledge_flow(
     api: &KnowledgeApi,
     request: Request<pb::GetKnowledgeFlowRequest>,
 ) -> Result<Response<pb::KnowledgeFlow>, Status> {
+    const REPORT: Report = Report::KnowledgeFlow;
     respond(async {
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
+        let scope = crate::api::report_scope(
+            REPORT,
+            &req.name,
+            ReportScope {
+                branch: req.branch.clone(),
+                team: req.team.clone(),
+                ..ReportScope::default()
+            },
+        )?;
         let (branch, team, start, end) = report_scope(
             &access,
-            &req.branch,
-            &req.team,
+            &scope.branch,
+            &scope.team,
             req.start_time.as_ref(),
             req.end_time.as_ref(),
             30,
@@ -266,9 +293,15 @@ pub(super) async fn get_knowledge_flow(
         for (_, from, to, n) in &rows.conversions {
             *transitions.entry((*from, *to)).or_default() += n;
         }
-        Ok(pb::KnowledgeFlow {
+        let scope = ReportScope {
             branch: branch.unwrap_or_default(),
             team: team.unwrap_or_default(),
+            ..ReportScope::default()
+        };
+        Ok(pb::KnowledgeFlow {
+            name: report_name(REPORT, &scope),
+            branch: scope.branch,
+            team: scope.team,
             start_time: Some(timestamp(start)),
             end_time: Some(timestamp(end)),
             interval: Some(interval(start, end)),
