@@ -140,6 +140,28 @@ pub(crate) fn request_key<R: Mutation>(
     )
 }
 
+/// The idempotency key of a client-streaming request (ImportInteractions)
+/// whose `request_id` came in its first message. Its body is known only at
+/// the end of the stream, so its `fingerprint` starts empty and the handler
+/// fills it in with the hash of what it read.
+pub(crate) fn stream_key(
+    principal: &Principal,
+    method: &'static str,
+    request_id: &str,
+) -> Result<Option<IdempotencyKey>, Error> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let request_id =
+        Uuid::parse_str(request_id).map_err(|_| Error::invalid("request_id", "must be a UUID"))?;
+    Ok(Some(IdempotencyKey {
+        principal: principal.subject.clone(),
+        method,
+        request_id,
+        fingerprint: Vec::new(),
+    }))
+}
+
 /// The proto form of a time (public for the property tests).
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

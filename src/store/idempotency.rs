@@ -178,6 +178,31 @@ impl Db {
         claim(conn, key, self.idempotency_retention).await
     }
 
+    /// The fingerprint and resource names committed under `key` (its own
+    /// fingerprint is not compared), if it is within its retention: for a
+    /// streamed request, whose fingerprint is known only at its end, to
+    /// tell a retry of a finished request before writing anything. The
+    /// write itself still claims the key with `write`.
+    pub async fn recorded(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<(Vec<u8>, Vec<String>)>, Error> {
+        let mut conn = self.acquire().await?;
+        Ok(sqlx::query_as(
+            "SELECT fingerprint, resources FROM idempotency_keys
+             WHERE principal = $1 AND method = $2 AND request_id = $3
+               AND resources IS NOT NULL
+               AND create_time >= now() - make_interval(secs => $4)",
+        )
+        .bind(&key.principal)
+        .bind(key.method)
+        .bind(key.request_id)
+        .bind(self.idempotency_retention.as_secs_f64())
+        .fetch_optional(&mut *conn)
+        .instrument(statement("SELECT", "idempotency_keys"))
+        .await?)
+    }
+
     /// Deletes keys older than the retention, a bounded batch at a time so a
     /// backlog never holds one long transaction. Returns how many went.
     pub async fn purge_idempotency_keys(&self) -> Result<u64, Error> {

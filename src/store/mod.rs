@@ -6,6 +6,7 @@ pub mod campaigns;
 pub mod customers;
 pub mod feed;
 pub mod idempotency;
+pub mod import;
 pub mod interactions;
 pub mod knowledge;
 pub mod operations;

@@ -57,6 +57,7 @@ pub mod convert;
 mod corrections;
 mod follow_ups;
 mod group_commit;
+mod import;
 mod lifecycle;
 mod query;
 mod service_metrics;
@@ -171,7 +172,7 @@ impl InteractionService for InteractionApi {
         &self,
         request: Request<Streaming<pb::ImportInteractionsRequest>>,
     ) -> Result<Response<pb::ImportInteractionsResponse>, Status> {
-        append::import_interactions(self, request).await
+        import::import_interactions(self, request).await
     }
 
     #[tracing::instrument(skip_all, name = "GetInteraction")]
