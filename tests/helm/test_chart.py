@@ -414,6 +414,7 @@ def container_env(docs: list[dict], container: dict) -> dict[str, str]:
     folder. The database is unreachable on purpose."""
     stand_ins = {
         "DATABASE_URL": "postgres://ck@127.0.0.1:1/ck",
+        "CK__DATABASE__READ_URL": "postgres://ck@127.0.0.1:2/ck",
         "CK__AUTH__JWT__HS256_SECRET": "h" * 40,
         "CK__API__PAGE_TOKEN_SECRET": "p" * 40,
         "OTEL_EXPORTER_OTLP_HEADERS": "x-test=1",
@@ -488,6 +489,9 @@ def main() -> int:
         check("[default] auth mode jwt with issuer and audience",
               cfg.get("CK__AUTH__MODE") == "jwt" and cfg.get("CK__AUTH__JWT__ISSUER") and cfg.get("CK__AUTH__JWT__AUDIENCE"))
         check("[default] no OTLP endpoint (export off)", "OTEL_EXPORTER_OTLP_ENDPOINT" not in cfg)
+        default_env = {e["name"] for e in one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        check("[default] no read replica: every read on the primary", "CK__DATABASE__READ_URL" not in default_env,
+              str(default_env))
 
     # Production-like values
     docs = check_release("production", production)
@@ -550,6 +554,7 @@ def main() -> int:
                                           "clientCa": {"existingSecret": "ck-client-ca", "key": "ca.pem"}}}},
         "mutual-tls-optional": {"server": {"tls": {"enabled": True, "existingSecret": "ck-grpc-tls",
                                                    "clientCa": {"existingSecret": "ck-grpc-tls", "optional": True}}}},
+        "read-replica": {"database": {"readUrlKey": "read-url", "readYourWritesWaitMs": 250}},
         "calling-systems": {"auth": {"systems": {
             "core-banking": {"methods": ["CustomerService/LookupCustomer", "InteractionService/*"]},
             "mobile-backend": {"methods": ["CustomerService/GetCustomer"], "actsForCustomers": True}}}},
@@ -586,6 +591,12 @@ def main() -> int:
                   and any(m["name"] == "systems-config" and m["mountPath"] == SYSTEMS_DIR and m.get("readOnly")
                           for m in c["volumeMounts"])
                   and any(v["name"] == "systems-config" for v in spec["volumes"]))
+        if name == "read-replica":
+            env = {e["name"]: e for e in c["env"]}
+            check("[read-replica] CK__DATABASE__READ_URL from the database Secret's read-url key, wait in the ConfigMap",
+                  env.get("CK__DATABASE__READ_URL", {}).get("valueFrom", {}).get("secretKeyRef")
+                  == {"name": "customer-knowledge", "key": "read-url"}
+                  and cfg.get("CK__DATABASE__READ_YOUR_WRITES_WAIT_MS") == "250", f"{env} {cfg}")
         if name == "single-replica-random-page-key":
             check("[single-replica-random-page-key] no PDB for a single replica", not by_kind(docs, "PodDisruptionBudget"))
         if name == "no-migration-job":
@@ -626,6 +637,7 @@ def main() -> int:
         ("malformed image digest", {"image": {"digest": "md5:abc"}}, True, "/image/digest"),
         ("service.grpcPort out of range", {"service": {"grpcPort": 70000}}, True, "/service/grpcPort"),
         ("database.existingSecret empty", {"database": {"existingSecret": ""}}, True, "/database/existingSecret"),
+        ("database.readUrlKey with a slash", {"database": {"readUrlKey": "a/b"}}, True, "/database/readUrlKey"),
         ("resources with a bad quantity", {"resources": {"limits": {"memory": "lots"}}}, True, "/resources/limits/memory"),
         ("networkPolicy peer with an unknown field", {"networkPolicy": {"grpcFrom": [{"podSelectr": {}}]}}, True, "podSelectr"),
         ("trusted_headers without trustedHeadersAllowNonLoopback",

@@ -115,6 +115,7 @@ CK__DATABASE__MAX_CONNECTIONS: {{ .Values.database.maxConnections | int64 | quot
 CK__DATABASE__ACQUIRE_TIMEOUT_MS: {{ .Values.database.acquireTimeoutMs | int64 | quote }}
 CK__DATABASE__STATEMENT_TIMEOUT_MS: {{ .Values.database.statementTimeoutMs | int64 | quote }}
 CK__DATABASE__HEALTH_CHECK_INTERVAL_MS: {{ .Values.database.healthCheckIntervalMs | int64 | quote }}
+CK__DATABASE__READ_YOUR_WRITES_WAIT_MS: {{ .Values.database.readYourWritesWaitMs | int64 | quote }}
 CK__AUTH__MODE: {{ .Values.auth.mode | quote }}
 CK__AUTH__TRUSTED_HEADERS_ALLOW_NON_LOOPBACK: {{ .Values.auth.trustedHeadersAllowNonLoopback | quote }}
 {{- if eq .Values.auth.mode "jwt" }}
@@ -160,6 +161,9 @@ Shared by the server container and the migration Job.
 */}}
 {{- define "ck.extraEnv" -}}
 {{ include "ck.secretEnv" (list "DATABASE_URL" .Values.database.existingSecret .Values.database.urlKey) }}
+{{- if .Values.database.readUrlKey }}
+{{ include "ck.secretEnv" (list "CK__DATABASE__READ_URL" .Values.database.existingSecret .Values.database.readUrlKey) }}
+{{- end }}
 {{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwt.hs256Secret.existingSecret }}
 {{ include "ck.secretEnv" (list "CK__AUTH__JWT__HS256_SECRET" .Values.auth.jwt.hs256Secret.existingSecret .Values.auth.jwt.hs256Secret.key) }}
 {{- end }}
