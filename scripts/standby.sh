@@ -23,8 +23,10 @@ pg_bin() {
   [ -n "$dir" ] && [ -x "$dir/pg_basebackup" ] && echo "$dir"
 }
 
+# From / : the caller's folder may be private (a 0700 temp clone) and the
+# postgres user could not enter it.
 run_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 base_dir() {
@@ -36,24 +38,39 @@ base_dir() {
   fi
 }
 
-# A free port, starting at a random point of 56000-56999 so that two runs at
-# once rarely try the same one.
+# A free port, starting at a random point of 24000-24999 so that two runs at
+# once rarely try the same one. The range lies below the kernel's ephemeral
+# ports (32768 and up): on a busy test machine an outgoing connection can hold
+# any ephemeral port, which a probe for a listener does not see and which then
+# makes the server's bind fail.
 free_port() {
-  local start=$((56000 + RANDOM % 1000)) i port
+  local start=$((24000 + RANDOM % 1000)) i port
   for i in $(seq 0 999); do
-    port=$((56000 + (start - 56000 + i) % 1000))
+    port=$((24000 + (start - 24000 + i) % 1000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"; return 0
     fi
   done
-  log "no free port in 56000-56999"; exit 1
+  log "no free port in 24000-24999"; exit 1
 }
 
+# Starts the server in $data on a free port and prints the port. A port taken
+# between the probe and the bind costs a retry on another port; after three
+# failures the server's log goes to stderr.
 start() {
-  local bin=$1 data=$2 port=$3
-  run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 120 \
-    -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$(dirname "$data")" \
-    start >/dev/null
+  local bin=$1 data=$2 attempt port
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    if run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 120 \
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$(dirname "$data")" \
+      start >/dev/null; then
+      echo "$port"; return 0
+    fi
+    log "start of $data on port $port failed (attempt $attempt)"
+  done
+  log "server log of $data:"
+  tail -n 40 "$data/server.log" >&2 || true
+  exit 1
 }
 
 up() {
@@ -78,14 +95,12 @@ fsync = off
 full_page_writes = off
 max_connections = 100
 EOF
-  primary_port=$(free_port)
-  start "$bin" "$base/primary" "$primary_port"
+  primary_port=$(start "$bin" "$base/primary")
   # -R writes primary_conninfo and standby.signal: the copy starts as a
   # streaming replica of the primary.
   run_pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres \
     -D "$base/standby" -R -X stream -c fast >/dev/null
-  standby_port=$(free_port)
-  start "$bin" "$base/standby" "$standby_port"
+  standby_port=$(start "$bin" "$base/standby")
   log "primary on 127.0.0.1:$primary_port, standby on 127.0.0.1:$standby_port ($base)"
   echo "postgres://postgres@127.0.0.1:$primary_port/"
   echo "postgres://postgres@127.0.0.1:$standby_port/"
