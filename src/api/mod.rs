@@ -41,17 +41,12 @@ fn idempotency_key(
     request_id: &str,
     without_request_id: &impl Message,
 ) -> Result<Option<IdempotencyKey>, Error> {
-    if request_id.is_empty() {
-        return Ok(None);
-    }
-    let request_id =
-        Uuid::parse_str(request_id).map_err(|_| Error::invalid("request_id", "must be a UUID"))?;
-    Ok(Some(IdempotencyKey {
-        principal: principal.subject.clone(),
-        method,
-        request_id,
-        fingerprint: Sha256::digest(without_request_id.encode_to_vec()).to_vec(),
-    }))
+    Ok(
+        stream_key(principal, method, request_id)?.map(|key| IdempotencyKey {
+            fingerprint: Sha256::digest(without_request_id.encode_to_vec()).to_vec(),
+            ..key
+        }),
+    )
 }
 
 /// A mutating request that may carry a `request_id` (AIP-155), under the

@@ -13,13 +13,16 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use tracing::Instrument;
 
-use super::{interactions::FEED_CHANNEL, statement};
+use super::{
+    interactions::{insert_error, notify_feed},
+    statement,
+};
 use crate::{
     domain::{
         customer::CustomerId,
         interaction::{ComplaintCategory, NewInteraction, Sentiment, interaction_name},
     },
-    error::{Error, ErrorReason},
+    error::Error,
 };
 
 /// The staging table: one per session, emptied at every commit. Creating it
@@ -141,22 +144,9 @@ pub async fn import(
     .fetch_all(&mut *conn)
     .instrument(statement("INSERT", "interactions"))
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
-            Error::AlreadyExists {
-                resource: "an interaction with this interaction_id".into(),
-                reason: ErrorReason::InteractionAlreadyExists,
-                existing: None,
-            }
-        }
-        _ => e.into(),
-    })?;
+    .map_err(insert_error)?;
     if !inserted.is_empty() {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(FEED_CHANNEL)
-            .execute(&mut *conn)
-            .instrument(statement("NOTIFY", "interactions"))
-            .await?;
+        notify_feed(conn).await?;
     }
     // Ids are drawn by the service for every imported row, so a row whose
     // id was not inserted collided with a stored external ref.

@@ -375,22 +375,9 @@ pub async fn append(
     .fetch_all(&mut *conn)
     .instrument(statement("INSERT", "interactions"))
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
-            Error::AlreadyExists {
-                resource: "an interaction with this interaction_id".into(),
-                reason: ErrorReason::InteractionAlreadyExists,
-                existing: None,
-            }
-        }
-        _ => e.into(),
-    })?;
+    .map_err(insert_error)?;
     if !inserted.is_empty() {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(FEED_CHANNEL)
-            .execute(&mut *conn)
-            .instrument(statement("NOTIFY", "interactions"))
-            .await?;
+        notify_feed(conn).await?;
     }
 
     let mut fresh: HashMap<(String, String), Interaction> = HashMap::new();
@@ -1481,4 +1468,19 @@ pub async fn scheduled_follow_ups(
     .into_iter()
     .map(FollowUp::try_from)
     .collect()
+}
+
+/// An interaction INSERT's error: a taken `interaction_id` is the caller's
+/// ALREADY_EXISTS, anything else the database's.
+pub(super) fn insert_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
+            Error::AlreadyExists {
+                resource: "an interaction with this interaction_id".into(),
+                reason: ErrorReason::InteractionAlreadyExists,
+                existing: None,
+            }
+        }
+        _ => e.into(),
+    }
 }
