@@ -415,6 +415,7 @@ pub async fn revoke_grant(
     .execute(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_items"))
     .await?;
+    record_revocation(conn, id, grantee).await?;
     append_outbox(
         conn,
         "knowledge_item",
@@ -574,11 +575,7 @@ async fn record_events_where(
         .await?
         .rows_affected();
     if recorded > 0 {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(KNOWLEDGE_CHANNEL)
-            .execute(conn)
-            .instrument(statement("NOTIFY", "knowledge_events"))
-            .await?;
+        notify_watchers(conn).await?;
     }
     Ok(())
 }
@@ -590,6 +587,32 @@ pub async fn record_event(conn: &mut PgConnection, id: &str, change: Change) -> 
         .execute(&mut *conn)
         .instrument(statement("INSERT", "knowledge_events"))
         .await?;
+    notify_watchers(conn).await
+}
+
+/// Records that `grantee` lost its grant on the item: an UPDATED event that
+/// also reaches the watchers who could see the item only through that grant.
+async fn record_revocation(
+    conn: &mut PgConnection,
+    id: &str,
+    grantee: &Carrier,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO knowledge_events (item_id, change, revoked_grantee_type, revoked_grantee_id)
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(Change::Updated.as_str())
+    .bind(grantee.kind.as_str())
+    .bind(&grantee.id)
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_events"))
+    .await?;
+    notify_watchers(conn).await
+}
+
+/// Wakes the knowledge watch streams (delivered at commit).
+async fn notify_watchers(conn: &mut PgConnection) -> Result<(), Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(KNOWLEDGE_CHANNEL)
         .execute(conn)
@@ -1424,17 +1447,19 @@ impl Db {
                         k.update_time, k.retract_time, k.retract_reason, k.retracted_by,
                         '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
                         ev.change, ev.create_time AS change_time, ev.txid, ev.seq,
-                        ",
-                admitted!(),
-                " AS visible_now
+                        v.visible_now
                  FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
+                 -- The access predicate once per event (OFFSET 0 keeps the
+                 -- planner from copying it into the SELECT list and WHERE).
+                 CROSS JOIN LATERAL (SELECT ",
+                admitted!(),
+                " AS visible_now OFFSET 0) v
                  WHERE (ev.txid, ev.seq) > ($7, $8)
                    AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                    AND (cardinality($9::text[]) = 0 OR k.subjects && $9
                         OR ev.prior_subjects && $9)
                    AND (k.retract_time IS NULL OR ev.change = 'RETRACTED')
-                   AND (",
-                admitted!(),
+                   AND (v.visible_now",
                 // Or the caller could see it just before the change: the
                 // item with its subjects and visibility then (the inner `k`
                 // hides the outer one).
@@ -1446,7 +1471,17 @@ impl Db {
                              FROM knowledge_items p WHERE p.id = ev.item_id) k
                         WHERE ",
                 admitted!(),
-                ")) ORDER BY ev.txid, ev.seq LIMIT $10"
+                // Or the change revoked the grant through which the caller
+                // saw it (the other conditions of a grant as in admitted!()).
+                ") OR (ev.revoked_grantee_type IS NOT NULL AND NOT $2::bool
+                       AND ($3::text IS NULL OR NOT EXISTS (
+                           SELECT 1 FROM customers sc
+                            WHERE sc.id = ANY (k.subjects) AND sc.home_branch <> $3))
+                       AND ((ev.revoked_grantee_type = 'TEAM' AND $5 <> ''
+                             AND ev.revoked_grantee_id = $5)
+                         OR (ev.revoked_grantee_type = 'BRANCH' AND $6 <> ''
+                             AND ev.revoked_grantee_id = $6))))
+                 ORDER BY ev.txid, ev.seq LIMIT $10"
             )),
             access
         )

@@ -412,6 +412,15 @@ mod knowledge_ends {
         };
         let mut g = app.knowledge(&grantee).await;
         g.get_knowledge_item(get.clone()).await.unwrap();
+        // The grantee watches the customer: the revocation is news to it.
+        let mut stream = g
+            .watch_knowledge(pb::WatchKnowledgeRequest {
+                subjects: vec![customer.clone()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
 
         let revoke = |grantee| pb::RevokeKnowledgeGrantRequest {
             name: about.name.clone(),
@@ -444,6 +453,20 @@ mod knowledge_ends {
         );
         let status = g.get_knowledge_item(get.clone()).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        // Its watch says to drop the item, and nothing of what it says.
+        // (Under load the stream may first replay what was committed just
+        // before it started: delivery is at least once.)
+        let mut event = next(&mut stream).await;
+        while event.change != Change::Updated as i32 {
+            event = next(&mut stream).await;
+        }
+        assert_eq!(
+            event.knowledge_item,
+            Some(pb::KnowledgeItem {
+                name: about.name.clone(),
+                ..Default::default()
+            })
+        );
         let listed = g
             .list_knowledge_items(pb::ListKnowledgeItemsRequest::default())
             .await
