@@ -1116,3 +1116,51 @@ async fn watchers_see_what_becomes_visible_to_them() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn a_watch_follows_every_one_of_its_hundred_subjects() {
+    let app = TestApp::spawn().await;
+    let mut customers = Vec::new();
+    for i in 0..100 {
+        customers.push(new_customer(&app, &format!("客户{i}"), "B01").await);
+    }
+    let mut author = app.knowledge(&employee("E1", "B01", "T1")).await;
+    let mut stream = app
+        .knowledge(&employee("E3", "B01", "T2"))
+        .await
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects: customers.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // About the last subject named, then the first: both are news.
+    for (title, subject) in [("the last", &customers[99]), ("the first", &customers[0])] {
+        create(
+            &mut author,
+            item(title, Nature::Explicit, Visibility::Branch, &[subject]),
+        )
+        .await;
+    }
+    let mut titles = Vec::new();
+    while titles.len() < 2 {
+        let event = next(&mut stream).await;
+        if let Some(item) = event.knowledge_item {
+            titles.push(item.title);
+        }
+    }
+    assert_eq!(titles, ["the last", "the first"]);
+    // A hundred and one is refused, not cut short.
+    customers.push(new_customer(&app, "客户100", "B01").await);
+    let status = app
+        .knowledge(&employee("E3", "B01", "T2"))
+        .await
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects: customers,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["subjects"]);
+}
