@@ -88,47 +88,95 @@ pub(super) async fn get_knowledge_lineage(
     .inspect(|response| crate::audit::note_customers_in(&request, response.get_ref()))
 }
 
-/// The scope and period of a knowledge report: branch staff report on their
-/// own branch or team only; the period defaults to `default_days` before
-/// `end_time` (default now).
-#[allow(clippy::type_complexity)]
-fn report_scope(
-    access: &KnowledgeAccess,
-    branch: &str,
-    team: &str,
-    start_time: Option<&prost_types::Timestamp>,
-    end_time: Option<&prost_types::Timestamp>,
-    default_days: i64,
-) -> Result<(Option<String>, Option<String>, DateTime<Utc>, DateTime<Utc>), Error> {
-    let branch = (!branch.is_empty())
-        .then(|| org_code(branch, true).map_err(|e| Error::invalid("branch", e)))
-        .transpose()?;
-    let team = (!team.is_empty())
-        .then(|| org_code(team, true).map_err(|e| Error::invalid("team", e)))
-        .transpose()?;
-    if access.subject_branch.is_some() {
-        let own_branch = branch.as_deref().is_none_or(|b| b == access.branch);
-        let own_team = team.as_deref().is_none_or(|t| t == access.team);
-        if branch.is_none() && team.is_none() || !own_branch || !own_team {
-            return Err(Error::denied(
-                "report on knowledge beyond its own branch or team",
-            ));
+/// What a period report is about, as its answer echoes it.
+struct Period {
+    /// The report's singleton name for this scope.
+    name: String,
+    /// The branch and team reported on ('' for all).
+    branch: String,
+    team: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Period {
+    /// The scope of `report` from its `name` and/or its scope fields (which
+    /// must agree) and its period. Branch staff report on their own branch
+    /// or team only; the period defaults to `default_days` before `end_time`
+    /// (default now).
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        report: Report,
+        access: &KnowledgeAccess,
+        name: &str,
+        branch: &str,
+        team: &str,
+        start_time: Option<&prost_types::Timestamp>,
+        end_time: Option<&prost_types::Timestamp>,
+        default_days: i64,
+    ) -> Result<Self, Error> {
+        let scope = crate::api::report_scope(
+            report,
+            name,
+            ReportScope {
+                branch: branch.to_string(),
+                team: team.to_string(),
+                ..ReportScope::default()
+            },
+        )?;
+        if !scope.branch.is_empty() {
+            org_code(&scope.branch, true).map_err(|e| Error::invalid("branch", e))?;
         }
+        if !scope.team.is_empty() {
+            org_code(&scope.team, true).map_err(|e| Error::invalid("team", e))?;
+        }
+        if access.subject_branch.is_some() {
+            let own_branch = scope.branch.is_empty() || scope.branch == access.branch;
+            let own_team = scope.team.is_empty() || scope.team == access.team;
+            if scope.branch.is_empty() && scope.team.is_empty() || !own_branch || !own_team {
+                return Err(Error::denied(
+                    "report on knowledge beyond its own branch or team",
+                ));
+            }
+        }
+        let end = match end_time {
+            Some(ts) => from_timestamp(ts)
+                .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
+            None => Utc::now(),
+        };
+        let start = match start_time {
+            Some(ts) => from_timestamp(ts)
+                .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
+            None => end - Duration::days(default_days),
+        };
+        if start >= end {
+            return Err(Error::invalid("start_time", "must be before end_time"));
+        }
+        Ok(Period {
+            name: report_name(report, &scope),
+            branch: scope.branch,
+            team: scope.team,
+            start,
+            end,
+        })
     }
-    let end = match end_time {
-        Some(ts) => from_timestamp(ts)
-            .ok_or_else(|| Error::invalid("end_time", "is not a valid timestamp"))?,
-        None => Utc::now(),
-    };
-    let start = match start_time {
-        Some(ts) => from_timestamp(ts)
-            .ok_or_else(|| Error::invalid("start_time", "is not a valid timestamp"))?,
-        None => end - Duration::days(default_days),
-    };
-    if start >= end {
-        return Err(Error::invalid("start_time", "must be before end_time"));
+
+    fn branch(&self) -> Option<&str> {
+        (!self.branch.is_empty()).then_some(self.branch.as_str())
     }
-    Ok((branch, team, start, end))
+
+    fn team(&self) -> Option<&str> {
+        (!self.team.is_empty()).then_some(self.team.as_str())
+    }
+}
+
+/// `n` as a fraction of `total` (0 when there is nothing).
+fn fraction(n: i64, total: i64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        n as f64 / total as f64
+    }
 }
 
 pub(super) async fn get_knowledge_sharing_metrics(
@@ -141,34 +189,26 @@ pub(super) async fn get_knowledge_sharing_metrics(
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
-        let scope = crate::api::report_scope(
+        let period = Period::of(
             REPORT,
-            &req.name,
-            ReportScope {
-                branch: req.branch.clone(),
-                team: req.team.clone(),
-                ..ReportScope::default()
-            },
-        )?;
-        let (branch, team, start, end) = report_scope(
             &access,
-            &scope.branch,
-            &scope.team,
+            &req.name,
+            &req.branch,
+            &req.team,
             req.start_time.as_ref(),
             req.end_time.as_ref(),
             30,
         )?;
         let rows = api
             .db
-            .knowledge_sharing(&access, branch.as_deref(), team.as_deref(), start, end)
+            .knowledge_sharing(
+                &access,
+                period.branch(),
+                period.team(),
+                period.start,
+                period.end,
+            )
             .await?;
-        let share = |n: i64, total: i64| {
-            if total == 0 {
-                0.0
-            } else {
-                n as f64 / total as f64
-            }
-        };
         let (explicit, verified_now, stale_now) = rows.explicit;
         let mut items_by_nature = rows
             .natures
@@ -196,18 +236,13 @@ pub(super) async fn get_knowledge_sharing_metrics(
             })
             .collect::<Result<Vec<_>, Error>>()?;
         conversions.sort_by_key(|c| c.conversion);
-        let scope = ReportScope {
-            branch: branch.unwrap_or_default(),
-            team: team.unwrap_or_default(),
-            ..ReportScope::default()
-        };
         Ok(pb::KnowledgeSharingMetrics {
-            name: report_name(REPORT, &scope),
-            branch: scope.branch,
-            team: scope.team,
-            start_time: Some(timestamp(start)),
-            end_time: Some(timestamp(end)),
-            interval: Some(interval(start, end)),
+            start_time: Some(timestamp(period.start)),
+            end_time: Some(timestamp(period.end)),
+            interval: Some(interval(period.start, period.end)),
+            name: period.name,
+            branch: period.branch,
+            team: period.team,
             items_by_nature,
             conversions,
             playbooks: rows
@@ -222,8 +257,8 @@ pub(super) async fn get_knowledge_sharing_metrics(
             explicit_with_source_count: rows.to_explicit.1,
             median_seconds_to_verification: rows.to_verification.0.unwrap_or_default(),
             verified_count: rows.to_verification.1,
-            verified_share: share(verified_now, explicit),
-            stale_share: share(stale_now, explicit),
+            verified_share: fraction(verified_now, explicit),
+            stale_share: fraction(stale_now, explicit),
             explicit_count: explicit,
             contributions: rows
                 .contributions
@@ -259,52 +294,39 @@ pub(super) async fn get_knowledge_flow(
         let caller = principal(&request)?;
         let access = KnowledgeAccess::of(&caller)?;
         let req = request.get_ref();
-        let scope = crate::api::report_scope(
+        let period = Period::of(
             REPORT,
-            &req.name,
-            ReportScope {
-                branch: req.branch.clone(),
-                team: req.team.clone(),
-                ..ReportScope::default()
-            },
-        )?;
-        let (branch, team, start, end) = report_scope(
             &access,
-            &scope.branch,
-            &scope.team,
+            &req.name,
+            &req.branch,
+            &req.team,
             req.start_time.as_ref(),
             req.end_time.as_ref(),
             30,
         )?;
         let rows = api
             .db
-            .knowledge_flow(&access, branch.as_deref(), team.as_deref(), start, end)
+            .knowledge_flow(
+                &access,
+                period.branch(),
+                period.team(),
+                period.start,
+                period.end,
+            )
             .await?;
         let conversion_count: i64 = rows.conversions.iter().map(|r| r.3).sum();
         let share_count: i64 = rows.shares.iter().map(|r| r.2).sum();
-        let fraction = |n: i64, total: i64| {
-            if total == 0 {
-                0.0
-            } else {
-                n as f64 / total as f64
-            }
-        };
         let mut transitions: BTreeMap<(CarrierType, CarrierType), i64> = BTreeMap::new();
         for (_, from, to, n) in &rows.conversions {
             *transitions.entry((*from, *to)).or_default() += n;
         }
-        let scope = ReportScope {
-            branch: branch.unwrap_or_default(),
-            team: team.unwrap_or_default(),
-            ..ReportScope::default()
-        };
         Ok(pb::KnowledgeFlow {
-            name: report_name(REPORT, &scope),
-            branch: scope.branch,
-            team: scope.team,
-            start_time: Some(timestamp(start)),
-            end_time: Some(timestamp(end)),
-            interval: Some(interval(start, end)),
+            start_time: Some(timestamp(period.start)),
+            end_time: Some(timestamp(period.end)),
+            interval: Some(interval(period.start, period.end)),
+            name: period.name,
+            branch: period.branch,
+            team: period.team,
             cells: rows
                 .conversions
                 .iter()
