@@ -1022,6 +1022,24 @@ async fn verification_is_by_someone_else_and_goes_stale() {
     );
 }
 
+/// `caller`'s WatchKnowledge of the items about `subjects` (none: every
+/// item it may see).
+pub(crate) async fn watch(
+    app: &TestApp,
+    caller: &Caller,
+    subjects: &[String],
+) -> Streaming<pb::WatchKnowledgeResponse> {
+    app.knowledge(caller)
+        .await
+        .watch_knowledge(pb::WatchKnowledgeRequest {
+            subjects: subjects.to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 pub(crate) async fn next(
     stream: &mut Streaming<pb::WatchKnowledgeResponse>,
 ) -> pb::WatchKnowledgeResponse {
@@ -1038,16 +1056,12 @@ async fn watchers_see_what_becomes_visible_to_them() {
     let customer = new_customer(&app, "张伟", "B01").await;
     let other = new_customer(&app, "李娜", "B01").await;
     let mut author = app.knowledge(&employee("E1", "B01", "T1")).await;
-    let mut stream = app
-        .knowledge(&employee("E3", "B01", "T2"))
-        .await
-        .watch_knowledge(pb::WatchKnowledgeRequest {
-            subjects: vec![customer.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch(
+        &app,
+        &employee("E3", "B01", "T2"),
+        std::slice::from_ref(&customer),
+    )
+    .await;
 
     let private = create(
         &mut author,
@@ -1125,16 +1139,7 @@ async fn a_watch_follows_every_one_of_its_hundred_subjects() {
         customers.push(new_customer(&app, &format!("客户{i}"), "B01").await);
     }
     let mut author = app.knowledge(&employee("E1", "B01", "T1")).await;
-    let mut stream = app
-        .knowledge(&employee("E3", "B01", "T2"))
-        .await
-        .watch_knowledge(pb::WatchKnowledgeRequest {
-            subjects: customers.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = watch(&app, &employee("E3", "B01", "T2"), &customers).await;
     // About the last subject named, then the first: both are news.
     for (title, subject) in [("the last", &customers[99]), ("the first", &customers[0])] {
         create(

@@ -187,7 +187,7 @@ mod knowledge_ends {
     use tonic::Code;
 
     use crate::helpers::{Caller, TestApp, new_customer, reason, violated_fields};
-    use crate::knowledge::{create, employee, item, next};
+    use crate::knowledge::{create, employee, item, next, watch};
 
     fn in_a_week() -> Option<prost_types::Timestamp> {
         Some(prost_types::Timestamp {
@@ -227,16 +227,7 @@ mod knowledge_ends {
             .await
             .unwrap()
             .into_inner();
-        let mut stream = app
-            .knowledge(&colleague)
-            .await
-            .watch_knowledge(pb::WatchKnowledgeRequest {
-                subjects: vec![customer.clone()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = watch(&app, &colleague, std::slice::from_ref(&customer)).await;
 
         // Only the author, the carrier or an admin; a reason is required; a
         // stale etag is ABORTED.
@@ -413,14 +404,7 @@ mod knowledge_ends {
         let mut g = app.knowledge(&grantee).await;
         g.get_knowledge_item(get.clone()).await.unwrap();
         // The grantee watches the customer: the revocation is news to it.
-        let mut stream = g
-            .watch_knowledge(pb::WatchKnowledgeRequest {
-                subjects: vec![customer.clone()],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let mut stream = watch(&app, &grantee, std::slice::from_ref(&customer)).await;
 
         let revoke = |grantee| pb::RevokeKnowledgeGrantRequest {
             name: about.name.clone(),
