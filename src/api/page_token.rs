@@ -6,7 +6,10 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::error::Error;
+use crate::{
+    domain::filter::ListOrder,
+    error::{Error, Violations},
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -175,6 +178,151 @@ pub fn parse_time_cursor(cursor: &str) -> Result<(DateTime<Utc>, String), Error>
     Ok((time_from_micros(&micros)?, id))
 }
 
+/// The `order_by` of a list request (AIP-132); an unknown order is a
+/// violation of `order_by`, reported with the request's others.
+pub fn list_order(order_by: &str, violations: &mut Violations) -> ListOrder {
+    ListOrder::parse(order_by)
+        .inspect_err(|e| violations.add("order_by", e.clone()))
+        .unwrap_or_default()
+}
+
+/// How a list's page tokens are made, fixed per list.
+#[derive(Debug, Clone, Copy)]
+pub struct ListTokens {
+    /// The list's natural order leads with a time (a timeline, due or
+    /// creation times); false where it is by ids alone (its cursor is the
+    /// last id).
+    pub natural_timed: bool,
+    /// The context names the order even for the natural one, as
+    /// ListCustomers' tokens did from the start. Otherwise the natural order
+    /// keeps the context of the tokens issued before `order_by` existed.
+    pub order_always_named: bool,
+}
+
+/// Where a keyset page resumes: the sort time of the last row read (None
+/// for an order by ids alone) and the ids that break ties, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyset<const N: usize> {
+    pub time: Option<DateTime<Utc>>,
+    pub ids: [String; N],
+}
+
+impl<const N: usize> Keyset<N> {
+    /// "micros|id|…" (as `time_cursor` and `join_cursor` write it), or the
+    /// ids alone.
+    fn text(&self) -> String {
+        let micros = self.time.map(|t| t.timestamp_micros().to_string());
+        let parts: Vec<&str> = micros
+            .iter()
+            .chain(self.ids.iter())
+            .map(String::as_str)
+            .collect();
+        join_cursor(&parts)
+    }
+
+    fn parse(text: &str, timed: bool) -> Result<Self, Error> {
+        let mut parts = text.split('|');
+        let time = if timed {
+            Some(time_from_micros(parts.next().unwrap_or_default())?)
+        } else {
+            None
+        };
+        let ids: Vec<String> = parts.map(String::from).collect();
+        let ids = ids.try_into().map_err(|_| not_of_this_list())?;
+        Ok(Keyset { time, ids })
+    }
+
+    /// The time and ids of a cursor of a timed order.
+    pub fn timed(self) -> Result<(DateTime<Utc>, [String; N]), Error> {
+        Ok((self.time.ok_or_else(not_of_this_list)?, self.ids))
+    }
+}
+
+/// A row's place in either order of its list.
+#[derive(Debug, Clone)]
+pub struct RowKeys<const N: usize> {
+    /// Its sort time in the natural order; None where that is by ids alone.
+    pub natural_time: Option<DateTime<Utc>>,
+    /// When it last changed: its sort time in `update_time` order.
+    pub update_time: DateTime<Utc>,
+    /// The ids that break ties, in the order the list sorts by them.
+    pub ids: [String; N],
+}
+
+/// The page tokens of one list request under the order it asked for: the
+/// query a token is bound to (order included) and the keyset a page resumes
+/// after. One mechanism for every list that can follow changes, so a token
+/// issued for one order is refused for the other and the default order's
+/// tokens stay what they were.
+pub struct OrderedPages<'a> {
+    tokens: &'a PageTokens,
+    order: ListOrder,
+    natural_timed: bool,
+    context: String,
+}
+
+impl PageTokens {
+    /// Tokens of `list` in `order` for `query` (method, caller, parent,
+    /// filter: whatever tells one query of the list from another).
+    pub fn ordered(&self, list: ListTokens, order: ListOrder, query: String) -> OrderedPages<'_> {
+        let context = if order == ListOrder::Natural && !list.order_always_named {
+            query
+        } else {
+            format!("{query}|{order:?}")
+        };
+        OrderedPages {
+            tokens: self,
+            order,
+            natural_timed: list.natural_timed,
+            context,
+        }
+    }
+}
+
+impl OrderedPages<'_> {
+    pub fn order(&self) -> ListOrder {
+        self.order
+    }
+
+    fn timed(&self) -> bool {
+        self.order == ListOrder::UpdateTime || self.natural_timed
+    }
+
+    /// Where the page of `page_token` resumes in this order; None for the
+    /// first page.
+    pub fn resume<const N: usize>(&self, page_token: &str) -> Result<Option<Keyset<N>>, Error> {
+        self.tokens
+            .decode(page_token, &self.context)?
+            .map(|cursor| Keyset::parse(&cursor, self.timed()))
+            .transpose()
+    }
+
+    /// `PageTokens::next_sized_page` in this order: the token of the next
+    /// page holds the keyset of the last row kept, from its `keys`.
+    pub fn next_page<T, const N: usize>(
+        &self,
+        page: &mut Vec<T>,
+        limit: i64,
+        size: impl Fn(&T) -> usize,
+        keys: impl FnOnce(&T) -> RowKeys<N>,
+    ) -> String {
+        self.tokens
+            .next_sized_page(page, limit, &self.context, size, |last, _| {
+                let keys = keys(last);
+                debug_assert_eq!(keys.natural_time.is_some(), self.natural_timed);
+                let time = match self.order {
+                    ListOrder::Natural => keys.natural_time,
+                    ListOrder::UpdateTime => Some(keys.update_time),
+                };
+                Keyset {
+                    time,
+                    ids: keys.ids,
+                }
+                .text()
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +340,91 @@ mod tests {
         assert!(parse_time_cursor("soon|cust-42").is_err());
         assert!(parse_time_cursor("1|a|b").is_err());
         assert!(split_cursor::<3>("1|a|b").is_ok());
+    }
+
+    const BY_ID: ListTokens = ListTokens {
+        natural_timed: false,
+        order_always_named: false,
+    };
+
+    #[test]
+    fn ordered_tokens_keep_the_contexts_issued_before_order_by() {
+        let tokens = PageTokens::new(b"0123456789abcdef0123456789abcdef");
+        let query = || "ListKnowledgeItems|E1|".to_string();
+        // A token of the natural order from before: the bare query.
+        let before = tokens.encode("item-7", &query());
+        let pages = tokens.ordered(BY_ID, ListOrder::Natural, query());
+        let keyset = pages.resume::<1>(&before).unwrap().unwrap();
+        assert_eq!(keyset.time, None);
+        assert_eq!(keyset.ids, ["item-7".to_string()]);
+        // ListCustomers named its order from the start.
+        let named = ListTokens {
+            order_always_named: true,
+            ..BY_ID
+        };
+        let before = tokens.encode("cust-1", "ListCustomers|E1||Natural");
+        let pages = tokens.ordered(named, ListOrder::Natural, "ListCustomers|E1|".into());
+        assert!(pages.resume::<1>(&before).unwrap().is_some());
+        // update_time order: "|UpdateTime" appended, a time cursor.
+        let before = tokens.encode(
+            "1765000000123456|item-7",
+            "ListKnowledgeItems|E1||UpdateTime",
+        );
+        let pages = tokens.ordered(BY_ID, ListOrder::UpdateTime, query());
+        let (time, ids) = pages
+            .resume::<1>(&before)
+            .unwrap()
+            .unwrap()
+            .timed()
+            .unwrap();
+        assert_eq!(time.timestamp_micros(), 1_765_000_000_123_456);
+        assert_eq!(ids, ["item-7".to_string()]);
+    }
+
+    #[test]
+    fn a_token_of_one_order_is_refused_for_the_other() {
+        let tokens = PageTokens::new(b"0123456789abcdef0123456789abcdef");
+        let due = ListTokens {
+            natural_timed: true,
+            order_always_named: false,
+        };
+        let time = DateTime::from_timestamp_micros(1_765_000_000_000_001).unwrap();
+        let next = |order| {
+            let pages = tokens.ordered(due, order, "ListFollowUps|E1|customers/-|".into());
+            let mut page = vec![1, 2];
+            let token = pages.next_page(
+                &mut page,
+                1,
+                |_| 0,
+                |_| RowKeys {
+                    natural_time: Some(time),
+                    update_time: time + chrono::Duration::seconds(1),
+                    ids: ["c1".to_string(), "f1".to_string()],
+                },
+            );
+            (pages, token)
+        };
+        let (natural, natural_token) = next(ListOrder::Natural);
+        let (by_update, update_token) = next(ListOrder::UpdateTime);
+        let (at, ids) = natural
+            .resume::<2>(&natural_token)
+            .unwrap()
+            .unwrap()
+            .timed()
+            .unwrap();
+        assert_eq!((at, ids), (time, ["c1".to_string(), "f1".to_string()]));
+        let (at, _) = by_update
+            .resume::<2>(&update_token)
+            .unwrap()
+            .unwrap()
+            .timed()
+            .unwrap();
+        assert_eq!(at, time + chrono::Duration::seconds(1));
+        assert!(natural.resume::<2>(&update_token).is_err());
+        assert!(by_update.resume::<2>(&natural_token).is_err());
+        // A cursor of another shape (one id where two are kept) is refused.
+        let one_id = tokens.encode("1|f1", "ListFollowUps|E1|customers/-|");
+        assert!(natural.resume::<2>(&one_id).is_err());
     }
 
     #[test]

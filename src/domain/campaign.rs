@@ -73,6 +73,8 @@ pub struct Campaign {
     pub created_by: String,
     pub execute_time: Option<DateTime<Utc>>,
     pub create_time: DateTime<Utc>,
+    /// When it last changed: created, given an activity, executed.
+    pub update_time: DateTime<Utc>,
 }
 
 impl Campaign {

@@ -600,17 +600,13 @@ pub async fn timeline(
         .collect()
 }
 
-/// Complaints in the caller's `scope`, in due-time order.
-pub async fn list_complaints(
-    conn: &mut PgConnection,
-    scope: Option<&str>,
-    query: &ComplaintQuery,
-    limit: i64,
-) -> Result<Vec<Interaction>, Error> {
-    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
-    sqlx::query_as::<_, InteractionRow>(concat!(
-        select_interaction!(),
-        "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL AND i.void_time IS NULL
+/// The complaints SQL up to the order, shared with the EXPLAIN check in the
+/// tests: the caller's `scope` ($1) as the natural order has always had it.
+macro_rules! complaints_filtered {
+    () => {
+        concat!(
+            select_interaction!(),
+            "WHERE i.complaint_state IS NOT NULL AND c.delete_time IS NULL AND i.void_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR i.customer_id = $2)
                AND ($3::text IS NULL OR c.home_branch = $3)
@@ -618,27 +614,61 @@ pub async fn list_complaints(
                AND ($5::text IS NULL OR i.complaint_severity = $5)
                AND ($6::bool IS NULL OR (i.complaint_state IN ('OPEN', 'IN_PROGRESS')
                                          AND i.complaint_due_time < now()) = $6)
-               AND ($7::timestamptz IS NULL
-                    OR (i.complaint_due_time, i.customer_id, i.id) > ($7, $8, $9))
-             ORDER BY i.complaint_due_time, i.customer_id, i.id
-             LIMIT $10"
-    ))
-    .bind(scope)
-    .bind(query.customer.as_ref().map(CustomerId::as_str))
-    .bind(query.home_branch.as_deref())
-    .bind(query.state.map(ComplaintState::as_str))
-    .bind(query.severity.map(Severity::as_str))
-    .bind(query.overdue)
-    .bind(after_due)
-    .bind(after_customer)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .instrument(statement("SELECT", "interactions"))
-    .await?
-    .into_iter()
-    .map(Interaction::try_from)
-    .collect()
+               AND ($11::timestamptz IS NULL OR i.update_time >= $11)
+               AND ($12::timestamptz IS NULL OR i.update_time < $12) "
+        )
+    };
+}
+
+/// Complaints in due-time order.
+pub const COMPLAINTS_SQL: &str = concat!(
+    complaints_filtered!(),
+    "AND ($7::timestamptz IS NULL
+          OR (i.complaint_due_time, i.customer_id, i.id) > ($7, $8, $9))
+     ORDER BY i.complaint_due_time, i.customer_id, i.id
+     LIMIT $10"
+);
+
+/// Complaints least recently changed first (ListComplaints with order_by
+/// "update_time"), on the index `complaints_by_update_time`.
+pub const COMPLAINT_CHANGES_SQL: &str = concat!(
+    complaints_filtered!(),
+    "AND ($7::timestamptz IS NULL OR (i.update_time, i.customer_id, i.id) > ($7, $8, $9))
+     ORDER BY i.update_time, i.customer_id, i.id
+     LIMIT $10"
+);
+
+/// Complaints in the caller's `scope`, in the query's order.
+pub async fn list_complaints(
+    conn: &mut PgConnection,
+    scope: Option<&str>,
+    query: &ComplaintQuery,
+    limit: i64,
+) -> Result<Vec<Interaction>, Error> {
+    let (after_time, after_customer, after_id) = due_cursor_params(&query.after);
+    let sql = match query.order {
+        ListOrder::Natural => COMPLAINTS_SQL,
+        ListOrder::UpdateTime => COMPLAINT_CHANGES_SQL,
+    };
+    sqlx::query_as::<_, InteractionRow>(sql)
+        .bind(scope)
+        .bind(query.customer.as_ref().map(CustomerId::as_str))
+        .bind(query.home_branch.as_deref())
+        .bind(query.state.map(ComplaintState::as_str))
+        .bind(query.severity.map(Severity::as_str))
+        .bind(query.overdue)
+        .bind(after_time)
+        .bind(after_customer)
+        .bind(after_id)
+        .bind(limit)
+        .bind(query.updated_from)
+        .bind(query.updated_before)
+        .fetch_all(conn)
+        .instrument(statement("SELECT", "interactions"))
+        .await?
+        .into_iter()
+        .map(Interaction::try_from)
+        .collect()
 }
 
 #[derive(Debug, Default, Clone)]
@@ -648,15 +678,23 @@ pub struct ComplaintQuery {
     pub state: Option<ComplaintState>,
     pub severity: Option<Severity>,
     pub overdue: Option<bool>,
+    /// `update_time` from (inclusive) and before (exclusive).
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    /// Due-time order (the default) or by (update_time, customer, id).
+    pub order: ListOrder,
+    /// Resume strictly after this (time, customer, id), the time being the
+    /// one the order sorts by.
     pub after: Option<DueCursor>,
 }
 
-/// Where a due-time ordered list (complaints, follow-ups) resumes:
-/// strictly after this (due time, customer id, id).
+/// Where a list of rows of every customer (complaints, follow-ups, service
+/// requests) resumes: strictly after this (time, customer id, id), the time
+/// being the due time or, in update_time order, the update time.
 pub type DueCursor = (DateTime<Utc>, String, String);
 
 /// The cursor's parts as nullable SQL parameters.
-fn due_cursor_params(
+pub(super) fn due_cursor_params(
     after: &Option<DueCursor>,
 ) -> (Option<DateTime<Utc>>, Option<&str>, Option<&str>) {
     match after {
@@ -1242,20 +1280,22 @@ pub struct FollowUpQuery {
     pub overdue: Option<bool>,
     pub due_from: Option<DateTime<Utc>>,
     pub due_before: Option<DateTime<Utc>>,
+    /// `update_time` from (inclusive) and before (exclusive).
+    pub updated_from: Option<DateTime<Utc>>,
+    pub updated_before: Option<DateTime<Utc>>,
+    /// Due-time order (the default) or by (update_time, customer, id).
+    pub order: ListOrder,
+    /// Resume strictly after this (time, customer, id) in the order.
     pub after: Option<DueCursor>,
 }
 
-/// Follow-ups in the caller's `scope`, in due-time order.
-pub async fn list_follow_ups(
-    conn: &mut PgConnection,
-    scope: Option<&str>,
-    query: &FollowUpQuery,
-    limit: i64,
-) -> Result<Vec<FollowUp>, Error> {
-    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
-    sqlx::query_as::<_, FollowUpRow>(concat!(
-        select_follow_up!(),
-        "WHERE c.delete_time IS NULL
+/// The follow-ups SQL up to the order, shared with the EXPLAIN check in the
+/// tests: the caller's `scope` ($1) as the natural order has always had it.
+macro_rules! follow_ups_filtered {
+    () => {
+        concat!(
+            select_follow_up!(),
+            "WHERE c.delete_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR f.customer_id = $2)
                AND ($3::text IS NULL OR f.assignee = $3)
@@ -1264,29 +1304,63 @@ pub async fn list_follow_ups(
                AND ($6::bool IS NULL OR (f.state = 'SCHEDULED' AND f.due_time < now()) = $6)
                AND ($7::timestamptz IS NULL OR f.due_time >= $7)
                AND ($8::timestamptz IS NULL OR f.due_time < $8)
-               AND ($9::timestamptz IS NULL
-                    OR (f.due_time, f.customer_id, f.id) > ($9, $10, $11))
-             ORDER BY f.due_time, f.customer_id, f.id
-             LIMIT $12"
-    ))
-    .bind(scope)
-    .bind(query.customer.as_ref().map(CustomerId::as_str))
-    .bind(query.assignee.as_deref())
-    .bind(query.branch.as_deref())
-    .bind(query.state.map(FollowUpState::as_str))
-    .bind(query.overdue)
-    .bind(query.due_from)
-    .bind(query.due_before)
-    .bind(after_due)
-    .bind(after_customer)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(conn)
-    .instrument(statement("SELECT", "follow_ups"))
-    .await?
-    .into_iter()
-    .map(FollowUp::try_from)
-    .collect()
+               AND ($13::timestamptz IS NULL OR f.update_time >= $13)
+               AND ($14::timestamptz IS NULL OR f.update_time < $14) "
+        )
+    };
+}
+
+/// Follow-ups in due-time order.
+pub const FOLLOW_UPS_SQL: &str = concat!(
+    follow_ups_filtered!(),
+    "AND ($9::timestamptz IS NULL
+          OR (f.due_time, f.customer_id, f.id) > ($9, $10, $11))
+     ORDER BY f.due_time, f.customer_id, f.id
+     LIMIT $12"
+);
+
+/// Follow-ups least recently changed first (ListFollowUps with order_by
+/// "update_time"), on the index `follow_ups_by_update_time`.
+pub const FOLLOW_UP_CHANGES_SQL: &str = concat!(
+    follow_ups_filtered!(),
+    "AND ($9::timestamptz IS NULL OR (f.update_time, f.customer_id, f.id) > ($9, $10, $11))
+     ORDER BY f.update_time, f.customer_id, f.id
+     LIMIT $12"
+);
+
+/// Follow-ups in the caller's `scope`, in the query's order.
+pub async fn list_follow_ups(
+    conn: &mut PgConnection,
+    scope: Option<&str>,
+    query: &FollowUpQuery,
+    limit: i64,
+) -> Result<Vec<FollowUp>, Error> {
+    let (after_time, after_customer, after_id) = due_cursor_params(&query.after);
+    let sql = match query.order {
+        ListOrder::Natural => FOLLOW_UPS_SQL,
+        ListOrder::UpdateTime => FOLLOW_UP_CHANGES_SQL,
+    };
+    sqlx::query_as::<_, FollowUpRow>(sql)
+        .bind(scope)
+        .bind(query.customer.as_ref().map(CustomerId::as_str))
+        .bind(query.assignee.as_deref())
+        .bind(query.branch.as_deref())
+        .bind(query.state.map(FollowUpState::as_str))
+        .bind(query.overdue)
+        .bind(query.due_from)
+        .bind(query.due_before)
+        .bind(after_time)
+        .bind(after_customer)
+        .bind(after_id)
+        .bind(limit)
+        .bind(query.updated_from)
+        .bind(query.updated_before)
+        .fetch_all(conn)
+        .instrument(statement("SELECT", "follow_ups"))
+        .await?
+        .into_iter()
+        .map(FollowUp::try_from)
+        .collect()
 }
 
 // The feed.

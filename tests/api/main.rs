@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod campaigns;
 mod change_feed;
+mod change_feed_lists;
 mod complaints;
 mod customers;
 mod datagen;

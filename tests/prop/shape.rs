@@ -747,21 +747,32 @@ fn domain(request: &str, message: &str, field: &str, now: i64) -> Vec<String> {
                 format!(r#"update_time > "{}""#, day(-1)),
                 r#"update_time >= "9999-12-31T23:59:59.999999999-23:59""#.into(),
             ],
-            "ListComplaintsRequest" => owned(&[
-                "",
-                "state = OPEN AND severity = HIGH AND overdue = true",
-                r#"home_branch = "B01""#,
-            ]),
-            "ListServiceRequestsRequest" => owned(&[
-                "",
-                "state = RECEIVED AND priority = HIGH AND overdue = true",
-                r#"assignee = "E1002" AND home_branch = "B01""#,
-            ]),
+            "ListComplaintsRequest" => vec![
+                String::new(),
+                "state = OPEN AND severity = HIGH AND overdue = true".into(),
+                r#"home_branch = "B01""#.into(),
+                format!(r#"update_time > "{}" AND state = OPEN"#, day(-1)),
+                r#"update_time <= "0000-01-01T00:00:00+23:59""#.into(),
+            ],
+            "ListServiceRequestsRequest" => vec![
+                String::new(),
+                "state = RECEIVED AND priority = HIGH AND overdue = true".into(),
+                r#"assignee = "E1002" AND home_branch = "B01""#.into(),
+                format!(r#"update_time >= "{}""#, day(-1)),
+                r#"update_time > "9999-12-31T23:59:59.999999999-23:59""#.into(),
+            ],
             "ListFollowUpsRequest" => vec![
                 String::new(),
                 "state = SCHEDULED AND overdue = false".into(),
                 format!(r#"assignee = "E1002" AND due_time <= "{}""#, day(7)),
                 r#"due_time > "9999-12-31T23:59:59.999999999-23:59""#.into(),
+                format!(r#"update_time > "{}" AND state = SCHEDULED"#, day(-1)),
+                r#"update_time < "0000-01-01T00:00:00+23:59""#.into(),
+            ],
+            "ListCampaignsRequest" => vec![
+                String::new(),
+                format!(r#"update_time > "{}""#, day(-1)),
+                r#"update_time >= "9999-12-31T23:59:59.999999999-23:59""#.into(),
             ],
             "ListKnowledgeItemsRequest" => owned(&[
                 "",

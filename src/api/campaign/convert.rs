@@ -147,6 +147,7 @@ pub(super) fn read_campaign(
         created_by: _,
         execute_time: _,
         create_time: _,
+        update_time: _,
     } = c;
     let display_name = if display_name.trim().is_empty() {
         violations.add("campaign.display_name", "is required");
@@ -215,6 +216,7 @@ pub(super) fn read_campaign(
         created_by,
         execute_time: None,
         create_time: now,
+        update_time: now,
     })
 }
 
@@ -375,6 +377,7 @@ pub(super) fn campaign_to(c: &Campaign) -> pb::Campaign {
         created_by: c.created_by.clone(),
         execute_time: c.execute_time.map(timestamp),
         create_time: Some(timestamp(c.create_time)),
+        update_time: Some(timestamp(c.update_time)),
     }
 }
 

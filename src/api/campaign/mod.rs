@@ -9,20 +9,42 @@ mod execute;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 
-use super::{page_token::PageTokens, principal, request_key, respond};
+use super::{
+    page_token::{ListTokens, PageTokens, RowKeys, list_order},
+    principal, request_key, respond,
+};
 use crate::{
     domain::{
         campaign::{self as rules, CampaignState, parse_campaign_name},
         customer::{CustomerId, org_code},
+        filter::{parse_terms, time_range},
         principal::{BranchScope, Principal},
     },
     error::{Error, ErrorReason, Violations},
     pb::v1::{self as pb, campaign_service_server::CampaignService},
     store::{
         Db,
-        campaigns::{self, Reach},
+        campaigns::{self, CampaignQuery, Reach},
     },
 };
+
+/// ListCampaigns pages newest first by (create_time, id).
+const LIST_TOKENS: ListTokens = ListTokens {
+    natural_timed: true,
+    order_always_named: false,
+};
+
+/// The filter of ListCampaigns: `update_time` comparisons joined by AND.
+fn campaign_filter(filter: &str) -> Result<CampaignQuery, String> {
+    let mut query = CampaignQuery::default();
+    for term in parse_terms(filter)? {
+        match term.field.as_str() {
+            "update_time" => time_range(&term, &mut query.updated_from, &mut query.updated_before)?,
+            field => return Err(format!("unknown field {field}: filter on update_time")),
+        }
+    }
+    Ok(query)
+}
 
 use convert::{campaign_to, read_activity, read_campaign};
 
@@ -178,17 +200,27 @@ impl CampaignApi {
         let branch = org_code(&req.branch, false)
             .inspect_err(|why| violations.add("branch", why.clone()))
             .unwrap_or_default();
-        let context = format!("ListCampaigns|{}|{branch}", scope.branch().unwrap_or("*"));
-        let after = self
-            .page_tokens
-            .decode(&req.page_token, &context)
+        let mut query = campaign_filter(&req.filter)
+            .inspect_err(|why| violations.add("filter", why.clone()))
+            .unwrap_or_default();
+        query.order = list_order(&req.order_by, &mut violations);
+        // Tokens of the default order without a filter keep the context they
+        // had before filter and order_by existed.
+        let mut context = format!("ListCampaigns|{}|{branch}", scope.branch().unwrap_or("*"));
+        if !req.filter.is_empty() {
+            context = format!("{context}|{}", req.filter);
+        }
+        let pages = self.page_tokens.ordered(LIST_TOKENS, query.order, context);
+        let after = pages
+            .resume::<1>(&req.page_token)
             .inspect_err(|_| {
                 violations.add(
                     "page_token",
                     "is not a page token this service issued for this query",
                 )
             })
-            .unwrap_or_default();
+            .ok()
+            .flatten();
         violations.into_result(())?;
         if let BranchScope::Branch(own) = &scope
             && !branch.is_empty()
@@ -198,26 +230,23 @@ impl CampaignApi {
                 "list the campaigns of branch {branch}: it is outside your reach"
             )));
         }
-        let after = match after {
-            None => None,
-            Some(cursor) => {
-                let bad = || Error::invalid("page_token", "is not a page token of this query");
-                let (micros, id) = cursor.split_once('|').ok_or_else(bad)?;
-                Some((micros.parse::<i64>().map_err(|_| bad())?, id.to_string()))
-            }
-        };
+        if let Some(keyset) = after {
+            let (time, [id]) = keyset.timed()?;
+            query.after = Some((time, id));
+        }
+        query.branch = Some(branch).filter(|b| !b.is_empty());
         let mut conn = self.db.acquire_read().await?;
-        let mut page = campaigns::list(
-            &mut conn,
-            read_reach(&scope),
-            Some(branch.as_str()).filter(|b| !b.is_empty()),
-            after,
-            limit + 1,
-        )
-        .await?;
-        let next_page_token = self.page_tokens.next_page(&mut page, limit, &context, |c| {
-            format!("{}|{}", c.create_time.timestamp_micros(), c.id)
-        });
+        let mut page = campaigns::list(&mut conn, read_reach(&scope), &query, limit + 1).await?;
+        let next_page_token = pages.next_page(
+            &mut page,
+            limit,
+            |_| 0,
+            |c| RowKeys {
+                natural_time: Some(c.create_time),
+                update_time: c.update_time,
+                ids: [c.id.clone()],
+            },
+        );
         Ok(pb::ListCampaignsResponse {
             campaigns: page.iter().map(campaign_to).collect(),
             next_page_token,
@@ -303,9 +332,10 @@ impl CampaignApi {
                             ),
                         });
                     }
-                    campaigns::add_activity(tx, &campaign, &activity).await?;
+                    let update_time = campaigns::add_activity(tx, &campaign, &activity).await?;
                     let mut campaign = campaign;
                     campaign.activities.push(activity.clone());
+                    campaign.update_time = update_time;
                     Ok(campaign_to(&campaign))
                 },
             )

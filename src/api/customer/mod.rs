@@ -17,7 +17,7 @@ use crate::{
             self as rules, ConsentChange, ConsentPurpose, Customer, CustomerId, CustomerKind, Pii,
             Profile, ProfileField, ProfilePatch, Relationship, Tier,
         },
-        filter::{CustomerFilter, ListOrder},
+        filter::CustomerFilter,
         mask,
         principal::{BranchScope, Principal, Role},
         search,

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::{
-    page_token::{parse_time_cursor, time_cursor},
+    page_token::{ListTokens, RowKeys, list_order},
     read_mask::Shape,
 };
 
@@ -186,6 +186,13 @@ pub(super) async fn update_customer(
     .await
 }
 
+/// ListCustomers pages by id, and its tokens named their order from the
+/// start.
+const LIST_CUSTOMERS_TOKENS: ListTokens = ListTokens {
+    natural_timed: false,
+    order_always_named: true,
+};
+
 pub(super) async fn list_customers(
     api: &CustomerApi,
     request: Request<pb::ListCustomersRequest>,
@@ -200,41 +207,32 @@ pub(super) async fn list_customers(
         let filter = CustomerFilter::parse(&req.filter)
             .inspect_err(|e| violations.add("filter", e.clone()))
             .unwrap_or_default();
-        let order = ListOrder::parse(&req.order_by)
-            .inspect_err(|e| violations.add("order_by", e.clone()))
-            .unwrap_or_default();
+        let order = list_order(&req.order_by, &mut violations);
         violations.into_result(())?;
-        let context = format!(
-            "ListCustomers|{}|{}|{:?}",
-            caller.subject, req.filter, order
+        let pages = api.page_tokens.ordered(
+            LIST_CUSTOMERS_TOKENS,
+            order,
+            format!("ListCustomers|{}|{}", caller.subject, req.filter),
         );
-        let cursor = api.page_tokens.decode(&req.page_token, &context)?;
-        let after = match (cursor, order) {
-            (None, _) => None,
-            (Some(id), ListOrder::Natural) => Some((None, id)),
-            (Some(cursor), ListOrder::UpdateTime) => {
-                let (time, id) = parse_time_cursor(&cursor)?;
-                Some((Some(time), id))
-            }
-        };
+        let after = pages.resume::<1>(&req.page_token)?;
         let mut page = api
             .db
             .list_customers(
                 scope.branch(),
                 &filter,
                 order,
-                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                after.as_ref().map(|k| (k.time, k.ids[0].as_str())),
                 limit + 1,
             )
             .await?;
-        let next_page_token = api.page_tokens.next_sized_page(
+        let next_page_token = pages.next_page(
             &mut page,
             limit,
-            &context,
             |c| shape.apply(customer_to_proto(c, &caller)).encoded_len(),
-            |last, _| match order {
-                ListOrder::Natural => last.id.as_str().to_string(),
-                ListOrder::UpdateTime => time_cursor(last.update_time, last.id.as_str()),
+            |last| RowKeys {
+                natural_time: None,
+                update_time: last.update_time,
+                ids: [last.id.as_str().to_string()],
             },
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.id.as_str()));

@@ -423,14 +423,21 @@ pub(super) async fn list_complaints(
         let req = request.get_ref();
         let customer = parse_parent(&req.parent)?;
         let limit = page_size(req.page_size)?;
-        let mut query = complaint_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!(
-            "ListComplaints|{}|{}|{}",
-            caller.subject, req.parent, req.filter
+        let mut violations = Violations::default();
+        let mut query = complaint_filter(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        query.order = list_order(&req.order_by, &mut violations);
+        violations.into_result(())?;
+        let pages = api.page_tokens.ordered(
+            DUE_LIST_TOKENS,
+            query.order,
+            format!(
+                "ListComplaints|{}|{}|{}",
+                caller.subject, req.parent, req.filter
+            ),
         );
-        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
-            query.after = Some(parse_due_cursor(&cursor)?);
-        }
+        query.after = due_cursor(pages.resume(&req.page_token)?)?;
         let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
@@ -438,19 +445,18 @@ pub(super) async fn list_complaints(
         query.customer = customer;
         let mut page = store::list_complaints(&mut conn, scope.branch(), &query, limit + 1).await?;
         drop(conn);
-        let next_page_token = api.page_tokens.next_sized_page(
+        let next_page_token = pages.next_page(
             &mut page,
             limit,
-            &context,
             |i| interaction_to(i, Utc::now()).encoded_len(),
-            |last, _| {
+            |last| {
                 let due = last
                     .fields
                     .complaint
                     .as_ref()
                     .map(|c| c.due_time)
                     .unwrap_or_default();
-                due_cursor_text(due, &last.customer, &last.fields.id)
+                due_keys(due, last.update_time, &last.customer, &last.fields.id)
             },
         );
         crate::audit::note_customers(&request, page.iter().map(|c| c.customer.as_str()));

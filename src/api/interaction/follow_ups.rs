@@ -376,14 +376,21 @@ pub(super) async fn list_follow_ups(
         let req = request.get_ref();
         let customer = parse_parent(&req.parent)?;
         let limit = page_size(req.page_size)?;
-        let mut query = follow_up_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!(
-            "ListFollowUps|{}|{}|{}",
-            caller.subject, req.parent, req.filter
+        let mut violations = Violations::default();
+        let mut query = follow_up_filter(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        query.order = list_order(&req.order_by, &mut violations);
+        violations.into_result(())?;
+        let pages = api.page_tokens.ordered(
+            DUE_LIST_TOKENS,
+            query.order,
+            format!(
+                "ListFollowUps|{}|{}|{}",
+                caller.subject, req.parent, req.filter
+            ),
         );
-        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
-            query.after = Some(parse_due_cursor(&cursor)?);
-        }
+        query.after = due_cursor(pages.resume(&req.page_token)?)?;
         let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
@@ -391,11 +398,12 @@ pub(super) async fn list_follow_ups(
         query.customer = customer;
         let mut page = store::list_follow_ups(&mut conn, scope.branch(), &query, limit + 1).await?;
         drop(conn);
-        let next_page_token = api
-            .page_tokens
-            .next_page(&mut page, limit, &context, |last| {
-                due_cursor_text(last.due_time, &last.customer, &last.id)
-            });
+        let next_page_token = pages.next_page(
+            &mut page,
+            limit,
+            |_| 0,
+            |last| due_keys(last.due_time, last.update_time, &last.customer, &last.id),
+        );
         crate::audit::note_customers(&request, page.iter().map(|f| f.customer.as_str()));
         Ok(pb::ListFollowUpsResponse {
             follow_ups: page.iter().map(|x| follow_up_to(x, Utc::now())).collect(),

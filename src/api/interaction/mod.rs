@@ -15,10 +15,7 @@ use super::{
     Mutation, Streams,
     customer::access::{lock_reachable_customer, parse_name, resolve},
     draining_status, from_timestamp, interval,
-    page_token::{
-        PageTokens, join_cursor, page_size, parse_time_cursor, split_cursor, time_cursor,
-        time_from_micros,
-    },
+    page_token::{Keyset, ListTokens, PageTokens, RowKeys, list_order, page_size},
     parse_resume_token, principal, request_key, respond, resume_token, timestamp,
 };
 

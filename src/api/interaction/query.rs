@@ -66,10 +66,13 @@ pub(super) fn complaint_filter(filter: &str) -> Result<ComplaintQuery, String> {
                 set_once(&mut query.severity, &term, severity)?
             }
             ("overdue", _) => set_once(&mut query.overdue, &term, parse_bool(&term)?)?,
+            ("update_time", _) => {
+                time_range(&term, &mut query.updated_from, &mut query.updated_before)?
+            }
             ("home_branch" | "state" | "severity", _) => return Err(unsupported(&term, "'='")),
             (field, _) => {
                 return Err(format!(
-                    "unknown field {field}: filter on home_branch, state, severity or overdue"
+                    "unknown field {field}: filter on home_branch, state, severity, overdue or update_time"
                 ));
             }
         }
@@ -90,10 +93,13 @@ pub(super) fn follow_up_filter(filter: &str) -> Result<FollowUpQuery, String> {
             }
             ("overdue", _) => set_once(&mut query.overdue, &term, parse_bool(&term)?)?,
             ("due_time", _) => time_range(&term, &mut query.due_from, &mut query.due_before)?,
+            ("update_time", _) => {
+                time_range(&term, &mut query.updated_from, &mut query.updated_before)?
+            }
             ("assignee" | "branch" | "state", _) => return Err(unsupported(&term, "'='")),
             (field, _) => {
                 return Err(format!(
-                    "unknown field {field}: filter on assignee, branch, state, overdue or due_time"
+                    "unknown field {field}: filter on assignee, branch, state, overdue, due_time or update_time"
                 ));
             }
         }
@@ -101,12 +107,34 @@ pub(super) fn follow_up_filter(filter: &str) -> Result<FollowUpQuery, String> {
     Ok(query)
 }
 
-/// The page-token text of a due-time cursor, and back.
-pub(super) fn due_cursor_text(due: DateTime<Utc>, customer: &CustomerId, id: &str) -> String {
-    join_cursor(&[&due.timestamp_micros().to_string(), customer.as_str(), id])
+/// The lists of rows of every customer (complaints, follow-ups, service
+/// requests) page by (due time, customer, id); tokens of that order keep the
+/// context they had before order_by existed.
+pub(super) const DUE_LIST_TOKENS: ListTokens = ListTokens {
+    natural_timed: true,
+    order_always_named: false,
+};
+
+/// The (time, customer, id) a page of such a list resumes after.
+pub(super) fn due_cursor(keyset: Option<Keyset<2>>) -> Result<Option<DueCursor>, Error> {
+    keyset
+        .map(|keyset| {
+            let (time, [customer, id]) = keyset.timed()?;
+            Ok((time, customer, id))
+        })
+        .transpose()
 }
 
-pub(super) fn parse_due_cursor(text: &str) -> Result<DueCursor, Error> {
-    let [micros, customer, id] = split_cursor::<3>(text)?;
-    Ok((time_from_micros(&micros)?, customer, id))
+/// A row's place in either order of such a list.
+pub(super) fn due_keys(
+    due: DateTime<Utc>,
+    update_time: DateTime<Utc>,
+    customer: &CustomerId,
+    id: &str,
+) -> RowKeys<2> {
+    RowKeys {
+        natural_time: Some(due),
+        update_time,
+        ids: [customer.as_str().to_string(), id.to_string()],
+    }
 }

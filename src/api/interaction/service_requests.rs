@@ -345,14 +345,21 @@ pub(super) async fn list(
             ));
         }
         let limit = page_size(req.page_size)?;
-        let mut query = request_filter(&req.filter).map_err(|e| Error::invalid("filter", e))?;
-        let context = format!(
-            "ListServiceRequests|{}|{}|{}",
-            caller.subject, req.parent, req.filter
+        let mut violations = Violations::default();
+        let mut query = request_filter(&req.filter)
+            .inspect_err(|e| violations.add("filter", e.clone()))
+            .unwrap_or_default();
+        query.order = list_order(&req.order_by, &mut violations);
+        violations.into_result(())?;
+        let pages = api.page_tokens.ordered(
+            DUE_LIST_TOKENS,
+            query.order,
+            format!(
+                "ListServiceRequests|{}|{}|{}",
+                caller.subject, req.parent, req.filter
+            ),
         );
-        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
-            query.after = Some(parse_due_cursor(&cursor)?);
-        }
+        query.after = due_cursor(pages.resume(&req.page_token)?)?;
         let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
@@ -361,12 +368,18 @@ pub(super) async fn list(
         let mut page = requests::list(&mut conn, scope.branch(), &query, limit + 1).await?;
         drop(conn);
         let now = Utc::now();
-        let next_page_token = api.page_tokens.next_sized_page(
+        let next_page_token = pages.next_page(
             &mut page,
             limit,
-            &context,
             |r| request_to(r, now).encoded_len(),
-            |last, _| due_cursor_text(last.resolution_due_time, &last.customer, &last.id),
+            |last| {
+                due_keys(
+                    last.resolution_due_time,
+                    last.update_time,
+                    &last.customer,
+                    &last.id,
+                )
+            },
         );
         crate::audit::note_customers(&request, page.iter().map(|r| r.customer.as_str()));
         Ok(pb::ListServiceRequestsResponse {
@@ -399,12 +412,15 @@ pub(super) fn request_filter(filter: &str) -> Result<ServiceRequestQuery, String
                 set_once(&mut query.priority, &term, priority)?
             }
             ("overdue", _) => set_once(&mut query.overdue, &term, parse_bool(&term)?)?,
+            ("update_time", _) => {
+                time_range(&term, &mut query.updated_from, &mut query.updated_before)?
+            }
             ("home_branch" | "assignee" | "state" | "priority", _) => {
                 return Err(unsupported(&term, "'='"));
             }
             (field, _) => {
                 return Err(format!(
-                    "unknown field {field}: filter on home_branch, assignee, state, priority or overdue"
+                    "unknown field {field}: filter on home_branch, assignee, state, priority, overdue or update_time"
                 ));
             }
         }

@@ -1,7 +1,17 @@
 //! Reading interactions: one by name, and a customer's timeline.
 
 use super::*;
-use crate::{api::read_mask::Shape, domain::filter::ListOrder};
+use crate::api::{
+    page_token::{ListTokens, RowKeys, list_order},
+    read_mask::Shape,
+};
+
+/// A timeline pages by (occur_time, id), newest first; tokens of that order
+/// keep the context they had before order_by existed.
+const TIMELINE_TOKENS: ListTokens = ListTokens {
+    natural_timed: true,
+    order_always_named: false,
+};
 
 pub(super) async fn get_interaction(
     api: &InteractionApi,
@@ -49,38 +59,33 @@ pub(super) async fn list_interactions(
         let mut query = timeline_filter(&req.filter)
             .inspect_err(|e| violations.add("filter", e.clone()))
             .unwrap_or_default();
-        query.order = ListOrder::parse(&req.order_by)
-            .inspect_err(|e| violations.add("order_by", e.clone()))
-            .unwrap_or_default();
+        query.order = list_order(&req.order_by, &mut violations);
         violations.into_result(())?;
-        // The order is part of the query a token is bound to; the default
-        // order keeps the context of tokens issued before order_by existed.
-        let context = match query.order {
-            ListOrder::Natural => format!(
+        let pages = api.page_tokens.ordered(
+            TIMELINE_TOKENS,
+            query.order,
+            format!(
                 "ListInteractions|{}|{}|{}",
                 caller.subject, req.parent, req.filter
             ),
-            ListOrder::UpdateTime => format!(
-                "ListInteractions|{}|{}|{}|{:?}",
-                caller.subject, req.parent, req.filter, query.order
-            ),
-        };
-        if let Some(cursor) = api.page_tokens.decode(&req.page_token, &context)? {
-            query.after = Some(parse_time_cursor(&cursor)?);
+        );
+        if let Some(keyset) = pages.resume::<1>(&req.page_token)? {
+            let (time, [id]) = keyset.timed()?;
+            query.after = Some((time, id));
         }
         check_acting_for(&caller, customer.as_str())?;
         let mut conn = api.db.acquire_read().await?;
         readable_customer(&mut conn, &customer, &scope).await?;
         let mut page = store::timeline(&mut conn, &customer, &query, limit + 1).await?;
         drop(conn);
-        let next_page_token = api.page_tokens.next_sized_page(
+        let next_page_token = pages.next_page(
             &mut page,
             limit,
-            &context,
             |i| shape.apply(interaction_to(i, Utc::now())).encoded_len(),
-            |last, _| match query.order {
-                ListOrder::Natural => time_cursor(last.fields.occur_time, &last.fields.id),
-                ListOrder::UpdateTime => time_cursor(last.update_time, &last.fields.id),
+            |last| RowKeys {
+                natural_time: Some(last.fields.occur_time),
+                update_time: last.update_time,
+                ids: [last.fields.id.clone()],
             },
         );
         Ok(pb::ListInteractionsResponse {

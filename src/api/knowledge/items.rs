@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::{
-    page_token::{parse_time_cursor, time_cursor},
+    page_token::{ListTokens, RowKeys, list_order},
     read_mask::Shape,
 };
 
@@ -177,6 +177,13 @@ pub(super) async fn update_knowledge_item(
     .inspect(|response| audit.customers_in(response.get_ref()))
 }
 
+/// ListKnowledgeItems pages by id; tokens of that order keep the context
+/// they had before order_by existed.
+const LIST_ITEMS_TOKENS: ListTokens = ListTokens {
+    natural_timed: false,
+    order_always_named: false,
+};
+
 pub(super) async fn list_knowledge_items(
     api: &KnowledgeApi,
     request: Request<pb::ListKnowledgeItemsRequest>,
@@ -191,45 +198,32 @@ pub(super) async fn list_knowledge_items(
         let query = item_filter(&req.filter)
             .inspect_err(|e| violations.add("filter", e.clone()))
             .unwrap_or_default();
-        let order = ListOrder::parse(&req.order_by)
-            .inspect_err(|e| violations.add("order_by", e.clone()))
-            .unwrap_or_default();
+        let order = list_order(&req.order_by, &mut violations);
         violations.into_result(())?;
-        // The order is part of the query a token is bound to; the default
-        // order keeps the context of tokens issued before order_by existed.
-        let context = match order {
-            ListOrder::Natural => format!("ListKnowledgeItems|{}|{}", caller.subject, req.filter),
-            ListOrder::UpdateTime => format!(
-                "ListKnowledgeItems|{}|{}|{order:?}",
-                caller.subject, req.filter
-            ),
-        };
-        let after = match (api.page_tokens.decode(&req.page_token, &context)?, order) {
-            (None, _) => None,
-            (Some(id), ListOrder::Natural) => Some((None, id)),
-            (Some(cursor), ListOrder::UpdateTime) => {
-                let (time, id) = parse_time_cursor(&cursor)?;
-                Some((Some(time), id))
-            }
-        };
+        let pages = api.page_tokens.ordered(
+            LIST_ITEMS_TOKENS,
+            order,
+            format!("ListKnowledgeItems|{}|{}", caller.subject, req.filter),
+        );
+        let after = pages.resume::<1>(&req.page_token)?;
         let mut page = api
             .db
             .list_knowledge_items(
                 &access,
                 &query,
                 order,
-                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                after.as_ref().map(|k| (k.time, k.ids[0].as_str())),
                 limit + 1,
             )
             .await?;
-        let next_page_token = api.page_tokens.next_sized_page(
+        let next_page_token = pages.next_page(
             &mut page,
             limit,
-            &context,
             |i| shape.apply(item_pb(i, Utc::now())).encoded_len(),
-            |last, _| match order {
-                ListOrder::Natural => last.item.id.clone(),
-                ListOrder::UpdateTime => time_cursor(last.update_time, &last.item.id),
+            |last| RowKeys {
+                natural_time: None,
+                update_time: last.update_time,
+                ids: [last.item.id.clone()],
             },
         );
         let mut page = pb::ListKnowledgeItemsResponse {

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     domain::{
         customer::{ConsentPurpose, CustomerId, bounded_text, org_code, tag},
-        filter::{ListOrder, Op, parse_terms, set_once, time_range, unsupported},
+        filter::{Op, parse_terms, set_once, time_range, unsupported},
         interaction::parse_child_name,
         knowledge::{
             self as rules, Carrier, CarrierType, Change, Conversion, ItemContent, KnowledgeAccess,
