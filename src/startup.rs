@@ -399,6 +399,7 @@ impl Application {
         );
         tracing::info!(port = admin_port, "serving admin HTTP");
         let purge = tokio::spawn(purge_expired_keys(db.clone(), stopping_rx.clone()));
+        let partitions = tokio::spawn(keep_partitions(db.clone(), stopping_rx.clone()));
         // The health check has a connection of its own, so that calls
         // holding every pooled one cannot take the replica out of rotation.
         let health_db = own_pool(&settings.database, 1)?;
@@ -456,6 +457,7 @@ impl Application {
         };
         monitor.abort();
         purge.abort();
+        partitions.abort();
         if let Some(writer) = audit {
             writer.flush(settings.audit_flush_budget()).await;
         }
@@ -570,6 +572,22 @@ async fn purge_expired_keys(db: Db, mut stopping: watch::Receiver<bool>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Creates the coming months' partitions now and every hour, so that a
+/// process that runs across the turn of a month (with `migrate` disabled or
+/// not) has them before the month begins. A failure only warns: the DEFAULT
+/// partitions take the rows meanwhile.
+async fn keep_partitions(db: Db, mut stopping: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = db.ensure_partitions().await {
+            tracing::warn!(error = %e, "creating the coming months' partitions failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stopping.wait_for(|s| *s) => return,
         }
     }

@@ -932,6 +932,12 @@ pub async fn merge(
     .instrument(statement("UPDATE", "interactions"))
     .await?
     .rows_affected();
+    sqlx::query("UPDATE interaction_keys SET customer_id = $1 WHERE customer_id = $2")
+        .bind(s)
+        .bind(d)
+        .execute(&mut *conn)
+        .instrument(statement("UPDATE", "interaction_keys"))
+        .await?;
     let follow_ups = sqlx::query(
         "UPDATE follow_ups
             SET customer_id = $1,

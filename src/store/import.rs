@@ -115,7 +115,15 @@ pub async fn import(
         .await?;
 
     let inserted: Vec<String> = sqlx::query_scalar(
-        "WITH i AS (
+        "WITH k AS (
+            -- The keys first, in file order (the first of two rows with one
+            -- external ref wins): a taken id fails, a taken ref skips.
+            INSERT INTO interaction_keys (customer_id, id, source_system, external_ref)
+            SELECT customer_id, id, source_system, external_ref FROM import_staging ORDER BY n
+            ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
+            DO NOTHING
+            RETURNING customer_id, id
+         ), i AS (
             INSERT INTO interactions (customer_id, id, channel, kind, occur_time,
                 recorded_by_employee, recorded_by_team, recorded_by_branch, summary, notes,
                 products, amount_currency, amount_units, amount_nanos, campaign, outcome,
@@ -127,9 +135,7 @@ pub async fn import(
                    satisfaction, nps, source_system, external_ref, complaint_state,
                    complaint_severity, complaint_due_time, fingerprint, complaint_category,
                    complaint_product, complaint_assignee
-            FROM import_staging ORDER BY n
-            ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
-            DO NOTHING
+            FROM import_staging JOIN k USING (customer_id, id) ORDER BY n
             RETURNING customer_id, id, channel, kind
          ), outboxed AS (
             INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload)

@@ -296,6 +296,15 @@ pub async fn append(
                      satisfaction, nps, source_system, external_ref, complaint_state,
                      complaint_severity, complaint_due_time, fingerprint, complaint_category,
                      complaint_product, complaint_assignee)
+         ), k AS (
+            -- The keys first (interactions is partitioned by occur_time, so
+            -- its own unique indexes cannot hold these): a taken id fails,
+            -- a taken external ref skips the row.
+            INSERT INTO interaction_keys (customer_id, id, source_system, external_ref)
+            SELECT customer_id, id, source_system, external_ref FROM input
+            ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
+            DO NOTHING
+            RETURNING customer_id, id
          ), i AS (
             INSERT INTO interactions AS i (customer_id, id, channel, kind, occur_time,
                 recorded_by_employee, recorded_by_team, recorded_by_branch, summary, notes,
@@ -308,9 +317,7 @@ pub async fn append(
                    nanos, campaign, outcome, sentiment, satisfaction, nps, source_system,
                    external_ref, complaint_state, complaint_severity, complaint_due_time,
                    fingerprint, complaint_category, complaint_product, complaint_assignee
-            FROM input
-            ON CONFLICT (customer_id, source_system, external_ref) WHERE external_ref <> ''
-            DO NOTHING
+            FROM input JOIN k USING (customer_id, id)
             RETURNING *
          ), outboxed AS (
             INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload)
@@ -1544,11 +1551,17 @@ pub async fn scheduled_follow_ups(
     .collect()
 }
 
-/// An interaction INSERT's error: a taken `interaction_id` is the caller's
-/// ALREADY_EXISTS, anything else the database's.
+/// An interaction INSERT's error: a taken `interaction_id` (held unique by
+/// `interaction_keys`) is the caller's ALREADY_EXISTS, anything else the
+/// database's.
 pub(super) fn insert_error(e: sqlx::Error) -> Error {
     match &e {
-        sqlx::Error::Database(db) if db.constraint() == Some("interactions_pkey") => {
+        sqlx::Error::Database(db)
+            if matches!(
+                db.constraint(),
+                Some("interaction_keys_pkey" | "interactions_pkey")
+            ) =>
+        {
             Error::AlreadyExists {
                 resource: "an interaction with this interaction_id".into(),
                 reason: ErrorReason::InteractionAlreadyExists,

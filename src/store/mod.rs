@@ -240,6 +240,19 @@ impl Db {
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        self.ensure_partitions().await?;
+        Ok(())
+    }
+
+    /// Creates the current and next months' partitions of every
+    /// time-partitioned table (migration 20261207030000) that do not exist
+    /// yet. Appends never depend on it (a DEFAULT partition takes any row no
+    /// monthly one does); it keeps them out of the DEFAULT partition. Not
+    /// traced: it runs at startup and in the background.
+    pub async fn ensure_partitions(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT ck_ensure_partitions(now())")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

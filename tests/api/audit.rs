@@ -477,6 +477,96 @@ async fn access_events_refuse_update_delete_and_truncate() {
     assert!(verify(&mut compliance, 0, 0).await.ok);
 }
 
+/// The audit is partitioned by month of event_time: every event sits in its
+/// own month's partition, the current and next months exist, a row no
+/// monthly partition takes lands in the DEFAULT one (and keeps its month
+/// from being created over it), and every partition, new ones included,
+/// refuses UPDATE, DELETE and TRUNCATE as the parent does.
+#[tokio::test]
+async fn access_events_are_partitioned_by_month_and_every_partition_is_append_only() {
+    let app = spawn().await;
+    some_events(&app).await;
+    let misplaced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM access_events
+          WHERE tableoid::regclass::text
+                <> 'access_events_' || to_char(event_time AT TIME ZONE 'UTC', 'YYYYMM')",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(misplaced, 0, "every event is in its month's partition");
+    let coming: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_inherits
+          WHERE inhparent = 'access_events'::regclass
+            AND inhrelid::regclass::text IN (
+                'access_events_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'),
+                'access_events_' || to_char((now() AT TIME ZONE 'UTC') + interval '1 month',
+                                            'YYYYMM'))",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(coming, 2, "this month's and next month's partitions exist");
+
+    // A clock far ahead: the row lands in the DEFAULT partition rather than
+    // failing, and its month is then not created over it; the month after is.
+    let mut conn = PgConnection::connect(&app.database_url).await.unwrap();
+    let (partition,): (String,) = sqlx::query_as(
+        "INSERT INTO access_events (sequence, event_time, principal, roles, calling_system,
+                                    on_behalf_of, method, action, outcome, customers, purpose,
+                                    trace_id, hash)
+         VALUES (1000000, '2090-05-05T00:00:00Z', 'p', '{}', '', '', 'm', 'READ', 'OK', '{}',
+                 '', '', decode(repeat('00', 32), 'hex'))
+         RETURNING tableoid::regclass::text",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(partition, "access_events_default");
+    let created: bool =
+        sqlx::query_scalar("SELECT ck_ensure_month_partition('access_events', '2090-05-20Z')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(!created, "May 2090 stays in the DEFAULT partition");
+    let created: bool =
+        sqlx::query_scalar("SELECT ck_ensure_month_partition('access_events', '2090-06-20Z')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(created);
+    let (month,): (String,) =
+        sqlx::query_as("SELECT tableoid::regclass::text FROM access_events WHERE sequence = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    // Row triggers fire on rows: UPDATE and DELETE where there are some.
+    for table in [month.as_str(), "access_events_default"] {
+        for sql in [
+            format!("UPDATE {table} SET purpose = 'x'"),
+            format!("DELETE FROM {table}"),
+        ] {
+            let err = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut conn)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+    }
+    for table in [
+        month.as_str(),
+        "access_events_default",
+        "access_events_209006",
+    ] {
+        let sql = format!("TRUNCATE {table}");
+        let err = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
+
 /// The fenced block that follows `marker` in README.md.
 fn readme_block(marker: &str) -> String {
     let readme = include_str!("../../README.md");

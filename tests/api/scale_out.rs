@@ -310,6 +310,7 @@ const PLACEMENT: &[(&str, Placement)] = &[
     ("customer_links", Placement::Customer("customer_id")),
     ("consent_events", Placement::Customer("customer_id")),
     ("interactions", Placement::Customer("customer_id")),
+    ("interaction_keys", Placement::Customer("customer_id")),
     ("follow_ups", Placement::Customer("customer_id")),
     ("service_requests", Placement::Customer("customer_id")),
     ("service_request_events", Placement::Customer("customer_id")),
