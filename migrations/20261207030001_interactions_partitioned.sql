@@ -53,6 +53,7 @@ ALTER INDEX interactions_open_complaints RENAME TO interactions_unpartitioned_op
 ALTER INDEX interactions_rated RENAME TO interactions_unpartitioned_rated;
 ALTER INDEX interactions_stream RENAME TO interactions_unpartitioned_stream;
 ALTER INDEX interactions_timeline RENAME TO interactions_unpartitioned_timeline;
+ALTER INDEX complaints_by_update_time RENAME TO interactions_unpartitioned_complaints_by_update_time;
 
 -- The same columns, defaults, CHECKs and identity (seq) as before.
 CREATE TABLE interactions (
@@ -74,6 +75,9 @@ CREATE INDEX interactions_answers ON interactions (customer_id, occur_time)
 CREATE INDEX interactions_rated ON interactions (occur_time)
     WHERE satisfaction IS NOT NULL OR nps IS NOT NULL;
 CREATE INDEX interactions_by_update_time ON interactions (customer_id, update_time, id);
+-- ListComplaints ordered by update_time (20261207020002).
+CREATE INDEX complaints_by_update_time ON interactions (update_time, customer_id, id)
+    WHERE complaint_state IS NOT NULL;
 -- Reads by external ref (the stored row behind a dedupe hit, merge checks).
 CREATE INDEX interactions_external_ref ON interactions (customer_id, source_system, external_ref)
     WHERE external_ref <> '';
