@@ -1,6 +1,25 @@
 //! Postgres: the pool, migrations, transactions with idempotency, and one
 //! repository module per aggregate.
 
+/// The bind parameters of a statement in order ($1, $2, ...), built in one
+/// place for the statement and for its EXPLAIN check in tests/api/plans.rs:
+/// Err only when a value cannot be encoded.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {{
+        let mut args = sqlx::postgres::PgArguments::default();
+        let mut added: Result<(), sqlx::error::BoxDynError> = Ok(());
+        $(
+            if added.is_ok() {
+                added = sqlx::Arguments::add(&mut args, $value);
+            }
+        )*
+        added.map(|()| args).map_err(sqlx::Error::Encode)
+    }};
+}
+
+/// The bind parameters of one statement (see `args!`).
+pub type Args = Result<sqlx::postgres::PgArguments, sqlx::Error>;
+
 pub mod audit;
 pub mod campaigns;
 pub mod customers;

@@ -336,21 +336,11 @@ pub struct ServiceRequestQuery {
     pub after: Option<super::interactions::DueCursor>,
 }
 
-/// Service requests of customers in the caller's `scope` (None: every
-/// branch), earliest resolution due first, filtered in SQL.
-pub async fn list(
-    conn: &mut PgConnection,
-    scope: Option<&str>,
-    query: &ServiceRequestQuery,
-    limit: i64,
-) -> Result<Vec<ServiceRequest>, Error> {
-    let (after_due, after_customer, after_id) = match &query.after {
-        Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
-        None => (None, None, None),
-    };
-    let rows: Vec<RequestRow> = sqlx::query_as(concat!(
-        select_request!(),
-        "WHERE c.delete_time IS NULL
+/// ListServiceRequests: requests of customers in the caller's `scope` ($1),
+/// earliest resolution due first.
+pub const LIST_SQL: &str = concat!(
+    select_request!(),
+    "WHERE c.delete_time IS NULL
                AND ($1::text IS NULL OR c.home_branch = $1)
                AND ($2::text IS NULL OR s.customer_id = $2)
                AND ($3::text IS NULL OR c.home_branch = $3)
@@ -367,21 +357,41 @@ pub async fn list(
                     OR (s.resolution_due_time, s.customer_id, s.interaction_id) > ($8, $9, $10))
              ORDER BY s.resolution_due_time, s.customer_id, s.interaction_id
              LIMIT $11"
-    ))
-    .bind(scope)
-    .bind(query.customer.as_ref().map(CustomerId::as_str))
-    .bind(query.home_branch.as_deref())
-    .bind(query.state.map(ServiceRequestState::as_str))
-    .bind(query.priority.map(Priority::as_str))
-    .bind(query.assignee.as_deref())
-    .bind(query.overdue)
-    .bind(after_due)
-    .bind(after_customer)
-    .bind(after_id)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .instrument(statement("SELECT", "service_requests"))
-    .await?;
+);
+
+/// The parameters of `LIST_SQL`.
+pub fn list_args(scope: Option<&str>, query: &ServiceRequestQuery, limit: i64) -> super::Args {
+    let (after_due, after_customer, after_id) = match &query.after {
+        Some((due, customer, id)) => (Some(*due), Some(customer.as_str()), Some(id.as_str())),
+        None => (None, None, None),
+    };
+    args!(
+        scope,
+        query.customer.as_ref().map(CustomerId::as_str),
+        query.home_branch.as_deref(),
+        query.state.map(ServiceRequestState::as_str),
+        query.priority.map(Priority::as_str),
+        query.assignee.as_deref(),
+        query.overdue,
+        after_due,
+        after_customer,
+        after_id,
+        limit,
+    )
+}
+
+/// Service requests of customers in the caller's `scope` (None: every
+/// branch), earliest resolution due first, filtered in SQL.
+pub async fn list(
+    conn: &mut PgConnection,
+    scope: Option<&str>,
+    query: &ServiceRequestQuery,
+    limit: i64,
+) -> Result<Vec<ServiceRequest>, Error> {
+    let rows: Vec<RequestRow> = sqlx::query_as_with(LIST_SQL, list_args(scope, query, limit)?)
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "service_requests"))
+        .await?;
     let requests = rows
         .into_iter()
         .map(ServiceRequest::try_from)
