@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sqlx::{FromRow, PgConnection};
 use tracing::Instrument;
 
-use super::{Db, append_outbox, statement};
+use super::{Db, append_outbox, append_outbox_each, statement};
 use crate::{
     domain::{
         filter::ListOrder,
@@ -863,17 +863,19 @@ pub async fn withdraw_sharing(conn: &mut PgConnection, customer_id: &str) -> Res
     .execute(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_shares"))
     .await?;
-    for id in &narrowed {
-        append_outbox(
-            conn,
-            "knowledge_item",
-            &crate::domain::knowledge::item_name(id),
-            "knowledge_item.narrowed",
-            serde_json::json!({ "visibility": "BRANCH", "cause": "consent_withdrawn" }),
-        )
-        .await?;
-    }
-    Ok(())
+    let names: Vec<String> = narrowed
+        .iter()
+        .map(|id| crate::domain::knowledge::item_name(id))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    append_outbox_each(
+        conn,
+        "knowledge_item",
+        &names,
+        "knowledge_item.narrowed",
+        serde_json::json!({ "visibility": "BRANCH", "cause": "consent_withdrawn" }),
+    )
+    .await
 }
 
 /// The items an erasure of customer `$1` strips: about them, or citing one
