@@ -15,8 +15,59 @@ use crate::{
 /// process writing to this database ("ckaudit1" as an integer).
 const CHAIN_LOCK: i64 = 0x636b_6175_6469_7431;
 
-const COLUMNS: &str = "sequence, event_time, principal, roles, calling_system, on_behalf_of, \
-                       method, action, outcome, customers, purpose, trace_id, hash";
+macro_rules! columns {
+    () => {
+        "sequence, event_time, principal, roles, calling_system, on_behalf_of, \
+         method, action, outcome, customers, purpose, trace_id, hash"
+    };
+}
+const COLUMNS: &str = columns!();
+
+/// ListAccessEvents: the events matching the filter ($1-$10), newest first,
+/// before the sequence $11.
+pub const LIST_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM access_events
+     WHERE ($1::text IS NULL OR principal = $1)
+       AND ($2::text IS NULL OR method = $2)
+       AND ($3::text IS NULL OR action = $3)
+       AND ($4::text IS NULL OR outcome = $4)
+       AND ($5::text IS NULL OR calling_system = $5)
+       AND customers @> $6::text[]
+       AND ($7::text IS NULL OR purpose = $7)
+       AND ($8::text IS NULL OR trace_id = $8)
+       AND ($9::timestamptz IS NULL OR event_time >= $9)
+       AND ($10::timestamptz IS NULL OR event_time < $10)
+       AND ($11::bigint IS NULL OR sequence < $11)
+     ORDER BY sequence DESC
+     LIMIT $12"
+);
+
+/// The parameters of `LIST_SQL`: `customer_pseudonyms` are the pseudonyms
+/// of the filter's customers.
+pub fn list_args(
+    filter: &AccessEventFilter,
+    customer_pseudonyms: &[String],
+    before_sequence: Option<i64>,
+    limit: i64,
+) -> super::Args {
+    let time = |us: Option<i64>| us.and_then(DateTime::<Utc>::from_timestamp_micros);
+    args!(
+        &filter.principal,
+        &filter.method,
+        filter.action.map(Action::as_str),
+        &filter.outcome,
+        &filter.calling_system,
+        customer_pseudonyms,
+        &filter.purpose,
+        &filter.trace_id,
+        time(filter.from_us),
+        time(filter.before_us),
+        before_sequence,
+        limit,
+    )
+}
 
 /// An event as stored, with the hash it was stored with.
 #[derive(Debug, Clone)]
@@ -131,37 +182,9 @@ impl Db {
         before_sequence: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let time = |us: Option<i64>| us.and_then(DateTime::<Utc>::from_timestamp_micros);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM access_events
-             WHERE ($1::text IS NULL OR principal = $1)
-               AND ($2::text IS NULL OR method = $2)
-               AND ($3::text IS NULL OR action = $3)
-               AND ($4::text IS NULL OR outcome = $4)
-               AND ($5::text IS NULL OR calling_system = $5)
-               AND customers @> $6::text[]
-               AND ($7::text IS NULL OR purpose = $7)
-               AND ($8::text IS NULL OR trace_id = $8)
-               AND ($9::timestamptz IS NULL OR event_time >= $9)
-               AND ($10::timestamptz IS NULL OR event_time < $10)
-               AND ($11::bigint IS NULL OR sequence < $11)
-             ORDER BY sequence DESC
-             LIMIT $12"
-        );
+        let args = list_args(filter, customer_pseudonyms, before_sequence, limit)?;
         let mut conn = self.acquire().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&filter.principal)
-            .bind(&filter.method)
-            .bind(filter.action.map(Action::as_str))
-            .bind(&filter.outcome)
-            .bind(&filter.calling_system)
-            .bind(customer_pseudonyms)
-            .bind(&filter.purpose)
-            .bind(&filter.trace_id)
-            .bind(time(filter.from_us))
-            .bind(time(filter.before_us))
-            .bind(before_sequence)
-            .bind(limit)
+        let rows = sqlx::query_with(LIST_SQL, args)
             .fetch_all(&mut *conn)
             .instrument(statement("SELECT", "access_events"))
             .await?;

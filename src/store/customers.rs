@@ -283,6 +283,74 @@ pub async fn get(
     found(row)
 }
 
+// ListCustomers: one statement per order, so each keeps a plan on its own
+// index; both share the filters ($1-$6, $8-$10), bound in `list_customers`
+// (and by the plan checks in tests/api/plans.rs).
+macro_rules! list_filtered {
+    () => {
+        concat!(
+            select_customer!(),
+            "WHERE c.delete_time IS NULL
+               AND ($1::text IS NULL OR c.home_branch = $1)
+               AND ($2::text IS NULL OR c.home_branch = $2)
+               AND ($3::text IS NULL OR c.relationship_manager = $3)
+               AND ($4::text IS NULL OR c.kind = $4)
+               AND ($5::text IS NULL OR c.tier = $5)
+               AND c.tags @> $6::text[]
+               AND ($9::timestamptz IS NULL OR c.update_time >= $9)
+               AND ($10::timestamptz IS NULL OR c.update_time < $10) "
+        )
+    };
+}
+/// ListCustomers in id order.
+pub const LIST_BY_ID_SQL: &str = concat!(
+    list_filtered!(),
+    "AND ($7::text IS NULL OR c.id > $7)
+     ORDER BY c.id
+     LIMIT $8"
+);
+/// ListCustomers in (update_time, id) order; $11, the update_time of the
+/// cursor, is bound only here.
+pub const LIST_BY_UPDATE_TIME_SQL: &str = concat!(
+    list_filtered!(),
+    "AND ($7::text IS NULL OR (c.update_time, c.id) > ($11, $7))
+     ORDER BY c.update_time, c.id
+     LIMIT $8"
+);
+/// ListCustomers' statement for `order` and its parameters: what
+/// `list_customers` runs and tests/api/plans.rs explains.
+pub fn list_statement(
+    scope: Option<&str>,
+    filter: &CustomerFilter,
+    order: ListOrder,
+    after: Option<(Option<DateTime<Utc>>, &str)>,
+    limit: i64,
+) -> (&'static str, super::Args) {
+    let common = args!(
+        scope,
+        filter.home_branch.as_deref(),
+        filter.relationship_manager.as_deref(),
+        filter.kind.map(CustomerKind::as_str),
+        filter.tier.map(Tier::as_str),
+        &filter.tags,
+        after.map(|a| a.1),
+        limit,
+        filter.updated_from,
+        filter.updated_before,
+    );
+    match order {
+        ListOrder::Natural => (LIST_BY_ID_SQL, common),
+        ListOrder::UpdateTime => (
+            LIST_BY_UPDATE_TIME_SQL,
+            common.and_then(|mut args| {
+                sqlx::Arguments::add(&mut args, after.and_then(|a| a.0))
+                    .map_err(sqlx::Error::Encode)?;
+                Ok(args)
+            }),
+        ),
+    }
+}
+
 impl Db {
     pub async fn get_customer(&self, id: &CustomerId, scope: Option<&str>) -> Result<Found, Error> {
         let mut conn = self.acquire().await?;
@@ -318,57 +386,8 @@ impl Db {
         after: Option<(Option<DateTime<Utc>>, &str)>,
         limit: i64,
     ) -> Result<Vec<Customer>, Error> {
-        // One statement per order, so each keeps a plan on its own index;
-        // both share the filters ($1-$6, $8-$10).
-        macro_rules! filtered {
-            () => {
-                concat!(
-                    select_customer!(),
-                    "WHERE c.delete_time IS NULL
-                       AND ($1::text IS NULL OR c.home_branch = $1)
-                       AND ($2::text IS NULL OR c.home_branch = $2)
-                       AND ($3::text IS NULL OR c.relationship_manager = $3)
-                       AND ($4::text IS NULL OR c.kind = $4)
-                       AND ($5::text IS NULL OR c.tier = $5)
-                       AND c.tags @> $6::text[]
-                       AND ($9::timestamptz IS NULL OR c.update_time >= $9)
-                       AND ($10::timestamptz IS NULL OR c.update_time < $10) "
-                )
-            };
-        }
-        const BY_ID: &str = concat!(
-            filtered!(),
-            "AND ($7::text IS NULL OR c.id > $7)
-             ORDER BY c.id
-             LIMIT $8"
-        );
-        // $11, the update_time of the cursor, is bound only here.
-        const BY_UPDATE_TIME: &str = concat!(
-            filtered!(),
-            "AND ($7::text IS NULL OR (c.update_time, c.id) > ($11, $7))
-             ORDER BY c.update_time, c.id
-             LIMIT $8"
-        );
-        let sql = match order {
-            ListOrder::Natural => BY_ID,
-            ListOrder::UpdateTime => BY_UPDATE_TIME,
-        };
-        let query = sqlx::query_as::<_, CustomerRow>(sql)
-            .bind(scope)
-            .bind(filter.home_branch.as_deref())
-            .bind(filter.relationship_manager.as_deref())
-            .bind(filter.kind.map(CustomerKind::as_str))
-            .bind(filter.tier.map(Tier::as_str))
-            .bind(&filter.tags)
-            .bind(after.map(|a| a.1))
-            .bind(limit)
-            .bind(filter.updated_from)
-            .bind(filter.updated_before);
-        let query = match order {
-            ListOrder::Natural => query,
-            ListOrder::UpdateTime => query.bind(after.and_then(|a| a.0)),
-        };
-        let rows = query
+        let (sql, args) = list_statement(scope, filter, order, after, limit);
+        let rows = sqlx::query_as_with::<_, CustomerRow, _>(sql, args?)
             .fetch_all(&mut *self.acquire_read().await?)
             .instrument(statement("SELECT", "customers"))
             .await?;
@@ -979,9 +998,8 @@ pub async fn merge(
     let knowledge_items = resubjected.len() as u64;
     // Watchers of the survivor learn of what is now about it, as they learn
     // of an item shared to them.
-    for id in &resubjected {
-        super::knowledge::record_event(conn, id, crate::domain::knowledge::Change::Shared).await?;
-    }
+    let ids: Vec<&str> = resubjected.iter().map(String::as_str).collect();
+    super::knowledge::record_events(conn, &ids, crate::domain::knowledge::Change::Shared).await?;
     for (operation, table, sql) in [
         (
             "UPDATE",

@@ -565,6 +565,39 @@ pub const CHANGES_SQL: &str = concat!(
      LIMIT $8"
 );
 
+/// ListInteractions' statement for the query's order and its parameters:
+/// what `timeline` runs and tests/api/plans.rs explains.
+pub fn timeline_statement(
+    customer: &CustomerId,
+    query: &TimelineQuery,
+    limit: i64,
+) -> (&'static str, super::Args) {
+    let (sql, after_time, after_id) = match (query.order, &query.after) {
+        (ListOrder::UpdateTime, after) => (
+            CHANGES_SQL,
+            after.as_ref().map(|a| a.0),
+            after.as_ref().map(|a| a.1.as_str()).unwrap_or_default(),
+        ),
+        (ListOrder::Natural, Some((time, id))) => (TIMELINE_SQL, Some(*time), id.as_str()),
+        // The first page starts after "infinity", so one statement (and one
+        // index range scan) serves every page.
+        (ListOrder::Natural, None) => (TIMELINE_SQL, Some(DateTime::<Utc>::MAX_UTC), "\u{10FFFF}"),
+    };
+    let args = args!(
+        customer.as_str(),
+        query.channel.map(Channel::as_str),
+        query.kind.map(Kind::as_str),
+        query.occur_from,
+        query.occur_before,
+        after_time,
+        after_id,
+        limit,
+        query.updated_from,
+        query.updated_before,
+    );
+    (sql, args)
+}
+
 /// A page of a customer's timeline on the caller's connection (the access
 /// check before it used the same one: one pool wait per call).
 pub async fn timeline(
@@ -573,32 +606,8 @@ pub async fn timeline(
     query: &TimelineQuery,
     limit: i64,
 ) -> Result<Vec<Interaction>, Error> {
-    let (sql, after_time, after_id) = match (query.order, &query.after) {
-        (ListOrder::UpdateTime, after) => (
-            CHANGES_SQL,
-            after.as_ref().map(|a| a.0),
-            after.as_ref().map(|a| a.1.clone()).unwrap_or_default(),
-        ),
-        (ListOrder::Natural, Some((time, id))) => (TIMELINE_SQL, Some(*time), id.clone()),
-        // The first page starts after "infinity", so one statement (and one
-        // index range scan) serves every page.
-        (ListOrder::Natural, None) => (
-            TIMELINE_SQL,
-            Some(DateTime::<Utc>::MAX_UTC),
-            String::from("\u{10FFFF}"),
-        ),
-    };
-    sqlx::query_as::<_, InteractionRow>(sql)
-        .bind(customer.as_str())
-        .bind(query.channel.map(Channel::as_str))
-        .bind(query.kind.map(Kind::as_str))
-        .bind(query.occur_from)
-        .bind(query.occur_before)
-        .bind(after_time)
-        .bind(after_id)
-        .bind(limit)
-        .bind(query.updated_from)
-        .bind(query.updated_before)
+    let (sql, args) = timeline_statement(customer, query, limit);
+    sqlx::query_as_with::<_, InteractionRow, _>(sql, args?)
         .fetch_all(conn)
         .instrument(statement("SELECT", "interactions"))
         .await?
@@ -645,6 +654,33 @@ pub const COMPLAINT_CHANGES_SQL: &str = concat!(
      LIMIT $10"
 );
 
+/// The statement of `query`'s order.
+pub fn complaints_sql(query: &ComplaintQuery) -> &'static str {
+    match query.order {
+        ListOrder::Natural => COMPLAINTS_SQL,
+        ListOrder::UpdateTime => COMPLAINT_CHANGES_SQL,
+    }
+}
+
+/// The parameters of `COMPLAINTS_SQL` and `COMPLAINT_CHANGES_SQL`.
+pub fn complaints_args(scope: Option<&str>, query: &ComplaintQuery, limit: i64) -> super::Args {
+    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
+    args!(
+        scope,
+        query.customer.as_ref().map(CustomerId::as_str),
+        query.home_branch.as_deref(),
+        query.state.map(ComplaintState::as_str),
+        query.severity.map(Severity::as_str),
+        query.overdue,
+        after_due,
+        after_customer,
+        after_id,
+        limit,
+        query.updated_from,
+        query.updated_before,
+    )
+}
+
 /// Complaints in the caller's `scope`, in the query's order.
 pub async fn list_complaints(
     conn: &mut PgConnection,
@@ -652,30 +688,16 @@ pub async fn list_complaints(
     query: &ComplaintQuery,
     limit: i64,
 ) -> Result<Vec<Interaction>, Error> {
-    let (after_time, after_customer, after_id) = due_cursor_params(&query.after);
-    let sql = match query.order {
-        ListOrder::Natural => COMPLAINTS_SQL,
-        ListOrder::UpdateTime => COMPLAINT_CHANGES_SQL,
-    };
-    sqlx::query_as::<_, InteractionRow>(sql)
-        .bind(scope)
-        .bind(query.customer.as_ref().map(CustomerId::as_str))
-        .bind(query.home_branch.as_deref())
-        .bind(query.state.map(ComplaintState::as_str))
-        .bind(query.severity.map(Severity::as_str))
-        .bind(query.overdue)
-        .bind(after_time)
-        .bind(after_customer)
-        .bind(after_id)
-        .bind(limit)
-        .bind(query.updated_from)
-        .bind(query.updated_before)
-        .fetch_all(conn)
-        .instrument(statement("SELECT", "interactions"))
-        .await?
-        .into_iter()
-        .map(Interaction::try_from)
-        .collect()
+    sqlx::query_as_with::<_, InteractionRow, _>(
+        complaints_sql(query),
+        complaints_args(scope, query, limit)?,
+    )
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "interactions"))
+    .await?
+    .into_iter()
+    .map(Interaction::try_from)
+    .collect()
 }
 
 #[derive(Debug, Default, Clone)]
@@ -1309,6 +1331,9 @@ macro_rules! follow_ups_filtered {
                AND ($4::text IS NULL OR f.branch = $4)
                AND ($5::text IS NULL OR f.state = $5)
                AND ($6::bool IS NULL OR (f.state = 'SCHEDULED' AND f.due_time < now()) = $6)
+               -- The same for overdue = true, in a form an index can serve
+               -- (follow_ups_by_state up to now): a plan for true keeps only this.
+               AND ($6 IS NOT TRUE OR (f.state = 'SCHEDULED' AND f.due_time < now()))
                AND ($7::timestamptz IS NULL OR f.due_time >= $7)
                AND ($8::timestamptz IS NULL OR f.due_time < $8)
                AND ($13::timestamptz IS NULL OR f.update_time >= $13)
@@ -1335,6 +1360,35 @@ pub const FOLLOW_UP_CHANGES_SQL: &str = concat!(
      LIMIT $12"
 );
 
+/// The statement of `query`'s order.
+pub fn follow_ups_sql(query: &FollowUpQuery) -> &'static str {
+    match query.order {
+        ListOrder::Natural => FOLLOW_UPS_SQL,
+        ListOrder::UpdateTime => FOLLOW_UP_CHANGES_SQL,
+    }
+}
+
+/// The parameters of `FOLLOW_UPS_SQL` and `FOLLOW_UP_CHANGES_SQL`.
+pub fn follow_ups_args(scope: Option<&str>, query: &FollowUpQuery, limit: i64) -> super::Args {
+    let (after_due, after_customer, after_id) = due_cursor_params(&query.after);
+    args!(
+        scope,
+        query.customer.as_ref().map(CustomerId::as_str),
+        query.assignee.as_deref(),
+        query.branch.as_deref(),
+        query.state.map(FollowUpState::as_str),
+        query.overdue,
+        query.due_from,
+        query.due_before,
+        after_due,
+        after_customer,
+        after_id,
+        limit,
+        query.updated_from,
+        query.updated_before,
+    )
+}
+
 /// Follow-ups in the caller's `scope`, in the query's order.
 pub async fn list_follow_ups(
     conn: &mut PgConnection,
@@ -1342,32 +1396,16 @@ pub async fn list_follow_ups(
     query: &FollowUpQuery,
     limit: i64,
 ) -> Result<Vec<FollowUp>, Error> {
-    let (after_time, after_customer, after_id) = due_cursor_params(&query.after);
-    let sql = match query.order {
-        ListOrder::Natural => FOLLOW_UPS_SQL,
-        ListOrder::UpdateTime => FOLLOW_UP_CHANGES_SQL,
-    };
-    sqlx::query_as::<_, FollowUpRow>(sql)
-        .bind(scope)
-        .bind(query.customer.as_ref().map(CustomerId::as_str))
-        .bind(query.assignee.as_deref())
-        .bind(query.branch.as_deref())
-        .bind(query.state.map(FollowUpState::as_str))
-        .bind(query.overdue)
-        .bind(query.due_from)
-        .bind(query.due_before)
-        .bind(after_time)
-        .bind(after_customer)
-        .bind(after_id)
-        .bind(limit)
-        .bind(query.updated_from)
-        .bind(query.updated_before)
-        .fetch_all(conn)
-        .instrument(statement("SELECT", "follow_ups"))
-        .await?
-        .into_iter()
-        .map(FollowUp::try_from)
-        .collect()
+    sqlx::query_as_with::<_, FollowUpRow, _>(
+        follow_ups_sql(query),
+        follow_ups_args(scope, query, limit)?,
+    )
+    .fetch_all(conn)
+    .instrument(statement("SELECT", "follow_ups"))
+    .await?
+    .into_iter()
+    .map(FollowUp::try_from)
+    .collect()
 }
 
 // The feed.
@@ -1447,6 +1485,39 @@ struct FeedRow {
     previous_name: String,
 }
 
+/// The feed (WatchInteractions, and its catch-up from a resume token):
+/// interactions after the cursor ($1, $2) whose transactions are all
+/// finished, optionally one customer's ($3) or one branch's ($4).
+pub const FEED_SQL: &str = concat!(
+    "SELECT ",
+    interaction_columns!(),
+    ", c.home_branch, i.txid, i.seq, i.last_change, i.previous_name
+     FROM interactions i JOIN customers c ON c.id = i.customer_id
+     WHERE (i.txid, i.seq) > ($1, $2)
+       AND i.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+       AND (c.delete_time IS NULL OR i.last_change = 'ERASED')
+       AND ($3::text IS NULL OR i.customer_id = $3)
+       AND ($4::text IS NULL OR c.home_branch = $4)
+     ORDER BY i.txid, i.seq
+     LIMIT $5"
+);
+
+/// The parameters of `FEED_SQL`.
+pub fn feed_args(
+    cursor: FeedCursor,
+    customer: Option<&CustomerId>,
+    home_branch: Option<&str>,
+    limit: i64,
+) -> super::Args {
+    args!(
+        cursor.0,
+        cursor.1,
+        customer.map(CustomerId::as_str),
+        home_branch,
+        limit
+    )
+}
+
 impl Db {
     /// The feed's starting point: everything committed so far lies before it.
     pub async fn feed_start(&self) -> Result<FeedCursor, Error> {
@@ -1469,27 +1540,11 @@ impl Db {
         home_branch: Option<&str>,
         limit: i64,
     ) -> Result<Vec<FeedItem>, Error> {
-        let rows: Vec<FeedRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            interaction_columns!(),
-            ", c.home_branch, i.txid, i.seq, i.last_change, i.previous_name
-             FROM interactions i JOIN customers c ON c.id = i.customer_id
-             WHERE (i.txid, i.seq) > ($1, $2)
-               AND i.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-               AND (c.delete_time IS NULL OR i.last_change = 'ERASED')
-               AND ($3::text IS NULL OR i.customer_id = $3)
-               AND ($4::text IS NULL OR c.home_branch = $4)
-             ORDER BY i.txid, i.seq
-             LIMIT $5"
-        ))
-        .bind(cursor.0)
-        .bind(cursor.1)
-        .bind(customer.map(CustomerId::as_str))
-        .bind(home_branch)
-        .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
-        .instrument(statement("SELECT", "interactions"))
-        .await?;
+        let rows: Vec<FeedRow> =
+            sqlx::query_as_with(FEED_SQL, feed_args(cursor, customer, home_branch, limit)?)
+                .fetch_all(&mut *self.acquire().await?)
+                .instrument(statement("SELECT", "interactions"))
+                .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(FeedItem {
@@ -1506,21 +1561,32 @@ impl Db {
 
 // What the customer 360 view reads, each bounded and on one connection.
 
+/// The parameters of the 360 view's per-customer lists: the customer and
+/// how many.
+pub fn customer_360_args(customer: &CustomerId, limit: i64) -> super::Args {
+    args!(customer.as_str(), limit)
+}
+
+/// GetCustomer360: a customer's ($1) OPEN and IN_PROGRESS complaints,
+/// earliest due first.
+pub const OPEN_COMPLAINTS_SQL: &str = concat!(
+    select_interaction!(),
+    "WHERE i.customer_id = $1 AND i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+       AND i.void_time IS NULL
+     ORDER BY i.complaint_due_time, i.id
+     LIMIT $2"
+);
+
 /// A customer's OPEN and IN_PROGRESS complaints, earliest due first.
 pub async fn open_complaints(
     conn: &mut PgConnection,
     customer: &CustomerId,
     limit: i64,
 ) -> Result<Vec<Interaction>, Error> {
-    sqlx::query_as::<_, InteractionRow>(concat!(
-        select_interaction!(),
-        "WHERE i.customer_id = $1 AND i.complaint_state IN ('OPEN', 'IN_PROGRESS')
-           AND i.void_time IS NULL
-         ORDER BY i.complaint_due_time, i.id
-         LIMIT $2"
-    ))
-    .bind(customer.as_str())
-    .bind(limit)
+    sqlx::query_as_with::<_, InteractionRow, _>(
+        OPEN_COMPLAINTS_SQL,
+        customer_360_args(customer, limit)?,
+    )
     .fetch_all(conn)
     .instrument(statement("SELECT", "interactions"))
     .await?
@@ -1529,20 +1595,25 @@ pub async fn open_complaints(
     .collect()
 }
 
+/// GetCustomer360: a customer's ($1) SCHEDULED follow-ups, earliest due
+/// first.
+pub const SCHEDULED_FOLLOW_UPS_SQL: &str = concat!(
+    select_follow_up!(),
+    "WHERE f.customer_id = $1 AND f.state = 'SCHEDULED'
+     ORDER BY f.due_time, f.id
+     LIMIT $2"
+);
+
 /// A customer's SCHEDULED follow-ups, earliest due first.
 pub async fn scheduled_follow_ups(
     conn: &mut PgConnection,
     customer: &CustomerId,
     limit: i64,
 ) -> Result<Vec<FollowUp>, Error> {
-    sqlx::query_as::<_, FollowUpRow>(concat!(
-        select_follow_up!(),
-        "WHERE f.customer_id = $1 AND f.state = 'SCHEDULED'
-         ORDER BY f.due_time, f.id
-         LIMIT $2"
-    ))
-    .bind(customer.as_str())
-    .bind(limit)
+    sqlx::query_as_with::<_, FollowUpRow, _>(
+        SCHEDULED_FOLLOW_UPS_SQL,
+        customer_360_args(customer, limit)?,
+    )
     .fetch_all(conn)
     .instrument(statement("SELECT", "follow_ups"))
     .await?

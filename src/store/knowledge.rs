@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sqlx::{FromRow, PgConnection};
 use tracing::Instrument;
 
-use super::{Db, append_outbox, statement};
+use super::{Db, append_outbox, append_outbox_each, statement};
 use crate::{
     domain::{
         filter::ListOrder,
@@ -581,12 +581,28 @@ async fn record_events_where(
 }
 
 pub async fn record_event(conn: &mut PgConnection, id: &str, change: Change) -> Result<(), Error> {
-    sqlx::query("INSERT INTO knowledge_events (item_id, change) VALUES ($1, $2)")
-        .bind(id)
-        .bind(change.as_str())
-        .execute(&mut *conn)
-        .instrument(statement("INSERT", "knowledge_events"))
-        .await?;
+    record_events(conn, &[id], change).await
+}
+
+/// The same change of many items (a merge re-subjecting a customer's items
+/// to the survivor): one INSERT and one NOTIFY, not two statements an item.
+pub async fn record_events(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    change: Change,
+) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO knowledge_events (item_id, change)
+         SELECT id, $2 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n",
+    )
+    .bind(ids)
+    .bind(change.as_str())
+    .execute(&mut *conn)
+    .instrument(statement("INSERT", "knowledge_events"))
+    .await?;
     notify_watchers(conn).await
 }
 
@@ -870,17 +886,19 @@ pub async fn withdraw_sharing(conn: &mut PgConnection, customer_id: &str) -> Res
     .execute(&mut *conn)
     .instrument(statement("UPDATE", "knowledge_shares"))
     .await?;
-    for id in &narrowed {
-        append_outbox(
-            conn,
-            "knowledge_item",
-            &crate::domain::knowledge::item_name(id),
-            "knowledge_item.narrowed",
-            serde_json::json!({ "visibility": "BRANCH", "cause": "consent_withdrawn" }),
-        )
-        .await?;
-    }
-    Ok(())
+    let names: Vec<String> = narrowed
+        .iter()
+        .map(|id| crate::domain::knowledge::item_name(id))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    append_outbox_each(
+        conn,
+        "knowledge_item",
+        &names,
+        "knowledge_item.narrowed",
+        serde_json::json!({ "visibility": "BRANCH", "cause": "consent_withdrawn" }),
+    )
+    .await
 }
 
 /// The items an erasure of customer `$1` strips: about them, or citing one
@@ -1004,6 +1022,199 @@ struct EventRow {
     visible_now: bool,
 }
 
+// ListKnowledgeItems: one statement per order, so each keeps a plan on its
+// own index; both share the access ($1-$6) and the filters ($7-$15, $18-$19).
+macro_rules! list_filtered {
+    () => {
+        concat!(
+            select_item!(),
+            "WHERE ",
+            visible!(),
+            " AND ($7::text IS NULL OR k.subjects @> ARRAY[$7])
+              AND ($8::text IS NULL OR k.kind = $8)
+              AND ($9::text IS NULL OR k.nature = $9)
+              AND ($10::text IS NULL OR k.carrier_type = $10)
+              AND ($11::text IS NULL OR k.carrier_id = $11)
+              AND ($12::text IS NULL OR k.author = $12)
+              AND ($13::text IS NULL OR k.visibility = $13)
+              AND ($14::text IS NULL
+                   OR ($14 = 'UNVERIFIED' AND k.verification_state = 'UNVERIFIED')
+                   OR ($14 = 'VERIFIED' AND k.verification_state = 'VERIFIED'
+                       AND k.next_review_time >= now())
+                   OR ($14 = 'STALE' AND k.verification_state = 'VERIFIED'
+                       AND k.next_review_time < now()))
+              AND k.tags @> $15::text[]
+              AND ($18::timestamptz IS NULL OR k.update_time >= $18)
+              AND ($19::timestamptz IS NULL OR k.update_time < $19) "
+        )
+    };
+}
+/// ListKnowledgeItems in id order.
+pub const LIST_BY_ID_SQL: &str = concat!(
+    list_filtered!(),
+    "AND ($16::text IS NULL OR k.id > $16)
+     ORDER BY k.id
+     LIMIT $17"
+);
+/// ListKnowledgeItems in (update_time, id) order; $20, the update_time of
+/// the cursor, is bound only here.
+pub const LIST_BY_UPDATE_TIME_SQL: &str = concat!(
+    list_filtered!(),
+    "AND ($16::text IS NULL OR (k.update_time, k.id) > ($20, $16))
+     ORDER BY k.update_time, k.id
+     LIMIT $17"
+);
+/// ListKnowledgeItems' statement for `order` and its parameters: what
+/// `list_knowledge_items` runs and tests/api/plans.rs explains.
+pub fn list_statement(
+    access: &KnowledgeAccess,
+    query: &ItemQuery,
+    order: ListOrder,
+    after: Option<(Option<DateTime<Utc>>, &str)>,
+    limit: i64,
+) -> (&'static str, super::Args) {
+    let common = args!(
+        access.all,
+        access.bank_only,
+        access.subject_branch.as_deref(),
+        access.subject.as_str(),
+        access.team.as_str(),
+        access.branch.as_str(),
+        query.subject.as_deref(),
+        query.kind.map(KnowledgeKind::as_str),
+        query.nature.map(Nature::as_str),
+        query.carrier_type.map(CarrierType::as_str),
+        query.carrier_id.as_deref(),
+        query.author.as_deref(),
+        query.visibility.map(Visibility::as_str),
+        query.verification.map(VerificationState::as_str),
+        &query.tags,
+        after.map(|a| a.1),
+        limit,
+        query.updated_from,
+        query.updated_before,
+    );
+    match order {
+        ListOrder::Natural => (LIST_BY_ID_SQL, common),
+        ListOrder::UpdateTime => (
+            LIST_BY_UPDATE_TIME_SQL,
+            common.and_then(|mut args| {
+                sqlx::Arguments::add(&mut args, after.and_then(|a| a.0))
+                    .map_err(sqlx::Error::Encode)?;
+                Ok(args)
+            }),
+        ),
+    }
+}
+
+/// SearchKnowledgeItems: visible items ($1-$6) matching the English words
+/// $7 (stemmed) and the CJK tsquery $8, best first, from $9, $10 of them.
+pub const SEARCH_SQL: &str = concat!(
+    select_item!(),
+    ", LATERAL (SELECT CASE WHEN $7 = '' THEN NULL
+                                ELSE websearch_to_tsquery('english', $7) END AS en,
+                           $8::tsquery AS zh) q
+         WHERE ",
+    visible!(),
+    " AND (q.en IS NULL OR k.search_document @@ q.en)
+          AND (q.zh IS NULL OR k.search_document @@ q.zh)
+          AND (q.en IS NOT NULL OR q.zh IS NOT NULL)
+        ORDER BY ts_rank(k.search_document,
+                         COALESCE(q.en, q.zh) && COALESCE(q.zh, q.en)) DESC, k.id
+        OFFSET $9 LIMIT $10"
+);
+
+/// The parameters of `SEARCH_SQL`.
+pub fn search_args(
+    access: &KnowledgeAccess,
+    latin: &str,
+    cjk: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> super::Args {
+    args!(
+        access.all,
+        access.bank_only,
+        access.subject_branch.as_deref(),
+        access.subject.as_str(),
+        access.team.as_str(),
+        access.branch.as_str(),
+        latin,
+        cjk,
+        offset,
+        limit,
+    )
+}
+
+/// WatchKnowledge and its catch-up from a resume token: changes after the
+/// cursor ($7, $8) the caller ($1-$6) may see now or could see just before
+/// the change, about any of the subjects $9 (empty: any), $10 of them.
+pub const EVENTS_SQL: &str = concat!(
+    "SELECT k.id, k.title, k.body, k.nature, k.kind, k.subjects, k.carrier_type,
+                        k.carrier_id, k.author, k.scope_team, k.scope_branch, k.visibility,
+                        k.sensitivity, k.tags, k.sources, k.verification_state, k.verifier,
+                        k.verify_time, k.next_review_time, k.version, k.create_time,
+                        k.update_time, k.retract_time, k.retract_reason, k.retracted_by,
+                        '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
+                        ev.change, ev.create_time AS change_time, ev.txid, ev.seq,
+                        v.visible_now
+                 FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
+                 -- The access predicate once per event (OFFSET 0 keeps the
+                 -- planner from copying it into the SELECT list and WHERE).
+                 CROSS JOIN LATERAL (SELECT ",
+    admitted!(),
+    " AS visible_now OFFSET 0) v
+                 WHERE (ev.txid, ev.seq) > ($7, $8)
+                   AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                   AND (cardinality($9::text[]) = 0 OR k.subjects && $9
+                        OR ev.prior_subjects && $9)
+                   AND (k.retract_time IS NULL OR ev.change = 'RETRACTED')
+                   AND (v.visible_now",
+    // Or the caller could see it just before the change: the
+    // item with its subjects and visibility then (the inner `k`
+    // hides the outer one).
+    " OR EXISTS (
+                       SELECT 1 FROM (
+                           SELECT p.id, p.author, p.scope_team, p.scope_branch,
+                                  COALESCE(ev.prior_subjects, p.subjects) AS subjects,
+                                  COALESCE(ev.prior_visibility, p.visibility) AS visibility
+                             FROM knowledge_items p WHERE p.id = ev.item_id) k
+                        WHERE ",
+    admitted!(),
+    // Or the change revoked the grant through which the caller
+    // saw it (the other conditions of a grant as in admitted!()).
+    ") OR (ev.revoked_grantee_type IS NOT NULL AND NOT $2::bool
+                       AND ($3::text IS NULL OR NOT EXISTS (
+                           SELECT 1 FROM customers sc
+                            WHERE sc.id = ANY (k.subjects) AND sc.home_branch <> $3))
+                       AND ((ev.revoked_grantee_type = 'TEAM' AND $5 <> ''
+                             AND ev.revoked_grantee_id = $5)
+                         OR (ev.revoked_grantee_type = 'BRANCH' AND $6 <> ''
+                             AND ev.revoked_grantee_id = $6))))
+                 ORDER BY ev.txid, ev.seq LIMIT $10"
+);
+
+/// The parameters of `EVENTS_SQL`.
+pub fn events_args(
+    access: &KnowledgeAccess,
+    cursor: (i64, i64),
+    subjects: &[String],
+    limit: i64,
+) -> super::Args {
+    args!(
+        access.all,
+        access.bank_only,
+        access.subject_branch.as_deref(),
+        access.subject.as_str(),
+        access.team.as_str(),
+        access.branch.as_str(),
+        cursor.0,
+        cursor.1,
+        subjects,
+        limit,
+    )
+}
+
 impl Db {
     pub async fn get_knowledge_item(
         &self,
@@ -1049,69 +1260,8 @@ impl Db {
         after: Option<(Option<DateTime<Utc>>, &str)>,
         limit: i64,
     ) -> Result<Vec<KnowledgeItem>, Error> {
-        // One statement per order, so each keeps a plan on its own index;
-        // both share the filters ($1-$15, $18-$19).
-        macro_rules! filtered {
-            () => {
-                concat!(
-                    select_item!(),
-                    "WHERE ",
-                    visible!(),
-                    " AND ($7::text IS NULL OR k.subjects @> ARRAY[$7])
-                      AND ($8::text IS NULL OR k.kind = $8)
-                      AND ($9::text IS NULL OR k.nature = $9)
-                      AND ($10::text IS NULL OR k.carrier_type = $10)
-                      AND ($11::text IS NULL OR k.carrier_id = $11)
-                      AND ($12::text IS NULL OR k.author = $12)
-                      AND ($13::text IS NULL OR k.visibility = $13)
-                      AND ($14::text IS NULL
-                           OR ($14 = 'UNVERIFIED' AND k.verification_state = 'UNVERIFIED')
-                           OR ($14 = 'VERIFIED' AND k.verification_state = 'VERIFIED'
-                               AND k.next_review_time >= now())
-                           OR ($14 = 'STALE' AND k.verification_state = 'VERIFIED'
-                               AND k.next_review_time < now()))
-                      AND k.tags @> $15::text[]
-                      AND ($18::timestamptz IS NULL OR k.update_time >= $18)
-                      AND ($19::timestamptz IS NULL OR k.update_time < $19) "
-                )
-            };
-        }
-        const BY_ID: &str = concat!(
-            filtered!(),
-            "AND ($16::text IS NULL OR k.id > $16)
-             ORDER BY k.id
-             LIMIT $17"
-        );
-        // $20, the update_time of the cursor, is bound only here.
-        const BY_UPDATE_TIME: &str = concat!(
-            filtered!(),
-            "AND ($16::text IS NULL OR (k.update_time, k.id) > ($20, $16))
-             ORDER BY k.update_time, k.id
-             LIMIT $17"
-        );
-        let sql = match order {
-            ListOrder::Natural => BY_ID,
-            ListOrder::UpdateTime => BY_UPDATE_TIME,
-        };
-        let statement_query = bind_access!(sqlx::query_as::<_, ItemRow>(sql), access)
-            .bind(query.subject.as_deref())
-            .bind(query.kind.map(KnowledgeKind::as_str))
-            .bind(query.nature.map(Nature::as_str))
-            .bind(query.carrier_type.map(CarrierType::as_str))
-            .bind(query.carrier_id.as_deref())
-            .bind(query.author.as_deref())
-            .bind(query.visibility.map(Visibility::as_str))
-            .bind(query.verification.map(VerificationState::as_str))
-            .bind(&query.tags)
-            .bind(after.map(|a| a.1))
-            .bind(limit)
-            .bind(query.updated_from)
-            .bind(query.updated_before);
-        let statement_query = match order {
-            ListOrder::Natural => statement_query,
-            ListOrder::UpdateTime => statement_query.bind(after.and_then(|a| a.0)),
-        };
-        statement_query
+        let (sql, args) = list_statement(access, query, order, after, limit);
+        sqlx::query_as_with::<_, ItemRow, _>(sql, args?)
             .fetch_all(&mut *self.acquire_read().await?)
             .instrument(statement("SELECT", "knowledge_items"))
             .await?
@@ -1130,27 +1280,10 @@ impl Db {
         offset: i64,
         limit: i64,
     ) -> Result<Vec<KnowledgeItem>, Error> {
-        bind_access!(
-            sqlx::query_as::<_, ItemRow>(concat!(
-                select_item!(),
-                ", LATERAL (SELECT CASE WHEN $7 = '' THEN NULL
-                                        ELSE websearch_to_tsquery('english', $7) END AS en,
-                                   $8::tsquery AS zh) q
-                 WHERE ",
-                visible!(),
-                " AND (q.en IS NULL OR k.search_document @@ q.en)
-                  AND (q.zh IS NULL OR k.search_document @@ q.zh)
-                  AND (q.en IS NOT NULL OR q.zh IS NOT NULL)
-                ORDER BY ts_rank(k.search_document,
-                                 COALESCE(q.en, q.zh) && COALESCE(q.zh, q.en)) DESC, k.id
-                OFFSET $9 LIMIT $10"
-            )),
-            access
+        sqlx::query_as_with::<_, ItemRow, _>(
+            SEARCH_SQL,
+            search_args(access, latin, cjk, offset, limit)?,
         )
-        .bind(latin)
-        .bind(cjk)
-        .bind(offset)
-        .bind(limit)
         .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_items"))
         .await?
@@ -1438,60 +1571,11 @@ impl Db {
         subjects: &[String],
         limit: i64,
     ) -> Result<Vec<KnowledgeEvent>, Error> {
-        let rows: Vec<EventRow> = bind_access!(
-            sqlx::query_as(concat!(
-                "SELECT k.id, k.title, k.body, k.nature, k.kind, k.subjects, k.carrier_type,
-                        k.carrier_id, k.author, k.scope_team, k.scope_branch, k.visibility,
-                        k.sensitivity, k.tags, k.sources, k.verification_state, k.verifier,
-                        k.verify_time, k.next_review_time, k.version, k.create_time,
-                        k.update_time, k.retract_time, k.retract_reason, k.retracted_by,
-                        '[]'::jsonb AS derived_from, '[]'::jsonb AS grants,
-                        ev.change, ev.create_time AS change_time, ev.txid, ev.seq,
-                        v.visible_now
-                 FROM knowledge_events ev JOIN knowledge_items k ON k.id = ev.item_id
-                 -- The access predicate once per event (OFFSET 0 keeps the
-                 -- planner from copying it into the SELECT list and WHERE).
-                 CROSS JOIN LATERAL (SELECT ",
-                admitted!(),
-                " AS visible_now OFFSET 0) v
-                 WHERE (ev.txid, ev.seq) > ($7, $8)
-                   AND ev.txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                   AND (cardinality($9::text[]) = 0 OR k.subjects && $9
-                        OR ev.prior_subjects && $9)
-                   AND (k.retract_time IS NULL OR ev.change = 'RETRACTED')
-                   AND (v.visible_now",
-                // Or the caller could see it just before the change: the
-                // item with its subjects and visibility then (the inner `k`
-                // hides the outer one).
-                " OR EXISTS (
-                       SELECT 1 FROM (
-                           SELECT p.id, p.author, p.scope_team, p.scope_branch,
-                                  COALESCE(ev.prior_subjects, p.subjects) AS subjects,
-                                  COALESCE(ev.prior_visibility, p.visibility) AS visibility
-                             FROM knowledge_items p WHERE p.id = ev.item_id) k
-                        WHERE ",
-                admitted!(),
-                // Or the change revoked the grant through which the caller
-                // saw it (the other conditions of a grant as in admitted!()).
-                ") OR (ev.revoked_grantee_type IS NOT NULL AND NOT $2::bool
-                       AND ($3::text IS NULL OR NOT EXISTS (
-                           SELECT 1 FROM customers sc
-                            WHERE sc.id = ANY (k.subjects) AND sc.home_branch <> $3))
-                       AND ((ev.revoked_grantee_type = 'TEAM' AND $5 <> ''
-                             AND ev.revoked_grantee_id = $5)
-                         OR (ev.revoked_grantee_type = 'BRANCH' AND $6 <> ''
-                             AND ev.revoked_grantee_id = $6))))
-                 ORDER BY ev.txid, ev.seq LIMIT $10"
-            )),
-            access
-        )
-        .bind(cursor.0)
-        .bind(cursor.1)
-        .bind(subjects)
-        .bind(limit)
-        .fetch_all(&mut *self.acquire().await?)
-        .instrument(statement("SELECT", "knowledge_events"))
-        .await?;
+        let rows: Vec<EventRow> =
+            sqlx::query_as_with(EVENTS_SQL, events_args(access, cursor, subjects, limit)?)
+                .fetch_all(&mut *self.acquire().await?)
+                .instrument(statement("SELECT", "knowledge_events"))
+                .await?;
         rows.into_iter()
             .map(|row| {
                 Ok(KnowledgeEvent {

@@ -1,6 +1,25 @@
 //! Postgres: the pool, migrations, transactions with idempotency, and one
 //! repository module per aggregate.
 
+/// The bind parameters of a statement in order ($1, $2, ...), built in one
+/// place for the statement and for its EXPLAIN check in tests/api/plans.rs:
+/// Err only when a value cannot be encoded.
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {{
+        let mut args = sqlx::postgres::PgArguments::default();
+        let mut added: Result<(), sqlx::error::BoxDynError> = Ok(());
+        $(
+            if added.is_ok() {
+                added = sqlx::Arguments::add(&mut args, $value);
+            }
+        )*
+        added.map(|()| args).map_err(sqlx::Error::Encode)
+    }};
+}
+
+/// The bind parameters of one statement (see `args!`).
+pub type Args = Result<sqlx::postgres::PgArguments, sqlx::Error>;
+
 pub mod audit;
 pub mod campaigns;
 pub mod customers;
@@ -316,11 +335,27 @@ pub async fn append_outbox(
     event_type: &str,
     payload: serde_json::Value,
 ) -> Result<(), crate::error::Error> {
+    append_outbox_each(conn, aggregate_type, &[aggregate_id], event_type, payload).await
+}
+
+/// The same change of many aggregates (items narrowed by one consent
+/// withdrawal) in one INSERT, in the order given, not one statement each.
+pub async fn append_outbox_each(
+    conn: &mut sqlx::PgConnection,
+    aggregate_type: &str,
+    aggregate_ids: &[&str],
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<(), crate::error::Error> {
+    if aggregate_ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, payload)
+         SELECT $1::text, id, $3::text, $4::jsonb FROM unnest($2::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n",
     )
     .bind(aggregate_type)
-    .bind(aggregate_id)
+    .bind(aggregate_ids)
     .bind(event_type)
     .bind(sqlx::types::Json(payload))
     .execute(conn)

@@ -43,8 +43,13 @@ pub struct Operation {
     pub error: Option<Vec<u8>>,
 }
 
-const COLUMNS: &str = "o.id, o.kind, o.request, o.create_time, o.end_time, o.done, \
-                       o.cancel_requested, o.response, o.error";
+macro_rules! columns {
+    () => {
+        "o.id, o.kind, o.request, o.create_time, o.end_time, o.done, \
+         o.cancel_requested, o.response, o.error"
+    };
+}
+const COLUMNS: &str = columns!();
 
 /// Who may see an operation: its creator, or everyone's for an admin.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +145,35 @@ pub async fn get(
         .await?)
 }
 
+/// ListOperations: what $1 (None: an admin) may see, newest first, after
+/// ($3, $4), done or not ($2).
+pub const LIST_SQL: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM operations o
+      WHERE ($1::text IS NULL OR o.created_by = $1)
+        AND ($2::bool IS NULL OR o.done = $2)
+        AND ($3::timestamptz IS NULL OR (o.create_time, o.id) < ($3, $4))
+      ORDER BY o.create_time DESC, o.id DESC
+      LIMIT $5"
+);
+
+/// The parameters of `LIST_SQL`.
+pub fn list_args(
+    reader: Reader<'_>,
+    done: Option<bool>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> super::Args {
+    args!(
+        reader.creator(),
+        done,
+        after.map(|a| a.0),
+        after.map(|a| a.1),
+        limit
+    )
+}
+
 /// Operations `reader` may see, newest first, after `after` (create time,
 /// id), optionally only those done or not done.
 pub async fn list(
@@ -149,23 +183,12 @@ pub async fn list(
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Operation>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM operations o
-          WHERE ($1::text IS NULL OR o.created_by = $1)
-            AND ($2::bool IS NULL OR o.done = $2)
-            AND ($3::timestamptz IS NULL OR (o.create_time, o.id) < ($3, $4))
-          ORDER BY o.create_time DESC, o.id DESC
-          LIMIT $5"
-    );
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(reader.creator())
-        .bind(done)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(limit)
-        .fetch_all(conn)
-        .instrument(statement("SELECT", "operations"))
-        .await?)
+    Ok(
+        sqlx::query_as_with(LIST_SQL, list_args(reader, done, after, limit)?)
+            .fetch_all(conn)
+            .instrument(statement("SELECT", "operations"))
+            .await?,
+    )
 }
 
 /// Ends a running operation with its result (an encoded response or

@@ -24,6 +24,7 @@ mod matrix;
 mod operations;
 mod operator_errors;
 mod pagination;
+mod plans;
 mod read_replica;
 mod recurrence;
 mod reliability;

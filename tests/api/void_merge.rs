@@ -943,6 +943,20 @@ async fn a_merge_keeps_the_later_consent_and_narrows_what_it_no_longer_covers() 
         item.visibility,
         pb::knowledge_item::Visibility::Branch as i32
     );
+    // Written set-based for however many items: the narrowing's outbox row
+    // and the re-subjected item's SHARED change, one each.
+    let item_id = item.name.rsplit('/').next().unwrap().to_string();
+    let (narrowed, shared): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM outbox
+                  WHERE event_type = 'knowledge_item.narrowed' AND aggregate_id = $1),
+                (SELECT count(*) FROM knowledge_events WHERE item_id = $2 AND change = 'SHARED')",
+    )
+    .bind(&item.name)
+    .bind(&item_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((narrowed, shared), (1, 1));
     // The history of both is the survivor's: the duplicate's two decisions
     // and the survivor's three.
     let events = customers
