@@ -951,6 +951,16 @@ pub async fn merge(
     .instrument(statement("UPDATE", "interactions"))
     .await?
     .rows_affected();
+    // Its service requests (and their history) follow the keys by cascade;
+    // stamped first, so a list following update_time sees them move.
+    sqlx::query(
+        "UPDATE service_requests SET version = version + 1, update_time = now()
+          WHERE customer_id = $1",
+    )
+    .bind(d)
+    .execute(&mut *conn)
+    .instrument(statement("UPDATE", "service_requests"))
+    .await?;
     sqlx::query("UPDATE interaction_keys SET customer_id = $1 WHERE customer_id = $2")
         .bind(s)
         .bind(d)

@@ -1207,3 +1207,45 @@ async fn service_metrics_match_figures_worked_out_by_hand() {
         .unwrap_err();
     assert_eq!(backwards.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_merged_duplicates_service_requests_move_to_the_survivor() {
+    let app = TestApp::spawn().await;
+    let survivor = new_customer(&app, "王芳", "B01").await;
+    let duplicate = new_customer(&app, "王芳 (dup)", "B01").await;
+    let mut rm = app.interactions(&Caller::rm("B01")).await;
+    let name = open_request(
+        &mut rm,
+        &duplicate,
+        Channel::Branch,
+        None,
+        intake(Priority::High, "E7"),
+    )
+    .await;
+    let before = get(&mut rm, &name).await;
+
+    app.customers(&Caller::admin())
+        .await
+        .merge_customers(pb::MergeCustomersRequest {
+            name: survivor.clone(),
+            duplicate: duplicate.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // The request, with its history, is the survivor's now, and a cache
+    // following update_time sees that it changed.
+    let moved = name.replace(&duplicate, &survivor);
+    let after = get(&mut rm, &moved).await;
+    assert_eq!(after.name, moved);
+    assert_eq!(after.priority, before.priority);
+    assert_eq!(after.history.len(), before.history.len());
+    let time = |r: &pb::ServiceRequest| r.update_time.map(|t| (t.seconds, t.nanos));
+    assert!(time(&after) > time(&before), "{after:?}");
+    assert_eq!(list(&mut rm, &survivor, "").await.unwrap(), [moved]);
+    // The duplicate's own list points at the survivor.
+    let status = list(&mut rm, &duplicate, "").await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains(&survivor), "{status:?}");
+}
