@@ -280,7 +280,7 @@ pub async fn change(
         "UPDATE service_requests SET state = $3, assignee = $4, first_response_time = $5,
                 resolve_time = $6, satisfaction_check_time = $7, cancel_time = $8,
                 satisfaction = $9, need = $10, solution = $11, resolution = $12,
-                feedback = $13, cancel_reason = $14, version = version + 1, update_time = $15
+                feedback = $13, cancel_reason = $14, version = version + 1, update_time = now()
          WHERE customer_id = $1 AND interaction_id = $2",
     )
     .bind(request.customer.as_str())
@@ -297,7 +297,6 @@ pub async fn change(
     .bind(&request.resolution)
     .bind(&request.feedback)
     .bind(&request.cancel_reason)
-    .bind(now)
     .execute(&mut *conn)
     .instrument(statement("UPDATE", "service_requests"))
     .await?;

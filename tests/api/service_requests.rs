@@ -1249,3 +1249,35 @@ async fn a_merged_duplicates_service_requests_move_to_the_survivor() {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     assert!(status.message().contains(&survivor), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_service_request_change_is_stamped_by_the_databases_clock() {
+    // The update_time a cache pages by comes from the database, as for every
+    // other list, not from whichever replica's clock served the call: the
+    // request and its interaction, changed in one transaction, agree.
+    let app = TestApp::spawn().await;
+    let customer = new_customer(&app, "张伟", "B01").await;
+    let mut rm = app.interactions(&Caller::rm("B01")).await;
+    let name = open_request(
+        &mut rm,
+        &customer,
+        Channel::Branch,
+        None,
+        intake(Priority::Medium, "E7"),
+    )
+    .await;
+    let confirmed = rm
+        .confirm_service_request(confirm(&name, "a new debit card"))
+        .await
+        .unwrap()
+        .into_inner();
+    let interaction = rm
+        .get_interaction(pb::GetInteractionRequest {
+            name: name.replace("/serviceRequests/", "/interactions/"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(confirmed.update_time, interaction.update_time);
+}
