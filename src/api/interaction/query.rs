@@ -1,6 +1,7 @@
 //! List filters and page-token cursors of the interaction lists.
 
 use super::*;
+use crate::{api::page_token::OrderedPages, domain::filter::ListOrder};
 
 /// `customers/-` (every reachable customer) or one customer.
 pub(super) fn parse_parent(parent: &str) -> Result<Option<CustomerId>, Error> {
@@ -116,6 +117,37 @@ pub(super) const DUE_LIST_TOKENS: ListTokens = ListTokens {
 };
 
 /// The (time, customer, id) a page of such a list resumes after.
+/// What a worklist request (ListComplaints, ListFollowUps,
+/// ListServiceRequests) asks for, read the same way for each: its `filter`
+/// parsed by `parse` and its `order_by`, every violation at once; its page
+/// tokens bound to `method`, the caller and the query; and the position
+/// its page starts after.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn worklist<'a, Q: Default>(
+    tokens: &'a PageTokens,
+    method: &str,
+    subject: &str,
+    parent: &str,
+    filter: &str,
+    order_by: &str,
+    page_token: &str,
+    parse: impl FnOnce(&str) -> Result<Q, String>,
+) -> Result<(Q, ListOrder, Option<DueCursor>, OrderedPages<'a>), Error> {
+    let mut violations = Violations::default();
+    let query = parse(filter)
+        .inspect_err(|e| violations.add("filter", e.clone()))
+        .unwrap_or_default();
+    let order = list_order(order_by, &mut violations);
+    violations.into_result(())?;
+    let pages = tokens.ordered(
+        DUE_LIST_TOKENS,
+        order,
+        format!("{method}|{subject}|{parent}|{filter}"),
+    );
+    let after = due_cursor(pages.resume(page_token)?)?;
+    Ok((query, order, after, pages))
+}
+
 pub(super) fn due_cursor(keyset: Option<Keyset<2>>) -> Result<Option<DueCursor>, Error> {
     keyset
         .map(|keyset| {

@@ -345,21 +345,18 @@ pub(super) async fn list(
             ));
         }
         let limit = page_size(req.page_size)?;
-        let mut violations = Violations::default();
-        let mut query = request_filter(&req.filter)
-            .inspect_err(|e| violations.add("filter", e.clone()))
-            .unwrap_or_default();
-        query.order = list_order(&req.order_by, &mut violations);
-        violations.into_result(())?;
-        let pages = api.page_tokens.ordered(
-            DUE_LIST_TOKENS,
-            query.order,
-            format!(
-                "ListServiceRequests|{}|{}|{}",
-                caller.subject, req.parent, req.filter
-            ),
-        );
-        query.after = due_cursor(pages.resume(&req.page_token)?)?;
+        let (mut query, order, after, pages) = worklist(
+            &api.page_tokens,
+            "ListServiceRequests",
+            &caller.subject,
+            &req.parent,
+            &req.filter,
+            &req.order_by,
+            &req.page_token,
+            request_filter,
+        )?;
+        query.order = order;
+        query.after = after;
         let mut conn = api.db.acquire_read().await?;
         if let Some(customer) = &customer {
             readable_customer(&mut conn, customer, &scope).await?;
