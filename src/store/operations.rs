@@ -216,10 +216,13 @@ pub async fn finish(
         == 1)
 }
 
-/// Whether cancelling `id` was asked for.
+/// Whether cancelling `id` was asked for. A cancel marks the row and signals
+/// the runner in one transaction, so the runner can see its statement
+/// cancelled before the mark is committed: the read locks the row, which
+/// waits for a cancel in flight to commit and then sees its mark.
 pub async fn cancel_requested(conn: &mut PgConnection, id: Uuid) -> Result<bool, Error> {
     Ok(
-        sqlx::query_scalar("SELECT cancel_requested FROM operations WHERE id = $1")
+        sqlx::query_scalar("SELECT cancel_requested FROM operations WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(conn)
             .instrument(statement("SELECT", "operations"))

@@ -296,6 +296,66 @@ async fn cancelling_a_running_recompute_ends_it_cancelled_with_nothing_stored() 
     assert_eq!(runs, 0, "a cancelled run stores nothing");
 }
 
+/// The cancel's mark and its signal to the runner are one statement, so the
+/// runner can see its statement cancelled before the mark is committed. Here
+/// the test is the canceller and holds the mark uncommitted after the
+/// signal: the run must wait for it, and end CANCELLED, not with the
+/// cancelled statement's own error.
+#[tokio::test]
+async fn a_run_cancelled_before_the_mark_commits_still_ends_cancelled() {
+    let app = TestApp::spawn().await;
+    new_customer(&app, "One", "B01").await;
+    let (mut locker, op) = hold_a_run(&app).await;
+    let id = op.name.trim_start_matches("operations/").to_string();
+
+    let mut canceller = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut canceller).await.unwrap();
+    let signalled: bool = sqlx::query_scalar(
+        "WITH marked AS (UPDATE operations SET cancel_requested = true
+                          WHERE id = $1::uuid RETURNING runner_pid)
+         SELECT pg_cancel_backend(runner_pid) FROM marked",
+    )
+    .bind(&id)
+    .fetch_one(&mut canceller)
+    .await
+    .unwrap();
+    assert!(signalled);
+    // The runner either waits for the mark (right) or has already ended
+    // without it (the race).
+    let mut waited = false;
+    for _ in 0..1200 {
+        let (done, waiting): (bool, bool) = sqlx::query_as(
+            "SELECT o.done,
+                    EXISTS (SELECT 1 FROM pg_stat_activity a
+                             WHERE a.pid = o.runner_pid AND a.wait_event_type = 'Lock')
+               FROM operations o WHERE o.id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        if waiting {
+            waited = true;
+            break;
+        }
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut canceller).await.unwrap();
+    let done = finished(&app, &Caller::admin(), &op.name).await;
+    assert_eq!(
+        error(&done),
+        (Code::Cancelled as i32, "OPERATION_CANCELLED".to_string())
+    );
+    assert!(
+        waited,
+        "the run ended before the cancel's mark was committed"
+    );
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_operation_whose_runner_died_is_reported_aborted() {
     let app = TestApp::spawn().await;
