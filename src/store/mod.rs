@@ -104,6 +104,33 @@ pub(crate) fn statement(operation: &'static str, table: &'static str) -> tracing
     )
 }
 
+/// Begins a transaction on a connection of `pool` (with `statement` for
+/// BEGIN, if given) on a task of its own. sqlx's begin is not safe to drop:
+/// dropped after its BEGIN was sent (a call cut by its deadline, or
+/// cancelled by its caller), it gives the connection back to the pool inside
+/// a transaction nobody will end, and the next BEGIN on that connection
+/// fails. The task finishes the begin even when its caller is gone; a
+/// transaction nobody waits for any more is then dropped there, which rolls
+/// it back before the connection is used again.
+async fn begin_on(
+    pool: &PgPool,
+    statement: Option<String>,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    let begun = tokio::spawn(async move {
+        match statement {
+            None => pool.begin().await,
+            Some(statement) => pool.begin_with(AssertSqlSafe(statement)).await,
+        }
+    });
+    match begun.await {
+        Ok(begun) => begun,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(_) => Err(sqlx::Error::PoolClosed),
+    }
+}
+
 /// How long a pooled connection may sit idle before it is pinged on its
 /// way out of the pool.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -221,7 +248,7 @@ impl Db {
         match self.call_budget()? {
             None => {
                 let _waiting = Waiting::start(&self.waiting);
-                Ok(self.pool.begin().await?)
+                Ok(begin_on(&self.pool, None).await?)
             }
             Some(left) => self.begin_bounded(&self.pool, left).await,
         }
@@ -243,9 +270,10 @@ impl Db {
         let _waiting = Waiting::start(&self.waiting);
         // Whole milliseconds, at least one (0 would mean no limit).
         let millis = left.as_millis().clamp(1, u128::from(u32::MAX));
-        let begin = pool.begin_with(AssertSqlSafe(format!(
-            "BEGIN; SET LOCAL statement_timeout = {millis}"
-        )));
+        let begin = begin_on(
+            pool,
+            Some(format!("BEGIN; SET LOCAL statement_timeout = {millis}")),
+        );
         match tokio::time::timeout(left, begin).await {
             Ok(tx) => Ok(tx?),
             Err(_) => Err(Error::DeadlineExceeded),
@@ -362,4 +390,71 @@ pub async fn append_outbox_each(
     .instrument(statement("INSERT", "outbox"))
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A begin dropped while its BEGIN runs in Postgres must not leave its
+    /// connection inside a transaction for the next caller.
+    #[tokio::test]
+    async fn a_begin_dropped_midway_leaves_no_transaction_behind() {
+        let url = std::env::var("CK_TEST_DATABASE_URL")
+            .expect("CK_TEST_DATABASE_URL (scripts/test.sh sets it)");
+        // One connection, so the next begin gets the same one.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let watcher = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let marker = format!("begin-dropped-{}", uuid::Uuid::now_v7());
+        let slow = format!("BEGIN; SELECT pg_sleep(0.5), '{marker}'");
+        let pending = tokio::spawn({
+            let pool = pool.clone();
+            async move { begin_on(&pool, Some(slow)).await.map(drop) }
+        });
+        // Dropped once Postgres runs its BEGIN, not before.
+        let mut running = false;
+        for _ in 0..3000 {
+            running = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                 WHERE state = 'active' AND query LIKE '%' || $1 || '%'
+                                   AND pid <> pg_backend_pid())",
+            )
+            .bind(&marker)
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            if running {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(running, "the slow BEGIN never ran");
+        pending.abort();
+        let _ = pending.await;
+        let dropped: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+
+        // A transaction begun now started now: not the dropped one, which
+        // Postgres would otherwise still hold open on this connection.
+        let mut tx = begin_on(&pool, None).await.unwrap();
+        let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert!(
+            started >= dropped,
+            "the connection came back inside the dropped transaction (begun {started}, dropped {dropped})"
+        );
+        tx.rollback().await.unwrap();
+    }
 }
