@@ -83,8 +83,11 @@ ensure_running() {
     port=$(free_port)
     local extra=()
     if [ "$name" = test ]; then
-      # Throwaway test data: durability is not under test here.
-      extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+      # Throwaway test data: durability is not under test here. The tests
+      # that count a call's statements read pg_stat_statements (sized for
+      # the many databases of one run).
+      extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off
+        -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=50000)
     fi
     log "starting cluster $name on 127.0.0.1:$port"
     run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \

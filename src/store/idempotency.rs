@@ -35,53 +35,86 @@ pub enum Claim {
     Reused,
 }
 
+/// Claims `keys` in one statement, in the order given (callers that claim
+/// several keys sort them, so that two transactions claiming the same keys
+/// wait for each other rather than deadlock); no key may appear twice.
+/// Keys that were not new are then read in one more statement.
 async fn claim(
     conn: &mut PgConnection,
-    key: &IdempotencyKey,
+    keys: &[&IdempotencyKey],
     retention: Duration,
-) -> Result<Claim, Error> {
+) -> Result<Vec<Claim>, Error> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (principals, methods, request_ids) = columns(keys.iter().copied());
+    let fingerprints: Vec<&[u8]> = keys.iter().map(|k| k.fingerprint.as_slice()).collect();
     // A concurrent claim of the same key blocks here until the first
     // transaction ends; then it either conflicts (the first committed) or
     // inserts (the first rolled back). A key past its retention counts as
     // unused, whether or not the purge has removed it yet.
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (principal, method, request_id, fingerprint)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (principal, method, request_id) DO UPDATE
-            SET fingerprint = EXCLUDED.fingerprint, resources = NULL, create_time = now()
-          WHERE idempotency_keys.create_time < now() - make_interval(secs => $5)",
+    let claimed: Vec<i64> = sqlx::query_scalar(
+        "WITH wanted AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bytea[])
+                      WITH ORDINALITY AS w(principal, method, request_id, fingerprint, n)
+         ), claimed AS (
+             INSERT INTO idempotency_keys AS k (principal, method, request_id, fingerprint)
+             SELECT principal, method, request_id, fingerprint FROM wanted ORDER BY n
+             ON CONFLICT (principal, method, request_id) DO UPDATE
+                SET fingerprint = EXCLUDED.fingerprint, resources = NULL, create_time = now()
+              WHERE k.create_time < now() - make_interval(secs => $5)
+             RETURNING k.principal, k.method, k.request_id
+         )
+         SELECT w.n FROM wanted w JOIN claimed USING (principal, method, request_id)",
     )
-    .bind(&key.principal)
-    .bind(key.method)
-    .bind(key.request_id)
-    .bind(&key.fingerprint)
+    .bind(&principals)
+    .bind(&methods)
+    .bind(&request_ids)
+    .bind(&fingerprints)
     .bind(retention.as_secs_f64())
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .instrument(statement("INSERT", "idempotency_keys"))
-    .await?
-    .rows_affected();
-    if claimed == 1 {
-        return Ok(Claim::New);
-    }
-    let (fingerprint, resources): (Vec<u8>, Option<Vec<String>>) = sqlx::query_as(
-        "SELECT fingerprint, resources FROM idempotency_keys
-         WHERE principal = $1 AND method = $2 AND request_id = $3",
-    )
-    .bind(&key.principal)
-    .bind(key.method)
-    .bind(key.request_id)
-    .fetch_one(&mut *conn)
-    .instrument(statement("SELECT", "idempotency_keys"))
     .await?;
-    if fingerprint != key.fingerprint {
-        return Ok(Claim::Reused);
+    let mut claims: Vec<Option<Claim>> = keys.iter().map(|_| None).collect();
+    for n in claimed {
+        claims[n as usize - 1] = Some(Claim::New);
     }
-    let resources = resources.ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "idempotency key committed without its resources"
-        ))
-    })?;
-    Ok(Claim::Replay(resources))
+    if claims.iter().any(Option::is_none) {
+        // A new statement: it sees what the claim waited for.
+        let used: Vec<(i64, Vec<u8>, Option<Vec<String>>)> = sqlx::query_as(
+            "SELECT w.n, k.fingerprint, k.resources
+               FROM unnest($1::text[], $2::text[], $3::uuid[])
+                    WITH ORDINALITY AS w(principal, method, request_id, n)
+               JOIN idempotency_keys k USING (principal, method, request_id)",
+        )
+        .bind(&principals)
+        .bind(&methods)
+        .bind(&request_ids)
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "idempotency_keys"))
+        .await?;
+        for (n, fingerprint, resources) in used {
+            let i = n as usize - 1;
+            if claims[i].is_some() {
+                continue;
+            }
+            claims[i] = Some(if fingerprint != keys[i].fingerprint {
+                Claim::Reused
+            } else {
+                Claim::Replay(resources.ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!(
+                        "idempotency key committed without its resources"
+                    ))
+                })?)
+            });
+        }
+    }
+    claims
+        .into_iter()
+        .map(|claim| {
+            claim.ok_or_else(|| Error::Internal(anyhow::anyhow!("an idempotency key went missing")))
+        })
+        .collect()
 }
 
 /// Stores the resource `names` a write produced under its claimed `key`, in
@@ -105,21 +138,67 @@ pub async fn record(
     Ok(())
 }
 
-/// Gives back a key claimed in this transaction for a write that failed
-/// while the transaction goes on to commit others: a retry then writes
-/// anew, as it does after a rollback.
-pub async fn release(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<(), Error> {
+/// `record` for many keys of one transaction, one name each, in one
+/// statement.
+pub async fn record_each(
+    conn: &mut PgConnection,
+    written: &[(&IdempotencyKey, String)],
+) -> Result<(), Error> {
+    if written.is_empty() {
+        return Ok(());
+    }
+    let (principals, methods, request_ids) = columns(written.iter().map(|(k, _)| *k));
+    let names: Vec<&str> = written.iter().map(|(_, n)| n.as_str()).collect();
     sqlx::query(
-        "DELETE FROM idempotency_keys
-         WHERE principal = $1 AND method = $2 AND request_id = $3 AND resources IS NULL",
+        "UPDATE idempotency_keys k SET resources = ARRAY[w.name]
+           FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                AS w(principal, method, request_id, name)
+          WHERE (k.principal, k.method, k.request_id) = (w.principal, w.method, w.request_id)",
     )
-    .bind(&key.principal)
-    .bind(key.method)
-    .bind(key.request_id)
+    .bind(&principals)
+    .bind(&methods)
+    .bind(&request_ids)
+    .bind(&names)
+    .execute(conn)
+    .instrument(statement("UPDATE", "idempotency_keys"))
+    .await?;
+    Ok(())
+}
+
+/// Gives back keys claimed in this transaction for writes that failed
+/// while the transaction goes on to commit others (one statement): a retry
+/// then writes anew, as it does after a rollback.
+pub async fn release_each(conn: &mut PgConnection, keys: &[&IdempotencyKey]) -> Result<(), Error> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (principals, methods, request_ids) = columns(keys.iter().copied());
+    sqlx::query(
+        "DELETE FROM idempotency_keys k
+          USING unnest($1::text[], $2::text[], $3::uuid[]) AS w(principal, method, request_id)
+          WHERE (k.principal, k.method, k.request_id) = (w.principal, w.method, w.request_id)
+            AND k.resources IS NULL",
+    )
+    .bind(&principals)
+    .bind(&methods)
+    .bind(&request_ids)
     .execute(conn)
     .instrument(statement("DELETE", "idempotency_keys"))
     .await?;
     Ok(())
+}
+
+/// The key columns of `keys`, as arrays to bind.
+fn columns<'a>(
+    keys: impl Iterator<Item = &'a IdempotencyKey>,
+) -> (Vec<&'a str>, Vec<&'static str>, Vec<Uuid>) {
+    let mut out = (Vec::new(), Vec::new(), Vec::new());
+    for key in keys {
+        out.0.push(key.principal.as_str());
+        out.1.push(key.method);
+        out.2.push(key.request_id);
+    }
+    out
 }
 
 impl Db {
@@ -137,7 +216,10 @@ impl Db {
     ) -> Result<T, Error> {
         let mut tx = self.begin().await?;
         let claimed = match key {
-            Some(key) => claim(&mut tx, key, self.idempotency_retention).await?,
+            Some(key) => claim(&mut tx, &[key], self.idempotency_retention)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("a claim went unanswered")))?,
             None => Claim::New,
         };
         if let Claim::Reused = claimed {
@@ -166,16 +248,17 @@ impl Db {
         Ok(response)
     }
 
-    /// Claims `key` in the caller's transaction (a concurrent claim of it
+    /// Claims `keys` in the caller's transaction (a concurrent claim of one
     /// waits for that transaction to end): what `write` does first, for a
     /// caller that writes for several keys in one transaction (the group
-    /// commit of LogInteraction). Errors are the database's only.
-    pub async fn claim_key(
+    /// commit of LogInteraction), in one statement. `keys` must be distinct
+    /// and sorted. Errors are the database's only.
+    pub async fn claim_keys(
         &self,
         conn: &mut PgConnection,
-        key: &IdempotencyKey,
-    ) -> Result<Claim, Error> {
-        claim(conn, key, self.idempotency_retention).await
+        keys: &[&IdempotencyKey],
+    ) -> Result<Vec<Claim>, Error> {
+        claim(conn, keys, self.idempotency_retention).await
     }
 
     /// The fingerprint and resource names committed under `key` (its own

@@ -201,15 +201,16 @@ impl Batcher {
         keyed.sort_by(|(_, a), (_, b)| {
             (&a.principal, a.request_id).cmp(&(&b.principal, b.request_id))
         });
-        for (i, key) in keyed {
-            let pending = &live[i];
-            match self.db.claim_key(&mut tx, key).await? {
+        let keys: Vec<&IdempotencyKey> = keyed.iter().map(|(_, key)| *key).collect();
+        let claims = self.db.claim_keys(&mut tx, &keys).await?;
+        for ((i, _), claim) in keyed.into_iter().zip(claims) {
+            match claim {
                 Claim::New => claimed[i] = true,
                 Claim::Reused => answers[i] = Some(Err(Error::RequestIdReused)),
                 Claim::Replay(names) => {
                     let replayed = match names.first() {
                         Some(name) => {
-                            current_interaction(&mut tx, name, &pending.call.scope).await?
+                            current_interaction(&mut tx, name, &live[i].call.scope).await?
                         }
                         None => Err(Error::Internal(anyhow::anyhow!(
                             "idempotency key without resource names"
@@ -258,17 +259,21 @@ impl Batcher {
         }
         let now = Utc::now();
         let mut out = Vec::with_capacity(live.len());
+        let mut recorded = Vec::new();
+        let mut released = Vec::new();
         for ((pending, answer), claimed) in live.iter().zip(answers).zip(claimed) {
             let answer = answer
                 .unwrap_or_else(|| Err(Error::Internal(anyhow::anyhow!("a call went unanswered"))));
             if claimed && let Some(key) = &pending.call.key {
                 match &answer {
-                    Ok(x) => idempotency::record(&mut tx, key, &[x.name()]).await?,
-                    Err(_) => idempotency::release(&mut tx, key).await?,
+                    Ok(x) => recorded.push((key, x.name())),
+                    Err(_) => released.push(key),
                 }
             }
             out.push(answer.map(|x| interaction_to(&x, now)));
         }
+        idempotency::record_each(&mut tx, &recorded).await?;
+        idempotency::release_each(&mut tx, &released).await?;
         tx.commit().await?;
         if !rows.is_empty() {
             self.metrics.observe_append_batch(rows.len());
