@@ -546,6 +546,28 @@ pub async fn insert(
     reread(conn, id).await
 }
 
+/// Marks as changed what a branch-wide list (ListFollowUps, ListComplaints,
+/// ListServiceRequests) shows of a customer that moved to another branch:
+/// for the branch it joined these rows are new, so a reader following
+/// `update_time` there must meet them after the move. Only the change time
+/// moves; the rows are as they were (version and etag unchanged).
+async fn stamp_for_another_branch(conn: &mut PgConnection, id: &CustomerId) -> Result<(), Error> {
+    sqlx::query(
+        "WITH follow_ups AS (
+             UPDATE follow_ups SET update_time = now() WHERE customer_id = $1
+         ), service_requests AS (
+             UPDATE service_requests SET update_time = now() WHERE customer_id = $1
+         )
+         UPDATE interactions SET update_time = now()
+          WHERE customer_id = $1 AND complaint_state IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .execute(conn)
+    .instrument(statement("UPDATE", "interactions"))
+    .await?;
+    Ok(())
+}
+
 /// Writes a changed profile of a customer locked by `get(.., for_update)`.
 pub async fn update_profile(
     conn: &mut PgConnection,
@@ -554,12 +576,14 @@ pub async fn update_profile(
     changed_fields: &[&str],
     external_ids_changed: bool,
 ) -> Result<Customer, Error> {
-    sqlx::query(
-        "UPDATE customers SET display_name = $2, kind = $3, home_branch = $4,
+    let moved: bool = sqlx::query_scalar(
+        "UPDATE customers c SET display_name = $2, kind = $3, home_branch = $4,
                 relationship_manager = $5, national_id = $6, phone = $7, email = $8,
                 birth_date = $9, address = $10, tags = $11, preferences = $12,
                 search_document = $13::tsvector, version = version + 1, update_time = now()
-         WHERE id = $1",
+           FROM (SELECT home_branch FROM customers WHERE id = $1) before
+         WHERE c.id = $1
+         RETURNING before.home_branch <> $4",
     )
     .bind(id.as_str())
     .bind(&profile.display_name)
@@ -574,9 +598,12 @@ pub async fn update_profile(
     .bind(&profile.tags)
     .bind(Json(&profile.preferences))
     .bind(search_document(profile))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .instrument(statement("UPDATE", "customers"))
     .await?;
+    if moved {
+        stamp_for_another_branch(conn, id).await?;
+    }
     if external_ids_changed {
         replace_external_ids(conn, id, &profile.external_ids).await?;
     }

@@ -711,3 +711,134 @@ async fn reading_a_page_of_changes_costs_one_page_on_every_list() {
     )
     .await;
 }
+
+/// A customer moved to another branch brings its follow-ups, complaints and
+/// service requests into that branch's feeds: a branch that follows
+/// `update_time > t` sees them as changed after the move, though they were
+/// made before `t`.
+#[tokio::test]
+async fn a_customer_moved_to_another_branch_reaches_that_branchs_feeds() {
+    let app = TestApp::spawn().await;
+    let zhang = new_customer(&app, "张伟", "B01").await;
+    let mut admin = app.interactions(&Caller::admin()).await;
+    let follow_up = admin
+        .schedule_follow_up(pb::ScheduleFollowUpRequest {
+            parent: zhang.clone(),
+            follow_up: Some(pb::FollowUp {
+                assignee: "E1001".into(),
+                due_time: Some(in_a_day()),
+                purpose: "回访".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name;
+    let logged = async |kind: Kind, complaint: Option<pb::Complaint>| {
+        app.interactions(&Caller::admin())
+            .await
+            .log_interaction(pb::LogInteractionRequest {
+                parent: zhang.clone(),
+                interaction: Some(pb::Interaction {
+                    channel: Channel::Branch as i32,
+                    kind: kind as i32,
+                    summary: "At the counter".into(),
+                    complaint,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    };
+    let complaint = logged(
+        Kind::Complaint,
+        Some(pb::Complaint {
+            severity: Severity::Medium as i32,
+            category: Category::Fees as i32,
+            ..Default::default()
+        }),
+    )
+    .await;
+    let service_request = logged(Kind::ServiceRequest, None)
+        .await
+        .replace("/interactions/", "/serviceRequests/");
+
+    // B02 has read its feeds up to now.
+    let since: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let filter = format!(
+        "update_time > \"{}\"",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    let feeds = async || {
+        let mut b02 = app.interactions(&Caller::rm("B02")).await;
+        let follow_ups = b02
+            .list_follow_ups(pb::ListFollowUpsRequest {
+                parent: "customers/-".into(),
+                filter: filter.clone(),
+                order_by: "update_time".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .follow_ups
+            .into_iter()
+            .map(|f| f.name);
+        let complaints = b02
+            .list_complaints(pb::ListComplaintsRequest {
+                parent: "customers/-".into(),
+                filter: filter.clone(),
+                order_by: "update_time".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .interactions
+            .into_iter()
+            .map(|i| i.name);
+        let service_requests = b02
+            .list_service_requests(pb::ListServiceRequestsRequest {
+                parent: "customers/-".into(),
+                filter: filter.clone(),
+                order_by: "update_time".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .service_requests
+            .into_iter()
+            .map(|r| r.name);
+        follow_ups
+            .chain(complaints)
+            .chain(service_requests)
+            .collect::<Vec<_>>()
+    };
+    assert!(feeds().await.is_empty());
+
+    app.customers(&Caller::admin())
+        .await
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                name: zhang.clone(),
+                home_branch: "B02".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["home_branch".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(feeds().await, [follow_up, complaint, service_request]);
+}
