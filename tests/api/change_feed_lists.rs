@@ -21,7 +21,7 @@ use customer_knowledge::pb::v1::{
 use prost_types::Timestamp;
 use tonic::{Code, Status};
 
-use crate::helpers::{Bearer, Caller, TestApp, new_customer, violated_fields};
+use crate::helpers::{Bearer, Caller, TestApp, move_to_branch, new_customer, violated_fields};
 
 /// What a list request asks, whatever the list.
 struct Args {
@@ -825,20 +825,6 @@ async fn a_customer_moved_to_another_branch_reaches_that_branchs_feeds() {
     };
     assert!(feeds().await.is_empty());
 
-    app.customers(&Caller::admin())
-        .await
-        .update_customer(pb::UpdateCustomerRequest {
-            customer: Some(pb::Customer {
-                name: zhang.clone(),
-                home_branch: "B02".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["home_branch".into()],
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    move_to_branch(&app, &zhang, "B02").await;
     assert_eq!(feeds().await, [follow_up, complaint, service_request]);
 }

@@ -246,6 +246,26 @@ pub async fn new_customer(app: &TestApp, display_name: &str, branch: &str) -> St
         .name
 }
 
+/// Moves `customer` to `branch` (UpdateCustomer of `home_branch`, as an admin).
+pub async fn move_to_branch(app: &TestApp, customer: &str, branch: &str) {
+    use customer_knowledge::pb::v1 as pb;
+    app.customers(&Caller::admin())
+        .await
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                name: customer.into(),
+                home_branch: branch.into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["home_branch".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("move the customer");
+}
+
 /// Who a test calls as: the claims of its JWT.
 #[derive(Clone, Debug)]
 pub struct Caller {

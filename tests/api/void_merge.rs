@@ -11,7 +11,9 @@ use customer_knowledge::pb::v1::{
 use futures::StreamExt;
 use tonic::{Code, Status};
 
-use crate::helpers::{Bearer, Caller, TestApp, new_customer, reason, violated_fields};
+use crate::helpers::{
+    Bearer, Caller, TestApp, move_to_branch, new_customer, reason, violated_fields,
+};
 
 /// `ErrorInfo.metadata[key]` of a status.
 fn meta(status: &Status, key: &str) -> String {
@@ -752,20 +754,7 @@ async fn the_alias_of_a_merged_customer_keeps_branch_scoping() {
     assert!(listed.customers.iter().all(|c| c.name != duplicate));
 
     // The survivor moves to B03: its alias goes with it.
-    admin
-        .update_customer(pb::UpdateCustomerRequest {
-            customer: Some(pb::Customer {
-                name: survivor.clone(),
-                home_branch: "B03".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["home_branch".into()],
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    move_to_branch(&app, &survivor, "B03").await;
     let b01 = app
         .customers(&rm)
         .await
