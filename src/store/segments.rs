@@ -702,18 +702,9 @@ impl AtRiskRow {
 
 /// The worklist of run `as_of` in `scope`: churn score × value, highest
 /// first, from after `after` (priority, customer id), customers with a
-/// signal only.
-#[allow(clippy::too_many_arguments)]
-pub async fn at_risk(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    scope: &Scope,
-    tier: Option<Tier>,
-    min_score: f64,
-    after: Option<(f64, String)>,
-    limit: i64,
-) -> Result<Vec<AtRiskRow>, Error> {
-    let sql = format!(
+/// signal only. Parameters: `at_risk_args`.
+pub fn at_risk_sql() -> String {
+    format!(
         "SELECT c.id AS customer_id, c.display_name, c.home_branch, c.relationship_manager,
                 s.churn_score * s.monetary::float8 AS priority,
                 {facts}
@@ -729,18 +720,49 @@ pub async fn at_risk(
             "FROM customer_segments s JOIN segment_runs r ON r.as_of = s.as_of
                  JOIN customers c ON c.id = s.customer_id WHERE s.as_of = $1",
         ),
-    );
+    )
+}
+
+/// The parameters of `at_risk_sql` (shared with the plan check).
+pub fn at_risk_args(
+    as_of: DateTime<Utc>,
+    scope: &Scope,
+    tier: Option<Tier>,
+    min_score: f64,
+    after: Option<(f64, String)>,
+    limit: i64,
+) -> super::Args {
     let (after_priority, after_id) = match after {
         Some((p, id)) => (Some(p), Some(id)),
         None => (None, None),
     };
+    args!(
+        as_of,
+        scope.reach.as_deref(),
+        scope.branch.as_deref(),
+        scope.relationship_manager.as_deref(),
+        min_score,
+        tier.map(Tier::as_str),
+        after_priority,
+        after_id,
+        limit
+    )
+}
+
+/// `at_risk_sql` run: one page of the worklist.
+#[allow(clippy::too_many_arguments)]
+pub async fn at_risk(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+    scope: &Scope,
+    tier: Option<Tier>,
+    min_score: f64,
+    after: Option<(f64, String)>,
+    limit: i64,
+) -> Result<Vec<AtRiskRow>, Error> {
+    let args = at_risk_args(as_of, scope, tier, min_score, after, limit)?;
     Ok(
-        bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), as_of, scope)
-            .bind(min_score)
-            .bind(tier.map(Tier::as_str))
-            .bind(after_priority)
-            .bind(after_id)
-            .bind(limit)
+        sqlx::query_as_with(sqlx::AssertSqlSafe(at_risk_sql()), args)
             .fetch_all(conn)
             .instrument(statement("SELECT", "customer_segments"))
             .await?,

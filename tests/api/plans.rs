@@ -22,7 +22,7 @@ use customer_knowledge::{
         self, audit, customers,
         interactions::{self, ComplaintQuery, FollowUpQuery, TimelineQuery},
         knowledge::{self, ItemQuery},
-        operations,
+        operations, segments,
         service_requests::{self, ServiceRequestQuery},
     },
 };
@@ -35,8 +35,9 @@ use crate::helpers::TestApp;
 const PAGE: i64 = 21;
 
 /// Tables that grow with the bank: a sequential scan of one is a bug.
-const LARGE: [&str; 9] = [
+const LARGE: [&str; 10] = [
     "customers",
+    "customer_segments",
     "interactions",
     "follow_ups",
     "service_requests",
@@ -788,6 +789,67 @@ async fn audit_reads_one_page_from_an_index() {
             what,
             &explain(&app.db, audit::LIST_SQL, args).await,
             max_read + 1,
+            order,
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_at_risk_worklist_reads_one_page_from_its_index() {
+    let app = seeded().await;
+    let db = &app.db;
+    let as_of: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(as_of) FROM segment_runs")
+            .fetch_one(db)
+            .await
+            .unwrap();
+    let b01 = segments::Scope {
+        reach: Some("B01".into()),
+        ..Default::default()
+    };
+    let small = segments::Scope {
+        branch: Some("B07".into()),
+        ..Default::default()
+    };
+    // Each row also reads its customer (and the run, once): about two rows
+    // per row listed, in the order of customer_segments_priority.
+    for (what, scope, after, max_read, order) in [
+        (
+            "at risk, the bank",
+            segments::Scope::default(),
+            None,
+            2 * PAGE + 2,
+            Order::FromIndex,
+        ),
+        (
+            "at risk, one branch",
+            b01,
+            None,
+            2 * PAGE + 2,
+            Order::FromIndex,
+        ),
+        (
+            "at risk, a later page",
+            segments::Scope::default(),
+            Some((500_000.0, "c-3".to_string())),
+            2 * PAGE + 2,
+            Order::FromIndex,
+        ),
+        // B07 holds about 60 customers: the planner reads them from the
+        // branch index with their scores and sorts them.
+        (
+            "at risk, a small branch",
+            small,
+            None,
+            200,
+            Order::SortedSet,
+        ),
+    ] {
+        let args = segments::at_risk_args(as_of, &scope, None, 0.0, after, PAGE);
+        check(
+            what,
+            &explain(db, &segments::at_risk_sql(), args).await,
+            max_read,
             order,
         );
     }
