@@ -283,9 +283,18 @@ impl Db {
     /// after a write it just committed, so that its next stale-tolerant read
     /// sees that write. Does nothing without a standby (or outside a call).
     pub async fn note_write(&self) {
-        let (Some(standby), Some(caller)) = (&self.standby, caller()) else {
-            return;
-        };
+        if self.standby.is_some() && caller().is_some() {
+            self.note_write_at(self.write_position().await);
+        }
+    }
+
+    /// Where the primary's WAL stands now, after a commit: None without a
+    /// standby (nothing to remember), `i64::MAX` when it cannot be read (the
+    /// writers then read the primary until their entries expire). For one
+    /// commit of many callers' writes (the group commit), read once and
+    /// given to each caller's `note_write_at`.
+    pub async fn write_position(&self) -> Option<i64> {
+        self.standby.as_ref()?;
         // The insert position, not the flushed one: the commit record is
         // inserted before the commit returns, flushed possibly later.
         let lsn = sqlx::query_scalar::<_, i64>(
@@ -294,10 +303,13 @@ impl Db {
         .fetch_one(&self.pool)
         .instrument(statement("SELECT", "pg_current_wal_insert_lsn"))
         .await;
-        match lsn {
-            Ok(lsn) => standby.written.remember(&caller, lsn, Instant::now()),
-            // Unknown: the caller reads the primary until the entry expires.
-            Err(_) => standby.written.remember(&caller, i64::MAX, Instant::now()),
+        Some(lsn.unwrap_or(i64::MAX))
+    }
+
+    /// `note_write` with a position read already (`write_position`).
+    pub fn note_write_at(&self, position: Option<i64>) {
+        if let (Some(standby), Some(caller), Some(lsn)) = (&self.standby, caller(), position) {
+            standby.written.remember(&caller, lsn, Instant::now());
         }
     }
 }

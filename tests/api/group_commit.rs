@@ -370,33 +370,23 @@ async fn statements_run(app: &TestApp, like: &str) -> i64 {
     .expect("pg_stat_statements (restart the test cluster: scripts/postgres.sh stop test)")
 }
 
-#[tokio::test]
-async fn a_batch_claims_and_records_its_request_ids_in_one_statement_each() {
-    // One batcher, held up by a lock on the table, so that the calls sent
-    // meanwhile queue for its next batch.
-    let app = TestApp::spawn_with(|env| {
-        env.insert("CK__INTERACTIONS__GROUP_COMMIT_WORKERS".into(), "1".into());
-        env.insert("CK__SERVER__MAX_CONCURRENT_CALLS".into(), "512".into());
-    })
-    .await;
-    let customer = new_customer(&app, "张伟", "B01").await;
-    const CLAIMS: &str = "%INSERT INTO idempotency_keys%";
-    const RECORDS: &str = "UPDATE idempotency_keys%";
-    let claims = statements_run(&app, CLAIMS).await;
-    let records = statements_run(&app, RECORDS).await;
+/// Sends one keyed call for `customer`, and ten more while the first holds
+/// the only batcher (a lock on the table), so that the ten share a batch;
+/// returns the batches the eleven calls made.
+async fn eleven_calls_in_few_batches(app: &TestApp, customer: &str) -> i64 {
     let (_, metrics) = app.admin_get("/metrics").await;
     let batches = sample(&metrics, "ck_append_batch_size_count");
     let rows = sample(&metrics, "ck_append_batch_size_sum");
 
-    let lock = lock_interactions(&app).await;
+    let lock = lock_interactions(app).await;
     let client = app.interactions(&Caller::service()).await;
     let call = |i: i64| {
         let mut client = client.clone();
-        let request = log(&customer, payment(i, ""), &uuid::Uuid::now_v7().to_string());
+        let request = log(customer, payment(i, ""), &uuid::Uuid::now_v7().to_string());
         tokio::spawn(async move { client.log_interaction(request).await })
     };
     let mut calls = vec![call(0)];
-    until_waiting(&app, 1).await;
+    until_waiting(app, 1).await;
     calls.extend((1..=10).map(call));
     for _ in 0..1200 {
         let (_, metrics) = app.admin_get("/metrics").await;
@@ -414,7 +404,44 @@ async fn a_batch_claims_and_records_its_request_ids_in_one_statement_each() {
     let batches = sample(&metrics, "ck_append_batch_size_count") - batches;
     assert_eq!(sample(&metrics, "ck_append_batch_size_sum") - rows, 11.0);
     assert!(batches < 11.0, "the queued calls were not batched");
-    let batches = batches as i64;
+    batches as i64
+}
+
+#[tokio::test]
+async fn a_batch_claims_and_records_its_request_ids_in_one_statement_each() {
+    // One batcher, so that calls sent while it is held up share its next
+    // batch.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CK__INTERACTIONS__GROUP_COMMIT_WORKERS".into(), "1".into());
+        env.insert("CK__SERVER__MAX_CONCURRENT_CALLS".into(), "512".into());
+    })
+    .await;
+    let customer = new_customer(&app, "张伟", "B01").await;
+    const CLAIMS: &str = "%INSERT INTO idempotency_keys%";
+    const RECORDS: &str = "UPDATE idempotency_keys%";
+    let claims = statements_run(&app, CLAIMS).await;
+    let records = statements_run(&app, RECORDS).await;
+    let batches = eleven_calls_in_few_batches(&app, &customer).await;
     assert_eq!(statements_run(&app, CLAIMS).await - claims, batches);
     assert_eq!(statements_run(&app, RECORDS).await - records, batches);
+}
+
+/// With a standby, each writer's position for read-your-writes is read once
+/// per batch, not once per call.
+#[tokio::test]
+async fn a_batch_reads_the_write_position_once_for_all_its_callers() {
+    // The database itself stands in for the standby: only the writes'
+    // bookkeeping is under test here.
+    let url = crate::helpers::fresh_database().await;
+    let app = TestApp::spawn_on(&url, |env| {
+        env.insert("CK__INTERACTIONS__GROUP_COMMIT_WORKERS".into(), "1".into());
+        env.insert("CK__SERVER__MAX_CONCURRENT_CALLS".into(), "512".into());
+        env.insert("CK__DATABASE__READ_URL".into(), url.clone());
+    })
+    .await;
+    let customer = new_customer(&app, "张伟", "B01").await;
+    const POSITIONS: &str = "%pg_current_wal_insert_lsn%";
+    let positions = statements_run(&app, POSITIONS).await;
+    let batches = eleven_calls_in_few_batches(&app, &customer).await;
+    assert_eq!(statements_run(&app, POSITIONS).await - positions, batches);
 }

@@ -79,9 +79,9 @@ pub(super) async fn log_interaction(
         };
         if let Some(group) = &api.group_commit {
             match group.submit(call).await {
-                Ok(answer) => {
+                Ok((answer, written_at)) => {
                     if answer.is_ok() {
-                        api.db.note_write().await;
+                        api.db.note_write_at(written_at);
                     }
                     return answer;
                 }

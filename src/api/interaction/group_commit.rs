@@ -43,8 +43,9 @@ struct Pending {
 }
 
 enum Answer {
-    /// The call's answer, after the commit that holds its row (if any).
-    Done(Result<pb::Interaction, Error>),
+    /// The call's answer, after the commit that holds its row (if any), and
+    /// where the primary's WAL stood after that commit (with a standby).
+    Done(Result<pb::Interaction, Error>, Option<i64>),
     /// The batch failed as a whole: the caller commits on its own.
     Alone(Queued),
 }
@@ -71,12 +72,13 @@ impl GroupCommit {
         GroupCommit { queue }
     }
 
-    /// Queues `call` and waits for its batch: Ok with the call's answer, or
-    /// Err with the call given back, to be committed by the caller alone.
+    /// Queues `call` and waits for its batch: Ok with the call's answer and
+    /// the write position for read-your-writes (`Db::note_write_at`), or Err
+    /// with the call given back, to be committed by the caller alone.
     pub(super) async fn submit(
         &self,
         call: Queued,
-    ) -> Result<Result<pb::Interaction, Error>, Queued> {
+    ) -> Result<(Result<pb::Interaction, Error>, Option<i64>), Queued> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             call,
@@ -87,13 +89,16 @@ impl GroupCommit {
             return Err(pending.call);
         }
         match answer.await {
-            Ok(Answer::Done(result)) => Ok(result),
+            Ok(Answer::Done(result, written_at)) => Ok((result, written_at)),
             Ok(Answer::Alone(call)) => Err(call),
             // The batcher ended without answering (a panic): whether the row
             // was committed is unknown, so the call is not written again.
-            Err(_) => Ok(Err(Error::Internal(anyhow::anyhow!(
-                "the group commit ended without answering"
-            )))),
+            Err(_) => Ok((
+                Err(Error::Internal(anyhow::anyhow!(
+                    "the group commit ended without answering"
+                ))),
+                None,
+            )),
         }
     }
 }
@@ -154,7 +159,7 @@ impl Batcher {
             if pending.deadline.is_some_and(|d| d <= now) {
                 let _ = pending
                     .reply
-                    .send(Answer::Done(Err(Error::DeadlineExceeded)));
+                    .send(Answer::Done(Err(Error::DeadlineExceeded), None));
                 continue;
             }
             live.push(pending);
@@ -170,8 +175,14 @@ impl Batcher {
         let written = crate::store::with_deadline(latest, self.write(&live)).await;
         match written {
             Ok(answers) => {
+                // One read of the WAL position for every caller of the batch.
+                let written_at = if answers.iter().any(Result::is_ok) {
+                    self.db.write_position().await
+                } else {
+                    None
+                };
                 for (pending, answer) in live.into_iter().zip(answers) {
-                    let _ = pending.reply.send(Answer::Done(answer));
+                    let _ = pending.reply.send(Answer::Done(answer, written_at));
                 }
             }
             Err(e) => {
