@@ -36,8 +36,9 @@ ensure_installed() {
 }
 
 # The cluster runs as the postgres user when we are root (initdb refuses root).
+# From /, which postgres can always enter (a private checkout it cannot).
 run_pg() {
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 data_dir_for() {
@@ -54,14 +55,21 @@ data_dir_for() {
   echo "$dir"
 }
 
+# Ports below the usual ephemeral range (32768-60999 on Linux): a port in
+# that range can be taken at any moment as the local end of an outgoing
+# connection, which no probe sees, and Postgres then cannot bind it.
+PORT_FIRST=25432
+PORT_LAST=25631
+
+# The first port from $1 on that nothing listens on.
 free_port() {
   local port
-  for port in $(seq 55432 55632); do
+  for port in $(seq "$1" "$PORT_LAST"); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"; return 0
     fi
   done
-  log "no free port in 55432-55632"; exit 1
+  log "no free port in $1-$PORT_LAST"; exit 1
 }
 
 ensure_running() {
@@ -80,7 +88,6 @@ ensure_running() {
       --locale=C.UTF-8 >/dev/null
   fi
   if ! run_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    port=$(free_port)
     local extra=()
     if [ "$name" = test ]; then
       # Throwaway test data: durability is not under test here. The tests
@@ -89,10 +96,24 @@ ensure_running() {
       extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off
         -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.max=50000)
     fi
-    log "starting cluster $name on 127.0.0.1:$port"
-    run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$data -c max_connections=300 ${extra[*]}" \
-      start >/dev/null
+    # A port can still be taken between the probe and the bind: then the
+    # next one is tried.
+    local attempt from=$PORT_FIRST started=
+    for attempt in 1 2 3 4 5; do
+      port=$(free_port "$from")
+      log "starting cluster $name on 127.0.0.1:$port"
+      if run_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$data -c max_connections=300 ${extra[*]}" \
+        start >/dev/null; then
+        started=1; break
+      fi
+      from=$((port + 1))
+    done
+    if [ -z "$started" ]; then
+      log "cluster $name did not start; the end of its log:"
+      tail -n 20 "$data/server.log" >&2 || true
+      exit 1
+    fi
   fi
   port=$(sed -n 4p "$data/postmaster.pid")
   echo "postgres://postgres@127.0.0.1:$port/"
