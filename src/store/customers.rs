@@ -22,27 +22,17 @@ use crate::{
     error::{Error, ErrorReason},
 };
 
-/// Everything a read returns about one customer, related rows included.
+/// Everything a read returns about one customer, related rows included: the
+/// external ids, consents and links are the JSON documents the triggers of
+/// migration 20261207060000 keep on the customer row.
 macro_rules! select_customer {
     () => {
         "SELECT c.id, c.display_name, c.kind, c.home_branch, c.relationship_manager,
                 c.national_id, c.phone, c.email, c.birth_date, c.address, c.tags, c.preferences,
                 c.tier, c.recency_score, c.frequency_score, c.monetary_score, c.version,
                 c.create_time, c.update_time, c.delete_time, c.merged_into,
-                COALESCE((SELECT jsonb_agg(jsonb_build_object('system', e.system, 'value', e.value)
-                                           ORDER BY e.system, e.value)
-                          FROM customer_external_ids e WHERE e.customer_id = c.id), '[]') AS external_ids,
-                COALESCE((SELECT jsonb_agg(jsonb_build_object('purpose', k.purpose, 'granted', k.granted,
-                                                              'update_time', k.update_time)
-                                           ORDER BY k.purpose)
-                          FROM customer_consents k WHERE k.customer_id = c.id), '[]') AS consents,
-                COALESCE((SELECT jsonb_agg(l ORDER BY l.create_time, l.customer)
-                          FROM (SELECT linked_customer_id AS customer, relationship, false AS inverse, create_time
-                                  FROM customer_links WHERE customer_id = c.id
-                                UNION ALL
-                                SELECT customer_id, relationship,
-                                       relationship NOT IN ('HOUSEHOLD', 'SPOUSE'), create_time
-                                  FROM customer_links WHERE linked_customer_id = c.id) l), '[]') AS links
+                c.external_ids_doc AS external_ids, c.consents_doc AS consents,
+                c.links_doc AS links
          FROM customers c "
     };
 }
@@ -254,6 +244,19 @@ pub enum Lock {
     Update,
 }
 
+/// A customer by id ($1) in the caller's branch ($2, or any when NULL): one
+/// row of `customers` and nothing else (what `get` runs without a lock, and
+/// tests/api/plans.rs explains).
+pub const GET_SQL: &str = concat!(
+    select_customer!(),
+    "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2)"
+);
+
+/// The parameters of `GET_SQL` and of `get`'s locking reads.
+pub fn get_args(id: &CustomerId, scope: Option<&str>) -> super::Args {
+    args!(id.as_str(), scope)
+}
+
 pub async fn get(
     conn: &mut PgConnection,
     id: &CustomerId,
@@ -261,10 +264,7 @@ pub async fn get(
     lock: Lock,
 ) -> Result<Found, Error> {
     let sql = match lock {
-        Lock::None => concat!(
-            select_customer!(),
-            "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2)"
-        ),
+        Lock::None => GET_SQL,
         Lock::Share => concat!(
             select_customer!(),
             "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR SHARE OF c"
@@ -274,9 +274,7 @@ pub async fn get(
             "WHERE c.id = $1 AND ($2::text IS NULL OR c.home_branch = $2) FOR UPDATE OF c"
         ),
     };
-    let row = sqlx::query_as::<_, CustomerRow>(sql)
-        .bind(id.as_str())
-        .bind(scope)
+    let row = sqlx::query_as_with::<_, CustomerRow, _>(sql, get_args(id, scope)?)
         .fetch_optional(conn)
         .instrument(statement("SELECT", "customers"))
         .await?;

@@ -1110,3 +1110,174 @@ async fn list_customers_follows_changes_by_update_time() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["filter", "order_by"]);
 }
+
+/// Customers whose external ids, consents or links as stored on the row
+/// (what every read returns) differ from the three tables they come from.
+async fn stale_documents(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT ck_customer_documents_stale()")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_ids_consents_and_links_a_read_returns_follow_every_change() {
+    let app = TestApp::spawn().await;
+    let mut admin = app.customers(&Caller::admin()).await;
+    let mut service = app.customers(&Caller::service()).await;
+    let id = |system: &str, value: &str| pb::ExternalId {
+        system: system.into(),
+        value: value.into(),
+    };
+    let new = |name: &'static str, ids: Vec<pb::ExternalId>| {
+        let mut service = service.clone();
+        async move {
+            let mut customer = person(name, "B01");
+            customer.external_ids = ids;
+            service
+                .create_customer(create(customer))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let survivor = new("Survivor", vec![id("CIF", "C-1")]).await;
+    let duplicate = new("Duplicate", vec![id("CIF", "C-2"), id("MOBILE", "m-2")]).await;
+    let spouse = new("Spouse", vec![]).await;
+    let director = new("Director", vec![]).await;
+    assert_eq!(stale_documents(&app).await, Vec::<String>::new());
+    let reader = admin.clone();
+    let read = |name: String| {
+        let mut admin = reader.clone();
+        async move { admin.get_customer(get(&name)).await.unwrap().into_inner() }
+    };
+
+    // External ids replaced through UpdateCustomer.
+    let mut change = survivor.clone();
+    change.external_ids = vec![id("CIF", "C-1"), id("CARD", "6222-1")];
+    service
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(change),
+            update_mask: mask(&["external_ids"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let values = |c: &pb::Customer| -> Vec<String> {
+        c.external_ids.iter().map(|e| e.value.clone()).collect()
+    };
+    assert_eq!(
+        values(&read(survivor.name.clone()).await),
+        ["6222-1", "C-1"]
+    );
+
+    // Consents granted and withdrawn, on both customers.
+    for (name, purpose) in [
+        (&survivor.name, ConsentPurpose::Marketing),
+        (&duplicate.name, ConsentPurpose::KnowledgeSharing),
+        (&duplicate.name, ConsentPurpose::Marketing),
+    ] {
+        admin
+            .grant_consent(pb::GrantConsentRequest {
+                name: name.clone(),
+                purpose: purpose as i32,
+                channel: "BRANCH_FORM".into(),
+                policy_version: "2026.1".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    admin
+        .withdraw_consent(pb::WithdrawConsentRequest {
+            name: duplicate.name.clone(),
+            purpose: ConsentPurpose::Marketing as i32,
+            channel: "PHONE_RECORDED".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(read(duplicate.name.clone()).await.consents.len(), 2);
+    assert_eq!(stale_documents(&app).await, Vec::<String>::new());
+
+    // Links made and removed: both ends read them.
+    let link = |name: &str, linked: &str, relationship: Relationship| pb::LinkCustomersRequest {
+        name: name.into(),
+        linked_customer: linked.into(),
+        relationship: relationship as i32,
+        ..Default::default()
+    };
+    admin
+        .link_customers(link(&duplicate.name, &spouse.name, Relationship::Spouse))
+        .await
+        .unwrap();
+    admin
+        .link_customers(link(
+            &duplicate.name,
+            &director.name,
+            Relationship::Director,
+        ))
+        .await
+        .unwrap();
+    admin
+        .link_customers(link(
+            &survivor.name,
+            &director.name,
+            Relationship::Guarantor,
+        ))
+        .await
+        .unwrap();
+    admin
+        .unlink_customers(pb::UnlinkCustomersRequest {
+            name: survivor.name.clone(),
+            linked_customer: director.name.clone(),
+            relationship: Relationship::Guarantor as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(read(spouse.name.clone()).await.links.len(), 1);
+    assert_eq!(read(director.name.clone()).await.links.len(), 1);
+    assert_eq!(stale_documents(&app).await, Vec::<String>::new());
+
+    // A merge moves the duplicate's ids, consents and links to the survivor,
+    // and the far ends of its links now read the survivor.
+    let merged = admin
+        .merge_customers(pb::MergeCustomersRequest {
+            name: survivor.name.clone(),
+            duplicate: duplicate.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(values(&merged), ["6222-1", "C-1", "C-2", "m-2"]);
+    assert_eq!(merged.links.len(), 2);
+    assert_eq!(
+        read(spouse.name.clone()).await.links[0].customer,
+        survivor.name
+    );
+    assert_eq!(stale_documents(&app).await, Vec::<String>::new());
+
+    // Erasure empties the erased customer's documents and drops it from the
+    // documents of the customers it was linked to.
+    admin
+        .delete_customer(pb::DeleteCustomerRequest {
+            name: survivor.name.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(read(spouse.name.clone()).await.links.is_empty());
+    assert!(read(director.name.clone()).await.links.is_empty());
+    let erased: (serde_json::Value, serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT external_ids_doc, consents_doc, links_doc FROM customers WHERE id = $1",
+    )
+    .bind(survivor.name.trim_start_matches("customers/"))
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    let empty = serde_json::json!([]);
+    assert_eq!(erased, (empty.clone(), empty.clone(), empty));
+    assert_eq!(stale_documents(&app).await, Vec::<String>::new());
+}

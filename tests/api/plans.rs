@@ -159,9 +159,9 @@ async fn customer_lists_read_one_page_from_an_index() {
         f(&mut filter);
         filter
     };
-    // Each customer row also reads its external ids, consents and links
-    // (none here), so a page reads PAGE customer rows and the odd erased
-    // customer (one in 500) it steps over.
+    // A page reads PAGE customer rows and the odd erased customer (one in
+    // 500) it steps over; each row carries its external ids, consents and
+    // links (customer_reads_touch_no_other_table).
     const READ: i64 = PAGE + 2;
     // (what, the caller's branch, filter, order, most rows read, order check)
     type Case<'a> = (
@@ -853,4 +853,59 @@ async fn the_at_risk_worklist_reads_one_page_from_its_index() {
             order,
         );
     }
+}
+
+#[tokio::test]
+async fn a_customer_read_touches_no_other_table() {
+    let app = seeded().await;
+    let db = &app.db;
+    // c-2 has two external ids, a consent and links both ways.
+    sqlx::raw_sql(
+        "INSERT INTO customer_external_ids (system, value, customer_id)
+             VALUES ('CIF', 'C-2', 'c-2'), ('MOBILE', 'm-2', 'c-2');
+         INSERT INTO customer_consents (customer_id, purpose, granted)
+             VALUES ('c-2', 'MARKETING', true);
+         INSERT INTO customer_links (customer_id, linked_customer_id, relationship)
+             VALUES ('c-2', 'c-3', 'SPOUSE'), ('c-4', 'c-2', 'DIRECTOR');
+         ANALYZE customer_external_ids, customer_consents, customer_links",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let args = |scope: Option<&str>| customers::get_args(&id("c-2"), scope);
+    for scope in [None, Some("B01")] {
+        let plan = explain(db, customers::GET_SQL, args(scope)).await;
+        check("a customer by id", &plan, 1, Order::FromIndex);
+        let tables: Vec<&str> = nodes(&plan)
+            .into_iter()
+            .filter_map(|n| n["Relation Name"].as_str())
+            .collect();
+        assert_eq!(tables, ["customers"], "{plan}");
+    }
+    // What the one row carries.
+    let (ids, consents, links): (serde_json::Value, serde_json::Value, serde_json::Value) =
+        sqlx::query_as_with(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT external_ids, consents, links FROM ({}) c",
+                customers::GET_SQL
+            )),
+            args(None).unwrap(),
+        )
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(ids.as_array().map(Vec::len), Some(2), "{ids}");
+    assert_eq!(consents[0]["purpose"], "MARKETING");
+    let linked: Vec<(&str, bool)> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["customer"].as_str().unwrap(),
+                l["inverse"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(linked, [("c-3", false), ("c-4", true)]);
 }
