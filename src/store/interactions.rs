@@ -951,6 +951,55 @@ pub struct ComplaintFiguresRow {
     pub median_resolution_seconds: Option<f64>,
 }
 
+/// GetComplaintSummary's statement: complaints received in [$3, $4) of the
+/// customers of branch $1 (the caller's reach) and $2, grouped (what
+/// `complaint_summary` runs and tests/api/plans.rs explains).
+pub const COMPLAINT_SUMMARY_SQL: &str = "WITH received AS (
+        SELECT COALESCE(i.complaint_category, '') AS category,
+               i.complaint_product AS product,
+               c.home_branch AS branch,
+               i.complaint_state IN ('RESOLVED', 'CLOSED')
+                   AND i.complaint_resolve_time IS NOT NULL AS resolved,
+               i.complaint_state IN ('OPEN', 'IN_PROGRESS') AS open,
+               i.complaint_state IN ('OPEN', 'IN_PROGRESS')
+                   AND i.complaint_due_time < now() AS overdue,
+               i.complaint_reopen_count > 0 AS reopened,
+               extract(epoch FROM i.complaint_resolve_time - i.occur_time)::float8
+                   AS resolution_seconds
+        FROM interactions i JOIN customers c ON c.id = i.customer_id
+        WHERE i.complaint_state IS NOT NULL AND i.void_time IS NULL
+          AND i.occur_time >= $3 AND i.occur_time < $4
+          AND ($1::text IS NULL OR c.home_branch = $1)
+          AND ($2::text IS NULL OR c.home_branch = $2)
+     )
+     SELECT CASE WHEN GROUPING(category) = 0 THEN 'category'
+                 WHEN GROUPING(product) = 0 THEN 'product'
+                 WHEN GROUPING(branch) = 0 THEN 'branch'
+                 ELSE 'total' END AS dimension,
+            CASE WHEN GROUPING(category) = 0 THEN category
+                 WHEN GROUPING(product) = 0 THEN product
+                 WHEN GROUPING(branch) = 0 THEN branch
+                 ELSE '' END AS key,
+            count(*) AS received,
+            count(*) FILTER (WHERE resolved) AS resolved,
+            count(*) FILTER (WHERE open) AS open,
+            count(*) FILTER (WHERE overdue) AS overdue,
+            count(*) FILTER (WHERE reopened) AS reopened,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_seconds)
+                FILTER (WHERE resolved) AS median_resolution_seconds
+     FROM received
+     GROUP BY GROUPING SETS ((category), (product), (branch), ())";
+
+/// The parameters of `COMPLAINT_SUMMARY_SQL`.
+pub fn complaint_summary_args(
+    reach: Option<&str>,
+    branch: Option<&str>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> super::Args {
+    args!(reach, branch, start, end)
+}
+
 /// GetComplaintSummary in one statement: the complaints received in
 /// [`start`, `end`) of the customers of the caller's `reach` (None: every
 /// branch) and of the requested `branch`, grouped by category, product,
@@ -963,50 +1012,13 @@ pub async fn complaint_summary(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<Vec<ComplaintFiguresRow>, Error> {
-    Ok(sqlx::query_as::<_, ComplaintFiguresRow>(
-        "WITH received AS (
-            SELECT COALESCE(i.complaint_category, '') AS category,
-                   i.complaint_product AS product,
-                   c.home_branch AS branch,
-                   i.complaint_state IN ('RESOLVED', 'CLOSED')
-                       AND i.complaint_resolve_time IS NOT NULL AS resolved,
-                   i.complaint_state IN ('OPEN', 'IN_PROGRESS') AS open,
-                   i.complaint_state IN ('OPEN', 'IN_PROGRESS')
-                       AND i.complaint_due_time < now() AS overdue,
-                   i.complaint_reopen_count > 0 AS reopened,
-                   extract(epoch FROM i.complaint_resolve_time - i.occur_time)::float8
-                       AS resolution_seconds
-            FROM interactions i JOIN customers c ON c.id = i.customer_id
-            WHERE i.complaint_state IS NOT NULL AND i.void_time IS NULL
-              AND i.occur_time >= $3 AND i.occur_time < $4
-              AND ($1::text IS NULL OR c.home_branch = $1)
-              AND ($2::text IS NULL OR c.home_branch = $2)
-         )
-         SELECT CASE WHEN GROUPING(category) = 0 THEN 'category'
-                     WHEN GROUPING(product) = 0 THEN 'product'
-                     WHEN GROUPING(branch) = 0 THEN 'branch'
-                     ELSE 'total' END AS dimension,
-                CASE WHEN GROUPING(category) = 0 THEN category
-                     WHEN GROUPING(product) = 0 THEN product
-                     WHEN GROUPING(branch) = 0 THEN branch
-                     ELSE '' END AS key,
-                count(*) AS received,
-                count(*) FILTER (WHERE resolved) AS resolved,
-                count(*) FILTER (WHERE open) AS open,
-                count(*) FILTER (WHERE overdue) AS overdue,
-                count(*) FILTER (WHERE reopened) AS reopened,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_seconds)
-                    FILTER (WHERE resolved) AS median_resolution_seconds
-         FROM received
-         GROUP BY GROUPING SETS ((category), (product), (branch), ())",
+    let args = complaint_summary_args(reach, branch, start, end)?;
+    Ok(
+        sqlx::query_as_with::<_, ComplaintFiguresRow, _>(COMPLAINT_SUMMARY_SQL, args)
+            .fetch_all(conn)
+            .instrument(statement("SELECT", "interactions"))
+            .await?,
     )
-    .bind(reach)
-    .bind(branch)
-    .bind(start)
-    .bind(end)
-    .fetch_all(conn)
-    .instrument(statement("SELECT", "interactions"))
-    .await?)
 }
 
 /// Erasure of a customer's free text on interactions and follow-ups; counts

@@ -909,3 +909,37 @@ async fn a_customer_read_touches_no_other_table() {
         .collect();
     assert_eq!(linked, [("c-3", false), ("c-4", true)]);
 }
+
+#[tokio::test]
+async fn the_complaint_summary_reads_only_its_period() {
+    let app = seeded().await;
+    let db = &app.db;
+    // The seed's 1,400 complaints span 58 days, about 24 a day: the last 21
+    // days are c-1's long history, the days before spread over customers.
+    for days_ago in [0, 30] {
+        let end = Utc::now() - Duration::days(days_ago);
+        let start = end - Duration::days(1);
+        let received: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM interactions
+             WHERE complaint_state IS NOT NULL AND occur_time >= $1 AND occur_time < $2",
+        )
+        .bind(start)
+        .bind(end)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert!(received > 10, "the seed has complaints in the day");
+        // Each complaint read with its customer (for the branch), and
+        // nothing else: the day's range of interactions_complaints_received.
+        for (scope, reach, branch) in [
+            ("the bank", None, None),
+            ("branch B01", Some("B01"), None),
+            ("a branch asked for", None, Some("B07")),
+        ] {
+            let args = interactions::complaint_summary_args(reach, branch, start, end);
+            let plan = explain(db, interactions::COMPLAINT_SUMMARY_SQL, args).await;
+            let what = format!("complaint summary, {scope}, the day ending {days_ago} days ago");
+            check(&what, &plan, 2 * received + 2, Order::SortedSet);
+        }
+    }
+}
