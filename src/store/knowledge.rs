@@ -247,6 +247,23 @@ macro_rules! bind_access {
     }};
 }
 
+/// Statement parameters: the caller's access ($1-$6, as `bind_access!`
+/// binds them) followed by the values given.
+macro_rules! access_args {
+    ($access:expr $(, $value:expr)* $(,)?) => {{
+        let access: &KnowledgeAccess = $access;
+        args!(
+            access.all,
+            access.bank_only,
+            access.subject_branch.as_deref(),
+            access.subject.as_str(),
+            access.team.as_str(),
+            access.branch.as_str(),
+            $($value,)*
+        )
+    }};
+}
+
 /// Access that sees everything: for reads inside the service's own writes.
 pub fn unrestricted() -> KnowledgeAccess {
     KnowledgeAccess {
@@ -1000,6 +1017,26 @@ macro_rules! scoped_items {
     };
 }
 
+/// GetKnowledgeSharingMetrics' count of the period's items by nature; its
+/// other statements read the same `scoped` items (what tests/api/plans.rs
+/// explains).
+pub const SHARING_NATURES_SQL: &str = concat!(
+    scoped_items!(),
+    "SELECT nature, count(*) FROM scoped GROUP BY 1 ORDER BY 1"
+);
+
+/// The parameters of GetKnowledgeSharingMetrics' statements: the caller's
+/// access ($1-$6), the period ($7, $8), the branch ($9) and team ($10).
+pub fn sharing_args(
+    access: &KnowledgeAccess,
+    branch: Option<&str>,
+    team: Option<&str>,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> super::Args {
+    access_args!(access, start, end, branch, team,)
+}
+
 /// A change a watcher may be told about.
 pub struct KnowledgeEvent {
     pub cursor: (i64, i64),
@@ -1073,13 +1110,8 @@ pub fn list_statement(
     after: Option<(Option<DateTime<Utc>>, &str)>,
     limit: i64,
 ) -> (&'static str, super::Args) {
-    let common = args!(
-        access.all,
-        access.bank_only,
-        access.subject_branch.as_deref(),
-        access.subject.as_str(),
-        access.team.as_str(),
-        access.branch.as_str(),
+    let common = access_args!(
+        access,
         query.subject.as_deref(),
         query.kind.map(KnowledgeKind::as_str),
         query.nature.map(Nature::as_str),
@@ -1132,18 +1164,7 @@ pub fn search_args(
     offset: i64,
     limit: i64,
 ) -> super::Args {
-    args!(
-        access.all,
-        access.bank_only,
-        access.subject_branch.as_deref(),
-        access.subject.as_str(),
-        access.team.as_str(),
-        access.branch.as_str(),
-        latin,
-        cjk,
-        offset,
-        limit,
-    )
+    access_args!(access, latin, cjk, offset, limit,)
 }
 
 /// WatchKnowledge and its catch-up from a resume token: changes after the
@@ -1201,18 +1222,7 @@ pub fn events_args(
     subjects: &[String],
     limit: i64,
 ) -> super::Args {
-    args!(
-        access.all,
-        access.bank_only,
-        access.subject_branch.as_deref(),
-        access.subject.as_str(),
-        access.team.as_str(),
-        access.branch.as_str(),
-        cursor.0,
-        cursor.1,
-        subjects,
-        limit,
-    )
+    access_args!(access, cursor.0, cursor.1, subjects, limit,)
 }
 
 impl Db {
@@ -1464,18 +1474,19 @@ impl Db {
         let mut conn = self.acquire_read().await?;
         macro_rules! report {
             ($sql:expr) => {
-                bind_access!(sqlx::query_as(concat!(scoped_items!(), $sql)), access)
-                    .bind(start)
-                    .bind(end)
-                    .bind(branch)
-                    .bind(team)
+                sqlx::query_as_with(
+                    concat!(scoped_items!(), $sql),
+                    sharing_args(access, branch, team, start, end)?,
+                )
             };
         }
-        let natures: Vec<(String, i64)> =
-            report!("SELECT nature, count(*) FROM scoped GROUP BY 1 ORDER BY 1")
-                .fetch_all(&mut *conn)
-                .instrument(statement("SELECT", "knowledge_items"))
-                .await?;
+        let natures: Vec<(String, i64)> = sqlx::query_as_with(
+            SHARING_NATURES_SQL,
+            sharing_args(access, branch, team, start, end)?,
+        )
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "knowledge_items"))
+        .await?;
         let conversions: Vec<(String, i64)> = report!(
             "SELECT c.conversion, count(*)
              FROM knowledge_conversions c JOIN scoped k ON k.id = c.target_item

@@ -423,20 +423,24 @@ async fn follow_up_lists_read_one_page_from_an_index() {
     }
 }
 
-#[tokio::test]
-async fn knowledge_lists_read_one_page_from_an_index() {
-    let app = seeded().await;
-    let everything = knowledge::unrestricted();
-    // An RM of team-3 in B01: sees BANK items, BRANCH items of B01, TEAM
-    // items of team-3, and their own.
-    let rm = KnowledgeAccess {
+/// An RM of team-3 in B01: sees BANK items, BRANCH items of B01, TEAM items
+/// of team-3, and their own.
+fn rm_of_team_3() -> KnowledgeAccess {
+    KnowledgeAccess {
         all: false,
         bank_only: false,
         subject_branch: Some("B01".into()),
         subject: "rm-3".into(),
         team: "team-3".into(),
         branch: "B01".into(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn knowledge_lists_read_one_page_from_an_index() {
+    let app = seeded().await;
+    let everything = knowledge::unrestricted();
+    let rm = rm_of_team_3();
     let query = |f: fn(&mut ItemQuery)| {
         let mut q = ItemQuery::default();
         f(&mut q);
@@ -941,5 +945,52 @@ async fn the_complaint_summary_reads_only_its_period() {
             let what = format!("complaint summary, {scope}, the day ending {days_ago} days ago");
             check(&what, &plan, 2 * received + 2, Order::SortedSet);
         }
+    }
+}
+
+#[tokio::test]
+async fn the_knowledge_sharing_report_reads_only_its_period() {
+    let app = seeded().await;
+    let db = &app.db;
+    // The seed's items were all created at once: spread them over 41 days
+    // (one every 10 minutes), about 144 a day.
+    sqlx::raw_sql(
+        "UPDATE knowledge_items
+            SET create_time = now() - substr(id, 3)::int * interval '10 minutes';
+         ANALYZE knowledge_items",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let end = Utc::now() - Duration::days(10);
+    let start = end - Duration::days(1);
+    let created: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM knowledge_items WHERE create_time >= $1 AND create_time < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert!(created > 100, "the day holds items");
+    let rm = rm_of_team_3();
+    // The day's items from knowledge_items_by_create_time (and, for an RM,
+    // the home branch of their subjects), not every item of the bank.
+    for (what, access, branch) in [
+        (
+            "knowledge sharing, everything, one day",
+            &knowledge::unrestricted(),
+            None,
+        ),
+        ("knowledge sharing, an RM, one day", &rm, None),
+        (
+            "knowledge sharing, branch B01, one day",
+            &knowledge::unrestricted(),
+            Some("B01"),
+        ),
+    ] {
+        let args = knowledge::sharing_args(access, branch, None, start, end);
+        let plan = explain(db, knowledge::SHARING_NATURES_SQL, args).await;
+        check(what, &plan, 2 * created + 2, Order::SortedSet);
     }
 }
