@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.sort();
     println!("cargo:rerun-if-changed={PROTO_DIR}");
     println!("cargo:rerun-if-changed={GOOGLEAPIS}");
+    // sqlx::migrate! embeds migrations/ at compile time; without this a new
+    // migration file is not seen by an incremental build.
+    println!("cargo:rerun-if-changed=migrations");
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

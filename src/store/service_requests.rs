@@ -528,14 +528,20 @@ pub struct MetricsRows {
 
 /// The subject's predicate on the customer `c` and the interaction `i`
 /// (binds $1–$4), shared by the four statements. $5 and $6 are the period.
-const SUBJECT: &str = "($1::text IS NULL OR c.home_branch = $1)
-       AND ($2::text IS NULL OR c.home_branch = $2)
-       AND ($3::text IS NULL OR i.recorded_by_team = $3)";
+macro_rules! subject {
+    () => {
+        "($1::text IS NULL OR c.home_branch = $1)
+               AND ($2::text IS NULL OR c.home_branch = $2)
+               AND ($3::text IS NULL OR i.recorded_by_team = $3)"
+    };
+}
 
 /// The aggregates of service requests and complaints over a `received`
 /// relation with channel, receive, first response, resolve and due times and
 /// the closed/cancelled flags, per channel and in total.
-const RESOLUTION_FIGURES: &str = "
+macro_rules! resolution_figures {
+    () => {
+        "
     SELECT channel, grouping(channel) = 1 AS total,
            count(*) AS received,
            count(*) FILTER (WHERE cancelled) AS cancelled,
@@ -557,20 +563,18 @@ const RESOLUTION_FIGURES: &str = "
                             AND response_due_time < now()) AS response_overdue,
            count(*) FILTER (WHERE open AND resolution_due_time < now()) AS resolution_overdue
     FROM received
-    GROUP BY GROUPING SETS ((channel), ())";
+    GROUP BY GROUPING SETS ((channel), ())"
+    };
+}
 
-/// GetServiceMetrics: four set-based statements (ratings, service requests,
-/// complaints, follow-ups), each grouped per channel and in total at once.
-/// Records are counted in the period by when they happened: ratings by the
-/// interaction's time (a service request's satisfaction by its check time),
-/// requests and complaints by their receipt, follow-ups by their due time.
-/// Erased customers count: aggregates keep their codes.
-pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<MetricsRows, Error> {
-    let ratings: Vec<RatingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH rated AS (
+/// GetServiceMetrics' ratings (interactions rated in the period, service requests by their satisfaction check).
+pub const METRICS_RATINGS_SQL: &str = concat!(
+    "WITH rated AS (
             SELECT i.channel, i.satisfaction::int AS csat, i.nps::int AS nps
             FROM interactions i JOIN customers c ON c.id = i.customer_id
-            WHERE {SUBJECT} AND ($4::text IS NULL OR i.recorded_by_employee = $4)
+            WHERE ",
+    subject!(),
+    " AND ($4::text IS NULL OR i.recorded_by_employee = $4)
               AND i.occur_time >= $5 AND i.occur_time < $6
               AND (i.satisfaction IS NOT NULL OR i.nps IS NOT NULL)
             UNION ALL
@@ -578,7 +582,9 @@ pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<Metr
             FROM service_requests s
             JOIN interactions i ON i.customer_id = s.customer_id AND i.id = s.interaction_id
             JOIN customers c ON c.id = s.customer_id
-            WHERE {SUBJECT} AND ($4::text IS NULL OR s.assignee = $4)
+            WHERE ",
+    subject!(),
+    " AND ($4::text IS NULL OR s.assignee = $4)
               AND s.satisfaction_check_time >= $5 AND s.satisfaction_check_time < $6
               AND s.satisfaction IS NOT NULL
          )
@@ -590,18 +596,11 @@ pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<Metr
                 count(*) FILTER (WHERE nps <= 6) AS detractors
          FROM rated
          GROUP BY GROUPING SETS ((channel), ())"
-    )))
-    .bind(s.reach.as_deref())
-    .bind(s.branch.as_deref())
-    .bind(s.team.as_deref())
-    .bind(s.employee.as_deref())
-    .bind(s.start)
-    .bind(s.end)
-    .fetch_all(&mut *conn)
-    .instrument(statement("SELECT", "interactions"))
-    .await?;
-    let requests: Vec<ResolutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH received AS (
+);
+
+/// GetServiceMetrics' service requests received in the period.
+pub const METRICS_REQUESTS_SQL: &str = concat!(
+    "WITH received AS (
             SELECT i.channel, s.first_response_time, s.response_due_time, s.resolve_time,
                    s.resolution_due_time,
                    s.state = 'CANCELLED' AS cancelled,
@@ -616,22 +615,18 @@ pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<Metr
             FROM service_requests s
             JOIN interactions i ON i.customer_id = s.customer_id AND i.id = s.interaction_id
             JOIN customers c ON c.id = s.customer_id
-            WHERE {SUBJECT} AND ($4::text IS NULL OR s.assignee = $4)
+            WHERE ",
+    subject!(),
+    " AND ($4::text IS NULL OR s.assignee = $4)
               AND s.receive_time >= $5 AND s.receive_time < $6
-         ){RESOLUTION_FIGURES}"
-    )))
-    .bind(s.reach.as_deref())
-    .bind(s.branch.as_deref())
-    .bind(s.team.as_deref())
-    .bind(s.employee.as_deref())
-    .bind(s.start)
-    .bind(s.end)
-    .fetch_all(&mut *conn)
-    .instrument(statement("SELECT", "service_requests"))
-    .await?;
-    // Complaints have no first response: those columns stay empty.
-    let complaints: Vec<ResolutionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH received AS (
+         )",
+    resolution_figures!(),
+    ""
+);
+
+/// GetServiceMetrics' complaints received in the period.
+pub const METRICS_COMPLAINTS_SQL: &str = concat!(
+    "WITH received AS (
             SELECT i.channel, NULL::timestamptz AS first_response_time,
                    NULL::timestamptz AS response_due_time,
                    i.complaint_resolve_time AS resolve_time,
@@ -644,25 +639,20 @@ pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<Metr
                    extract(epoch FROM i.complaint_resolve_time - i.occur_time)::float8
                        AS resolution_seconds
             FROM interactions i JOIN customers c ON c.id = i.customer_id
-            WHERE i.complaint_state IS NOT NULL AND {SUBJECT}
+            WHERE i.complaint_state IS NOT NULL AND ",
+    subject!(),
+    "
               AND ($4::text IS NULL OR i.complaint_assignee = $4)
               AND i.occur_time >= $5 AND i.occur_time < $6
-         ){RESOLUTION_FIGURES}"
-    )))
-    .bind(s.reach.as_deref())
-    .bind(s.branch.as_deref())
-    .bind(s.team.as_deref())
-    .bind(s.employee.as_deref())
-    .bind(s.start)
-    .bind(s.end)
-    .fetch_all(&mut *conn)
-    .instrument(statement("SELECT", "interactions"))
-    .await?;
-    // A follow-up's team is that of the interaction that prompted it (of
-    // the same customer); LEFT JOIN so follow-ups without one still count
-    // for a branch or an employee.
-    let follow_ups: Vec<FollowUpRow> = sqlx::query_as(
-        "SELECT f.channel, grouping(f.channel) = 1 AS total,
+         )",
+    resolution_figures!(),
+    ""
+);
+
+/// GetServiceMetrics' follow-ups due in the period. A follow-up's team is
+/// that of the interaction that prompted it (of the same customer); LEFT
+/// JOIN so follow-ups without one still count for a branch or an employee.
+pub const METRICS_FOLLOW_UPS_SQL: &str = "SELECT f.channel, grouping(f.channel) = 1 AS total,
                 count(*) AS due,
                 count(*) FILTER (WHERE f.state = 'COMPLETED') AS completed,
                 count(*) FILTER (WHERE f.state = 'CANCELLED') AS cancelled,
@@ -676,17 +666,47 @@ pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<Metr
            AND ($3::text IS NULL OR i.recorded_by_team = $3)
            AND ($4::text IS NULL OR f.assignee = $4)
            AND f.due_time >= $5 AND f.due_time < $6
-         GROUP BY GROUPING SETS ((f.channel), ())",
+         GROUP BY GROUPING SETS ((f.channel), ())";
+
+/// The parameters of the four GetServiceMetrics statements: the subject
+/// ($1-$4) and the period ($5, $6).
+pub fn metrics_args(s: &MetricsSubject) -> super::Args {
+    args!(
+        s.reach.as_deref(),
+        s.branch.as_deref(),
+        s.team.as_deref(),
+        s.employee.as_deref(),
+        s.start,
+        s.end,
     )
-    .bind(s.reach.as_deref())
-    .bind(s.branch.as_deref())
-    .bind(s.team.as_deref())
-    .bind(s.employee.as_deref())
-    .bind(s.start)
-    .bind(s.end)
-    .fetch_all(&mut *conn)
-    .instrument(statement("SELECT", "follow_ups"))
-    .await?;
+}
+
+/// GetServiceMetrics: four set-based statements (ratings, service requests,
+/// complaints, follow-ups), each grouped per channel and in total at once.
+/// Records are counted in the period by when they happened: ratings by the
+/// interaction's time (a service request's satisfaction by its check time),
+/// requests and complaints by their receipt, follow-ups by their due time.
+/// Erased customers count: aggregates keep their codes.
+pub async fn metrics(conn: &mut PgConnection, s: &MetricsSubject) -> Result<MetricsRows, Error> {
+    let ratings: Vec<RatingRow> = sqlx::query_as_with(METRICS_RATINGS_SQL, metrics_args(s)?)
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "interactions"))
+        .await?;
+    let requests: Vec<ResolutionRow> = sqlx::query_as_with(METRICS_REQUESTS_SQL, metrics_args(s)?)
+        .fetch_all(&mut *conn)
+        .instrument(statement("SELECT", "service_requests"))
+        .await?;
+    // Complaints have no first response: those columns stay empty.
+    let complaints: Vec<ResolutionRow> =
+        sqlx::query_as_with(METRICS_COMPLAINTS_SQL, metrics_args(s)?)
+            .fetch_all(&mut *conn)
+            .instrument(statement("SELECT", "interactions"))
+            .await?;
+    let follow_ups: Vec<FollowUpRow> =
+        sqlx::query_as_with(METRICS_FOLLOW_UPS_SQL, metrics_args(s)?)
+            .fetch_all(&mut *conn)
+            .instrument(statement("SELECT", "follow_ups"))
+            .await?;
     Ok(MetricsRows {
         ratings,
         requests,

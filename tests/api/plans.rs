@@ -994,3 +994,50 @@ async fn the_knowledge_sharing_report_reads_only_its_period() {
         check(what, &plan, 2 * created + 2, Order::SortedSet);
     }
 }
+
+#[tokio::test]
+async fn the_service_metrics_read_only_their_period() {
+    let app = seeded().await;
+    let db = &app.db;
+    // Three hours 30 days back, among the short histories: about 60
+    // interactions, a third of them with a service request. (Over a whole
+    // day of this small bank the planner rightly hashes all 6,000
+    // customers instead of probing them; a bank's size makes it probe.)
+    let end = Utc::now() - Duration::days(30);
+    let start = end - Duration::hours(3);
+    let in_period: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM interactions WHERE occur_time >= $1 AND occur_time < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert!(in_period > 30, "the period holds interactions");
+    let subject = |reach: Option<&str>, employee: Option<&str>| service_requests::MetricsSubject {
+        reach: reach.map(Into::into),
+        branch: None,
+        team: None,
+        employee: employee.map(Into::into),
+        start,
+        end,
+    };
+    // Each statement reads the period's rows from an index on its time
+    // (with their customers and interactions), never a whole table.
+    for (scope, s) in [
+        ("the bank", subject(None, None)),
+        ("branch B01", subject(Some("B01"), None)),
+        ("one employee", subject(None, Some("rm-7"))),
+    ] {
+        for (what, sql) in [
+            ("ratings", service_requests::METRICS_RATINGS_SQL),
+            ("service requests", service_requests::METRICS_REQUESTS_SQL),
+            ("complaints", service_requests::METRICS_COMPLAINTS_SQL),
+            ("follow-ups", service_requests::METRICS_FOLLOW_UPS_SQL),
+        ] {
+            let plan = explain(db, sql, service_requests::metrics_args(&s)).await;
+            let what = format!("service metrics, {what}, {scope}, three hours");
+            check(&what, &plan, 3 * in_period, Order::SortedSet);
+        }
+    }
+}
