@@ -1017,6 +1017,31 @@ macro_rules! scoped_items {
     };
 }
 
+/// GetKnowledgeFlow's conversions in the period ($7, $8) credited to a
+/// branch ($9) and team ($10), of the items the caller ($1-$6) may see.
+pub const FLOW_CONVERSIONS_SQL: &str = concat!(
+    "SELECT c.conversion, c.from_carrier_type, c.to_carrier_type, count(*)
+         FROM knowledge_conversions c JOIN knowledge_items k ON k.id = c.target_item
+         WHERE c.create_time >= $7 AND c.create_time < $8
+           AND ($9::text IS NULL OR c.actor_branch = $9)
+           AND ($10::text IS NULL OR c.actor_team = $10)
+           AND ",
+    visible!(),
+    " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+);
+
+/// GetKnowledgeFlow's shares, as `FLOW_CONVERSIONS_SQL` counts conversions.
+pub const FLOW_SHARES_SQL: &str = concat!(
+    "SELECT s.from_carrier_type, s.to_carrier_type, count(*)
+         FROM knowledge_shares s JOIN knowledge_items k ON k.id = s.item_id
+         WHERE s.create_time >= $7 AND s.create_time < $8
+           AND ($9::text IS NULL OR s.actor_branch = $9)
+           AND ($10::text IS NULL OR s.actor_team = $10)
+           AND ",
+    visible!(),
+    " GROUP BY 1, 2 ORDER BY 1, 2"
+);
+
 /// GetKnowledgeSharingMetrics' count of the period's items by nature; its
 /// other statements read the same `scoped` items (what tests/api/plans.rs
 /// explains).
@@ -1025,9 +1050,10 @@ pub const SHARING_NATURES_SQL: &str = concat!(
     "SELECT nature, count(*) FROM scoped GROUP BY 1 ORDER BY 1"
 );
 
-/// The parameters of GetKnowledgeSharingMetrics' statements: the caller's
-/// access ($1-$6), the period ($7, $8), the branch ($9) and team ($10).
-pub fn sharing_args(
+/// The parameters of the knowledge reports (GetKnowledgeSharingMetrics,
+/// GetKnowledgeFlow): the caller's access ($1-$6), the period ($7, $8), the
+/// branch ($9) and team ($10).
+pub fn report_args(
     access: &KnowledgeAccess,
     branch: Option<&str>,
     team: Option<&str>,
@@ -1401,43 +1427,17 @@ impl Db {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<FlowRows, Error> {
-        let conversions: Vec<(String, String, String, i64)> = bind_access!(
-            sqlx::query_as(concat!(
-                "SELECT c.conversion, c.from_carrier_type, c.to_carrier_type, count(*)
-                 FROM knowledge_conversions c JOIN knowledge_items k ON k.id = c.target_item
-                 WHERE c.create_time >= $7 AND c.create_time < $8
-                   AND ($9::text IS NULL OR c.actor_branch = $9)
-                   AND ($10::text IS NULL OR c.actor_team = $10)
-                   AND ",
-                visible!(),
-                " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-            )),
-            access
+        let conversions: Vec<(String, String, String, i64)> = sqlx::query_as_with(
+            FLOW_CONVERSIONS_SQL,
+            report_args(access, branch, team, start, end)?,
         )
-        .bind(start)
-        .bind(end)
-        .bind(branch)
-        .bind(team)
         .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_conversions"))
         .await?;
-        let shares: Vec<(String, String, i64)> = bind_access!(
-            sqlx::query_as(concat!(
-                "SELECT s.from_carrier_type, s.to_carrier_type, count(*)
-                 FROM knowledge_shares s JOIN knowledge_items k ON k.id = s.item_id
-                 WHERE s.create_time >= $7 AND s.create_time < $8
-                   AND ($9::text IS NULL OR s.actor_branch = $9)
-                   AND ($10::text IS NULL OR s.actor_team = $10)
-                   AND ",
-                visible!(),
-                " GROUP BY 1, 2 ORDER BY 1, 2"
-            )),
-            access
+        let shares: Vec<(String, String, i64)> = sqlx::query_as_with(
+            FLOW_SHARES_SQL,
+            report_args(access, branch, team, start, end)?,
         )
-        .bind(start)
-        .bind(end)
-        .bind(branch)
-        .bind(team)
         .fetch_all(&mut *self.acquire_read().await?)
         .instrument(statement("SELECT", "knowledge_shares"))
         .await?;
@@ -1476,13 +1476,13 @@ impl Db {
             ($sql:expr) => {
                 sqlx::query_as_with(
                     concat!(scoped_items!(), $sql),
-                    sharing_args(access, branch, team, start, end)?,
+                    report_args(access, branch, team, start, end)?,
                 )
             };
         }
         let natures: Vec<(String, i64)> = sqlx::query_as_with(
             SHARING_NATURES_SQL,
-            sharing_args(access, branch, team, start, end)?,
+            report_args(access, branch, team, start, end)?,
         )
         .fetch_all(&mut *conn)
         .instrument(statement("SELECT", "knowledge_items"))
