@@ -749,18 +749,9 @@ pub fn at_risk_args(
     )
 }
 
-/// `at_risk_sql` run: one page of the worklist.
-#[allow(clippy::too_many_arguments)]
-pub async fn at_risk(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    scope: &Scope,
-    tier: Option<Tier>,
-    min_score: f64,
-    after: Option<(f64, String)>,
-    limit: i64,
-) -> Result<Vec<AtRiskRow>, Error> {
-    let args = at_risk_args(as_of, scope, tier, min_score, after, limit)?;
+/// `at_risk_sql` run with `at_risk_args`: one page of the worklist.
+pub async fn at_risk(conn: &mut PgConnection, args: super::Args) -> Result<Vec<AtRiskRow>, Error> {
+    let args = args?;
     Ok(
         sqlx::query_as_with(sqlx::AssertSqlSafe(at_risk_sql()), args)
             .fetch_all(conn)

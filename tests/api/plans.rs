@@ -146,6 +146,22 @@ fn check(what: &str, plan: &serde_json::Value, max_read: i64, order: Order) {
     );
 }
 
+/// The count `sql` ($1, $2: a period) answers: the rows a report for that
+/// period must read.
+async fn count_in(
+    db: &PgPool,
+    sql: &'static str,
+    start: chrono::DateTime<Utc>,
+    end: chrono::DateTime<Utc>,
+) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(start)
+        .bind(end)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 fn id(s: &str) -> CustomerId {
     CustomerId::parse(s).unwrap()
 }
@@ -923,15 +939,14 @@ async fn the_complaint_summary_reads_only_its_period() {
     for days_ago in [0, 30] {
         let end = Utc::now() - Duration::days(days_ago);
         let start = end - Duration::days(1);
-        let received: i64 = sqlx::query_scalar(
+        let received = count_in(
+            db,
             "SELECT count(*) FROM interactions
              WHERE complaint_state IS NOT NULL AND occur_time >= $1 AND occur_time < $2",
+            start,
+            end,
         )
-        .bind(start)
-        .bind(end)
-        .fetch_one(db)
-        .await
-        .unwrap();
+        .await;
         assert!(received > 10, "the seed has complaints in the day");
         // Each complaint read with its customer (for the branch), and
         // nothing else: the day's range of interactions_complaints_received.
@@ -964,14 +979,13 @@ async fn the_knowledge_sharing_report_reads_only_its_period() {
     .unwrap();
     let end = Utc::now() - Duration::days(10);
     let start = end - Duration::days(1);
-    let created: i64 = sqlx::query_scalar(
+    let created = count_in(
+        db,
         "SELECT count(*) FROM knowledge_items WHERE create_time >= $1 AND create_time < $2",
+        start,
+        end,
     )
-    .bind(start)
-    .bind(end)
-    .fetch_one(db)
-    .await
-    .unwrap();
+    .await;
     assert!(created > 100, "the day holds items");
     let rm = rm_of_team_3();
     // The day's items from knowledge_items_by_create_time (and, for an RM,
@@ -1005,14 +1019,13 @@ async fn the_service_metrics_read_only_their_period() {
     // customers instead of probing them; a bank's size makes it probe.)
     let end = Utc::now() - Duration::days(30);
     let start = end - Duration::hours(3);
-    let in_period: i64 = sqlx::query_scalar(
+    let in_period = count_in(
+        db,
         "SELECT count(*) FROM interactions WHERE occur_time >= $1 AND occur_time < $2",
+        start,
+        end,
     )
-    .bind(start)
-    .bind(end)
-    .fetch_one(db)
-    .await
-    .unwrap();
+    .await;
     assert!(in_period > 30, "the period holds interactions");
     let subject = |reach: Option<&str>, employee: Option<&str>| service_requests::MetricsSubject {
         reach: reach.map(Into::into),

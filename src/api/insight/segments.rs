@@ -383,16 +383,8 @@ impl InsightApi {
             return Ok(pb::ListAtRiskCustomersResponse::default());
         };
         let min_score = level.map_or(0.0, Level::floor);
-        let mut rows = segments::at_risk(
-            &mut conn,
-            run.as_of,
-            &scope,
-            tier,
-            min_score,
-            after,
-            limit + 1,
-        )
-        .await?;
+        let args = segments::at_risk_args(run.as_of, &scope, tier, min_score, after, limit + 1);
+        let mut rows = segments::at_risk(&mut conn, args).await?;
         drop(conn);
         let next_page_token = self
             .page_tokens
