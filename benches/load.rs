@@ -43,6 +43,7 @@ use customer_knowledge::{
     },
     pb::v1::{
         self as pb, customer_service_client::CustomerServiceClient,
+        insight_service_client::InsightServiceClient,
         interaction_service_client::InteractionServiceClient,
         knowledge_service_client::KnowledgeServiceClient,
     },
@@ -73,7 +74,10 @@ struct Args {
     #[arg(long = "server-env")]
     server_env: Vec<String>,
     /// Comma-separated scenarios: log-interaction, batch-log, get-customer,
-    /// list-timeline, search-knowledge, health-check, mixed; or `all`.
+    /// customer-360, customer-360-10x, list-timeline, search-knowledge,
+    /// health-check, mixed; or `all`, or `none` (with --generate: only
+    /// load the data). `name@rate` runs one open loop at `rate` calls per
+    /// second.
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Closed loop: concurrent callers.
@@ -124,15 +128,19 @@ enum Scenario {
     ListTimeline,
     SearchKnowledge,
     HealthCheck,
+    /// GetCustomer360 of customers whose history is the median length.
+    Customer360,
+    /// GetCustomer360 of customers with about ten times that history.
+    Customer360Tenfold,
     Mixed,
-    // Customer360: add here (and a share in `Mixed::pick`) once
-    // CustomerService/GetCustomer360 is implemented.
 }
 
 const ALL: &[Scenario] = &[
     Scenario::LogInteraction,
     Scenario::BatchLog,
     Scenario::GetCustomer,
+    Scenario::Customer360,
+    Scenario::Customer360Tenfold,
     Scenario::ListTimeline,
     Scenario::SearchKnowledge,
     Scenario::HealthCheck,
@@ -145,6 +153,8 @@ impl Scenario {
             Scenario::LogInteraction => "log-interaction",
             Scenario::BatchLog => "batch-log",
             Scenario::GetCustomer => "get-customer",
+            Scenario::Customer360 => "customer-360",
+            Scenario::Customer360Tenfold => "customer-360-10x",
             Scenario::ListTimeline => "list-timeline",
             Scenario::SearchKnowledge => "search-knowledge",
             Scenario::HealthCheck => "health-check",
@@ -152,18 +162,43 @@ impl Scenario {
         }
     }
 
-    fn parse(list: &str) -> anyhow::Result<Vec<Scenario>> {
-        if list == "all" {
-            return Ok(ALL.to_vec());
+    /// `all`, `none`, or names separated by commas; `name@rate` runs that one open
+    /// loop at `rate` calls per second whatever `--rate` says.
+    fn parse(list: &str) -> anyhow::Result<Vec<(Scenario, Option<f64>)>> {
+        match list {
+            "all" => return Ok(ALL.iter().map(|s| (*s, None)).collect()),
+            "none" => return Ok(Vec::new()),
+            _ => {}
         }
         list.split(',')
             .map(|s| {
-                ALL.iter()
+                let (name, rate) = match s.trim().split_once('@') {
+                    None => (s.trim(), None),
+                    Some((name, rate)) => (
+                        name,
+                        Some(
+                            rate.parse::<f64>()
+                                .ok()
+                                .filter(|r| *r > 0.0)
+                                .ok_or_else(|| anyhow::anyhow!("bad rate in {s:?}"))?,
+                        ),
+                    ),
+                };
+                let scenario = ALL
+                    .iter()
                     .copied()
-                    .find(|c| c.name() == s.trim())
-                    .ok_or_else(|| anyhow::anyhow!("unknown scenario {s:?}"))
+                    .find(|c| c.name() == name)
+                    .ok_or_else(|| anyhow::anyhow!("unknown scenario {s:?}"))?;
+                Ok((scenario, rate))
             })
             .collect()
+    }
+
+    fn reads_360(self) -> bool {
+        matches!(
+            self,
+            Scenario::Customer360 | Scenario::Customer360Tenfold | Scenario::Mixed
+        )
     }
 
     /// The single call a step of this scenario makes (mixed draws one):
@@ -173,7 +208,8 @@ impl Scenario {
             return self;
         }
         match rng.random_range(0..100) {
-            0..35 => Scenario::GetCustomer,
+            0..30 => Scenario::GetCustomer,
+            30..35 => Scenario::Customer360,
             35..55 => Scenario::ListTimeline,
             55..70 => Scenario::SearchKnowledge,
             70..97 => Scenario::LogInteraction,
@@ -411,6 +447,7 @@ struct Clients {
     customers: CustomerServiceClient<Channel>,
     interactions: InteractionServiceClient<Channel>,
     knowledge: KnowledgeServiceClient<Channel>,
+    insights: InsightServiceClient<Channel>,
     health: HealthClient<Channel>,
 }
 
@@ -466,6 +503,51 @@ struct Ctx {
     /// rerun appends anew).
     run: u64,
     appended: std::sync::atomic::AtomicU64,
+    /// Customers of the median generated history, and of about ten times
+    /// it, for the GetCustomer360 scenarios (empty when none runs).
+    histories: Histories,
+}
+
+#[derive(Default)]
+struct Histories {
+    median: Vec<u64>,
+    tenfold: Vec<u64>,
+}
+
+impl Histories {
+    /// The customers whose generated history is nearest the median length
+    /// (up to 100), and nearest ten times it (up to 5).
+    fn of(spec: &Spec) -> Histories {
+        let lengths = spec.history_lengths();
+        let mut sorted = lengths.clone();
+        sorted.sort_unstable();
+        let median = sorted[sorted.len() / 2];
+        let nearest = |target: u64, n: usize| {
+            let mut by_distance: Vec<u64> = (0..lengths.len() as u64).collect();
+            by_distance.sort_by_key(|&c| (lengths[c as usize].abs_diff(target), c));
+            by_distance.truncate(n);
+            by_distance
+        };
+        let histories = Histories {
+            median: nearest(median, 100),
+            tenfold: nearest(10 * median, 5),
+        };
+        let span = |group: &[u64]| {
+            let l = group.iter().map(|&c| lengths[c as usize]);
+            (l.clone().min().unwrap_or(0), l.max().unwrap_or(0))
+        };
+        let (m, t) = (span(&histories.median), span(&histories.tenfold));
+        println!(
+            "customer-360 reads {} customers of {}–{} generated interactions (the median), customer-360-10x {} of {}–{}",
+            histories.median.len(),
+            m.0,
+            m.1,
+            histories.tenfold.len(),
+            t.0,
+            t.1
+        );
+        histories
+    }
 }
 
 fn now() -> prost_types::Timestamp {
@@ -546,6 +628,21 @@ async fn call(
                 },
             );
             clients.customers.get_customer(request).await?;
+        }
+        Scenario::Customer360 | Scenario::Customer360Tenfold => {
+            let group = if scenario == Scenario::Customer360 {
+                &ctx.histories.median
+            } else {
+                &ctx.histories.tenfold
+            };
+            let c = *group.choose(rng).expect("customers picked for the 360");
+            let request = ctx.ids.rm(
+                ctx.spec.branch_of(c),
+                pb::GetCustomer360Request {
+                    name: ctx.spec.customer_name(c),
+                },
+            );
+            clients.insights.get_customer360(request).await?;
         }
         Scenario::ListTimeline => {
             let c = ctx.spec.skewed_customer(rng);
@@ -642,6 +739,7 @@ async fn connect(addr: &str, connections: usize) -> anyhow::Result<Vec<Clients>>
             customers: CustomerServiceClient::new(channel.clone()),
             interactions: InteractionServiceClient::new(channel.clone()),
             knowledge: KnowledgeServiceClient::new(channel.clone()),
+            insights: InsightServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
         });
     }
@@ -863,7 +961,13 @@ async fn main() -> anyhow::Result<()> {
         );
         anyhow::ensure!(report.interactions.rejected == 0, "interactions rejected");
     }
+    let histories = if scenarios.iter().any(|(s, _)| s.reads_360()) {
+        Histories::of(&spec)
+    } else {
+        Histories::default()
+    };
     let ctx = Arc::new(Ctx {
+        histories,
         ids: Identities::new(spec.branches),
         spec,
         batch_size: args.batch_size,
@@ -871,14 +975,17 @@ async fn main() -> anyhow::Result<()> {
         appended: Default::default(),
     });
     let mut health = None;
-    for scenario in scenarios {
+    for (scenario, rate) in scenarios {
         let outcome = run_scenario(
             scenario.name(),
             scenario,
             ctx.clone(),
             &addr,
             server.as_ref(),
-            &args,
+            &Args {
+                rate: rate.or(args.rate),
+                ..args.clone()
+            },
         )
         .await?;
         if scenario == Scenario::HealthCheck {

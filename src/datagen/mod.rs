@@ -305,11 +305,29 @@ impl Spec {
         format!("{}-i{j:010}", self.prefix())
     }
 
+    /// The RNG of interaction `j` once its customer is drawn, and that
+    /// customer.
+    fn interaction_start(&self, j: u64) -> (StdRng, u64) {
+        let mut rng = self.rng(STREAM_INTERACTION, j);
+        let customer = self.skewed_customer(&mut rng);
+        (rng, customer)
+    }
+
+    /// How many of the generated interactions each customer has, by
+    /// customer index: what a load generator needs to pick customers of a
+    /// given history length without asking the database.
+    pub fn history_lengths(&self) -> Vec<u64> {
+        let mut lengths = vec![0; self.customers.max(1) as usize];
+        for j in 0..self.interactions {
+            lengths[self.interaction_start(j).1 as usize] += 1;
+        }
+        lengths
+    }
+
     /// Interaction `j` (0-based) with the customer it belongs to, as an
     /// ImportInteractions row.
     pub fn interaction(&self, j: u64) -> Row {
-        let mut rng = self.rng(STREAM_INTERACTION, j);
-        let customer = self.skewed_customer(&mut rng);
+        let (mut rng, customer) = self.interaction_start(j);
         let mut interaction = self.interaction_body(&mut rng);
         // Busier in the day than at night: the hour is drawn by weight.
         let day = rng.random_range(0..HISTORY_SECONDS / 86_400);
@@ -653,7 +671,7 @@ mod tests {
     #[test]
     fn interactions_are_mostly_transactions_with_a_few_long_histories() {
         let spec = small(1);
-        let mut per_customer = vec![0u32; spec.customers as usize];
+        let mut per_customer = vec![0u64; spec.customers as usize];
         let mut transactions = 0;
         for j in 0..spec.interactions {
             let row = spec.interaction(j);
@@ -672,6 +690,7 @@ mod tests {
             per_customer[c as usize] += 1;
         }
         assert!((6_500..7_500).contains(&transactions), "{transactions}");
+        assert_eq!(spec.history_lengths(), per_customer);
         per_customer.sort_unstable();
         let busiest = per_customer[per_customer.len() - 1];
         let median = per_customer[per_customer.len() / 2];
