@@ -642,14 +642,10 @@ struct ResultRow {
 /// caller's read branch), in total, by tier and by branch (both as at
 /// contact). A customer converted when they have a TRANSACTION in one of
 /// `products` from the contact time to `window_days` days after it
-/// (inclusive); control customers are measured from the same time.
-pub async fn results(
-    conn: &mut PgConnection,
-    campaign: &Campaign,
-    reach: Option<&str>,
-) -> Result<Vec<(Group, Counts)>, Error> {
-    let rows: Vec<ResultRow> = sqlx::query_as(
-        "WITH k AS (
+/// (inclusive); control customers are measured from the same time. Reads
+/// the campaign's contacts, each one's customer, and one index probe of
+/// each one's transactions in the window (plan-checked in tests/api/plans.rs).
+pub const RESULTS_SQL: &str = "WITH k AS (
             SELECT k.in_control, k.tier, k.branch, k.response_outcome IS NOT NULL AS responded,
                    EXISTS (
                        SELECT 1 FROM interactions i
@@ -669,12 +665,32 @@ pub async fn results(
                 count(*) FILTER (WHERE in_control AND converted) AS control_converted
          FROM k
          GROUP BY GROUPING SETS ((), (tier), (branch))
-         ORDER BY by_tier, by_branch, tier NULLS LAST, branch",
+         ORDER BY by_tier, by_branch, tier NULLS LAST, branch";
+
+/// The parameters of [`RESULTS_SQL`].
+pub fn results_args(
+    campaign_id: &str,
+    reach: Option<&str>,
+    products: &[String],
+    window_days: i32,
+) -> super::Args {
+    args!(campaign_id, reach, products, window_days)
+}
+
+pub async fn results(
+    conn: &mut PgConnection,
+    campaign: &Campaign,
+    reach: Option<&str>,
+) -> Result<Vec<(Group, Counts)>, Error> {
+    let rows: Vec<ResultRow> = sqlx::query_as_with(
+        RESULTS_SQL,
+        results_args(
+            &campaign.id,
+            reach,
+            &campaign.products,
+            campaign.window_days,
+        )?,
     )
-    .bind(&campaign.id)
-    .bind(reach)
-    .bind(&campaign.products)
-    .bind(campaign.window_days)
     .fetch_all(conn)
     .instrument(statement("SELECT", "campaign_contacts"))
     .await?;

@@ -19,7 +19,7 @@ use customer_knowledge::{
         service::{Priority, ServiceRequestState},
     },
     store::{
-        self, audit, customers,
+        self, audit, campaigns, customers,
         interactions::{self, ComplaintQuery, FollowUpQuery, TimelineQuery},
         knowledge::{self, ItemQuery},
         operations, segments,
@@ -35,7 +35,7 @@ use crate::helpers::TestApp;
 const PAGE: i64 = 21;
 
 /// Tables that grow with the bank: a sequential scan of one is a bug.
-const LARGE: [&str; 10] = [
+const LARGE: [&str; 11] = [
     "customers",
     "customer_segments",
     "interactions",
@@ -44,6 +44,7 @@ const LARGE: [&str; 10] = [
     "knowledge_items",
     "knowledge_events",
     "campaigns",
+    "campaign_contacts",
     "operations",
     "access_events",
 ];
@@ -1096,5 +1097,28 @@ async fn the_knowledge_flow_reads_only_its_period() {
             let what = format!("knowledge flow, {counted}, {what}, three hours");
             check(&what, &plan, 3 * 18 + 20, Order::SortedSet);
         }
+    }
+}
+
+#[tokio::test]
+async fn campaign_results_read_only_the_campaigns_contacts() {
+    let app = seeded().await;
+    let db = &app.db;
+    let products = vec!["card".to_string()];
+    // Each of the 10 contacts: its row, its customer, and one probe of its
+    // transactions in the window, which finds none (c-1's 10,000
+    // interactions are inquiries and complaints and must not be read).
+    for (what, reach) in [
+        ("campaign results, the bank", None),
+        ("campaign results, one branch", Some("B01")),
+        ("campaign results, a branch without contacts", Some("B07")),
+    ] {
+        let args = campaigns::results_args("cmp-2", reach, &products, 30);
+        check(
+            what,
+            &explain(db, campaigns::RESULTS_SQL, args).await,
+            3 * 10,
+            Order::SortedSet,
+        );
     }
 }

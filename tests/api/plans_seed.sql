@@ -91,6 +91,20 @@ SELECT 'cmp-' || g, 'Campaign ' || g, ARRAY['card'], 'CNY', 1000, 0, now(), now(
        10, 30, g, 'PLANNED', 'rm-1', now() - g * interval '1 hour'
 FROM generate_series(1, 3000) g;
 
+-- Campaign cmp-2 (B01) contacted ten customers, c-1 with the long history
+-- among them, one held back; a hundred other campaigns share 6,000 contacts.
+-- (With many more contacts, hashing all 6,000 customers is the cheaper plan
+-- at this size; at a bank's size it is not.)
+INSERT INTO campaign_contacts (campaign_id, customer_id, in_control, tier, branch, contact_time,
+                               interaction_id)
+SELECT 'cmp-2', 'c-' || g, g % 10 = 0, 'ORDINARY', 'B01', now() - interval '1 day',
+       CASE WHEN g % 10 <> 0 THEN 'p-' || g END
+FROM generate_series(1, 10) g
+UNION ALL
+SELECT 'cmp-' || (3 + g % 100), 'c-' || g, false, 'ORDINARY', 'B01', now() - interval '2 days',
+       'q-' || g
+FROM generate_series(1, 6000) g;
+
 INSERT INTO operations (id, kind, created_by, request, lock_key, runner_pid, create_time,
                         end_time, done, response)
 SELECT md5(g::text)::uuid, 'import', CASE WHEN g % 2 = 0 THEN 'ops-busy' ELSE 'rm-' || g % 200 END,
