@@ -402,104 +402,125 @@ const IN_SCOPE: &str = "c.delete_time IS NULL
 /// Counts and value per tier of a run within `scope`: (tier, customers,
 /// value, lowest value, highest value); tier None for the customers in scope
 /// the run did not score (new since, or without ANALYTICS consent).
-pub async fn tier_totals(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    scope: &Scope,
-) -> Result<Vec<(Option<String>, i64, f64, f64, f64)>, Error> {
-    let sql = format!(
+pub fn tier_totals_sql() -> String {
+    format!(
         "SELECT s.tier, count(*), COALESCE(sum(s.monetary), 0)::float8,
                 COALESCE(min(s.monetary), 0)::float8, COALESCE(max(s.monetary), 0)::float8
            FROM customers c
            LEFT JOIN customer_segments s ON s.as_of = $1 AND s.customer_id = c.id
           WHERE {IN_SCOPE}
           GROUP BY s.tier"
-    );
-    Ok(
-        bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), as_of, scope)
-            .fetch_all(conn)
-            .instrument(statement("SELECT", "customer_segments"))
-            .await?,
     )
 }
 
 /// Counts and value per RFM cell: (r, f, m, customers, value).
-pub async fn rfm_cells(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    scope: &Scope,
-) -> Result<Vec<(i16, i16, i16, i64, f64)>, Error> {
-    let sql = format!(
+pub fn rfm_cells_sql() -> String {
+    format!(
         "SELECT s.recency_score, s.frequency_score, s.monetary_score, count(*),
                 sum(s.monetary)::float8
            FROM customer_segments s JOIN customers c ON c.id = s.customer_id
           WHERE s.as_of = $1 AND s.recency_score IS NOT NULL AND {IN_SCOPE}
           GROUP BY 1, 2, 3
           ORDER BY 1 DESC, 2 DESC, 3 DESC"
-    );
-    Ok(
-        bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), as_of, scope)
-            .fetch_all(conn)
-            .instrument(statement("SELECT", "customer_segments"))
-            .await?,
     )
 }
 
 /// Customers per relationship type: (type or None, customers).
-pub async fn relationship_totals(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    scope: &Scope,
-) -> Result<Vec<(Option<String>, i64)>, Error> {
-    let sql = format!(
+pub fn relationship_totals_sql() -> String {
+    format!(
         "SELECT s.relationship, count(*)
            FROM customer_segments s JOIN customers c ON c.id = s.customer_id
           WHERE s.as_of = $1 AND {IN_SCOPE}
           GROUP BY 1 ORDER BY 2 DESC, 1"
-    );
-    Ok(
-        bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), as_of, scope)
-            .fetch_all(conn)
-            .instrument(statement("SELECT", "customer_segments"))
-            .await?,
     )
 }
 
-/// Tier moves from the run `previous` to `as_of`: (from or None for
+/// Tier moves from the run `previous` ($5) to `as_of`: (from or None for
 /// customers new since, to, customers), largest first.
-pub async fn migrations(
-    conn: &mut PgConnection,
-    as_of: DateTime<Utc>,
-    previous: DateTime<Utc>,
-    scope: &Scope,
-) -> Result<Vec<(Option<String>, String, i64)>, Error> {
-    let sql = format!(
+pub fn migrations_sql() -> String {
+    format!(
         "SELECT p.tier, s.tier, count(*)
            FROM customer_segments s
            JOIN customers c ON c.id = s.customer_id
            LEFT JOIN customer_segments p ON p.as_of = $5 AND p.customer_id = s.customer_id
           WHERE s.as_of = $1 AND {IN_SCOPE}
           GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-    );
-    Ok(
-        bind_scope(sqlx::query_as(sqlx::AssertSqlSafe(sql)), as_of, scope)
-            .bind(previous)
-            .fetch_all(conn)
-            .instrument(statement("SELECT", "customer_segments"))
-            .await?,
     )
 }
 
-fn bind_scope<'q, O>(
-    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+/// The parameters of the summary's statements: the run, the scope and, for
+/// [`migrations_sql`], the previous run.
+pub fn summary_args(
     as_of: DateTime<Utc>,
-    scope: &'q Scope,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(as_of)
-        .bind(scope.reach.as_deref())
-        .bind(scope.branch.as_deref())
-        .bind(scope.relationship_manager.as_deref())
+    scope: &Scope,
+    previous: Option<DateTime<Utc>>,
+) -> super::Args {
+    let (reach, branch, rm) = (
+        scope.reach.as_deref(),
+        scope.branch.as_deref(),
+        scope.relationship_manager.as_deref(),
+    );
+    match previous {
+        None => args!(as_of, reach, branch, rm),
+        Some(previous) => args!(as_of, reach, branch, rm, previous),
+    }
+}
+
+async fn summary_part<T>(
+    conn: &mut PgConnection,
+    sql: String,
+    args: super::Args,
+) -> Result<Vec<T>, Error>
+where
+    T: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    Ok(sqlx::query_as_with(sqlx::AssertSqlSafe(sql), args?)
+        .fetch_all(conn)
+        .instrument(statement("SELECT", "customer_segments"))
+        .await?)
+}
+
+pub async fn tier_totals(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<Vec<(Option<String>, i64, f64, f64, f64)>, Error> {
+    summary_part(conn, tier_totals_sql(), summary_args(as_of, scope, None)).await
+}
+
+pub async fn rfm_cells(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<Vec<(i16, i16, i16, i64, f64)>, Error> {
+    summary_part(conn, rfm_cells_sql(), summary_args(as_of, scope, None)).await
+}
+
+pub async fn relationship_totals(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<Vec<(Option<String>, i64)>, Error> {
+    summary_part(
+        conn,
+        relationship_totals_sql(),
+        summary_args(as_of, scope, None),
+    )
+    .await
+}
+
+pub async fn migrations(
+    conn: &mut PgConnection,
+    as_of: DateTime<Utc>,
+    previous: DateTime<Utc>,
+    scope: &Scope,
+) -> Result<Vec<(Option<String>, String, i64)>, Error> {
+    summary_part(
+        conn,
+        migrations_sql(),
+        summary_args(as_of, scope, Some(previous)),
+    )
+    .await
 }
 
 #[derive(FromRow)]

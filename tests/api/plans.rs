@@ -1122,3 +1122,57 @@ async fn campaign_results_read_only_the_campaigns_contacts() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_segment_summary_of_a_branch_or_a_manager_reads_only_their_customers() {
+    let app = seeded().await;
+    let db = &app.db;
+    let (as_of, previous): (chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT max(as_of), min(as_of) FROM segment_runs")
+            .fetch_one(db)
+            .await
+            .unwrap();
+    let scopes = [
+        (
+            "B07",
+            segments::Scope {
+                branch: Some("B07".into()),
+                ..Default::default()
+            },
+            "home_branch = 'B07'",
+        ),
+        (
+            "rm-7",
+            segments::Scope {
+                relationship_manager: Some("rm-7".into()),
+                ..Default::default()
+            },
+            "relationship_manager = 'rm-7'",
+        ),
+    ];
+    for (who, scope, which) in scopes {
+        let customers: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM customers WHERE delete_time IS NULL AND {which}"
+        )))
+        .fetch_one(db)
+        .await
+        .unwrap();
+        assert!(customers > 10, "{who}: {customers} customers");
+        // Each customer in scope, its segment of the run and, for the tier
+        // moves, of the run before: three rows a customer at most.
+        for (part, sql, previous) in [
+            ("tiers", segments::tier_totals_sql(), None),
+            ("RFM cells", segments::rfm_cells_sql(), None),
+            ("relationships", segments::relationship_totals_sql(), None),
+            ("tier moves", segments::migrations_sql(), Some(previous)),
+        ] {
+            let args = segments::summary_args(as_of, &scope, previous);
+            check(
+                &format!("segment summary of {who}, {part}"),
+                &explain(db, &sql, args).await,
+                3 * customers + 2,
+                Order::SortedSet,
+            );
+        }
+    }
+}

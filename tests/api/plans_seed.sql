@@ -124,6 +124,7 @@ FROM generate_series(1, 20000) g;
 -- Two segmentation runs of every customer, a day apart: the worklist reads
 -- the later one. A third of the customers carry churn risk; value falls
 -- with the customer number, so B01 (the first half) holds the most valuable.
+-- All but every twentieth have RFM scores and a relationship type.
 INSERT INTO segment_runs (as_of, window_months, window_start, reporting_currency, vip_share,
                           major_share, ordinary_share, model, customer_count, tier_changed_count)
 SELECT t, 12, t - interval '12 months', 'CNY', 0.01, 0.04, 0.15, '{}', 6000, 0
@@ -132,13 +133,18 @@ INSERT INTO customer_segments (as_of, customer_id, transaction_count, monetary,
                                lifetime_transactions, product_count, contact_months, linked,
                                tier, value_rank, recent_count, previous_count, open_complaints,
                                recent_complaints, csat_sum, csat_count, promoters, detractors,
-                               nps_count, withdrawn_consents, churn_score, churn_signals)
+                               nps_count, withdrawn_consents, churn_score, churn_signals,
+                               recency_score, frequency_score, monetary_score, relationship)
 SELECT r.as_of, 'c-' || g, g % 40, 1000000 / g, g % 40, 1 + g % 4, 12, false,
        CASE WHEN g <= 60 THEN 'VIP' WHEN g <= 300 THEN 'MAJOR' WHEN g <= 1200 THEN 'ORDINARY'
             ELSE 'SMALL' END,
        g, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
        CASE WHEN g % 3 = 0 THEN 10 + g % 90 ELSE 0 END,
-       CASE WHEN g % 3 = 0 THEN ARRAY['INACTIVE'] ELSE '{}'::text[] END
+       CASE WHEN g % 3 = 0 THEN ARRAY['INACTIVE'] ELSE '{}'::text[] END,
+       CASE WHEN g % 20 <> 0 THEN 1 + g % 5 END, CASE WHEN g % 20 <> 0 THEN 1 + g / 7 % 5 END,
+       CASE WHEN g % 20 <> 0 THEN 1 + g / 11 % 5 END,
+       CASE WHEN g % 20 <> 0 THEN (ARRAY['ONE_TIME', 'TRANSACTIONAL', 'RELATIONAL',
+                                        'PARTNER'])[1 + g % 4] END
 FROM segment_runs r, generate_series(1, 6000) g;
 
 ANALYZE;
