@@ -75,6 +75,10 @@ pub enum Error {
     Unauthenticated(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The pool wait ran out while every connection the pool may open was
+    /// in use: the service is saturated, the database is there.
+    #[error("every database connection is busy")]
+    Busy,
     #[error("the operation ran out of time")]
     DeadlineExceeded,
     /// A concurrent transaction won (serialization failure, deadlock).

@@ -36,9 +36,10 @@ fn status_with(
     Status::with_error_details(code, message, details)
 }
 
-/// A status the server answers itself, outside any handler (a shed call, a
-/// passed deadline, a caught panic), shaped like every other: ErrorInfo,
-/// and RetryInfo when the caller should come back after a pause.
+/// A status with ErrorInfo and, when the caller should come back after a
+/// pause, RetryInfo: what the server answers outside any handler (a shed
+/// call, a passed deadline, a caught panic) and for the database's absence
+/// or saturation.
 pub(crate) fn layer_status(
     code: Code,
     reason: ErrorReason,
@@ -243,15 +244,19 @@ impl From<Error> for Status {
             ),
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
-                let mut details = ErrorDetails::new();
-                details.set_retry_info(Some(DATABASE_RETRY_DELAY));
-                status(
+                layer_status(
                     Code::Unavailable,
                     ErrorReason::DatabaseUnavailable,
-                    "the service cannot reach its database; retry with backoff".into(),
-                    details,
+                    "the service cannot reach its database; retry with backoff",
+                    Some(DATABASE_RETRY_DELAY),
                 )
             }
+            Error::Busy => layer_status(
+                Code::ResourceExhausted,
+                ErrorReason::Overloaded,
+                "every database connection of the service is busy; retry with backoff",
+                Some(DATABASE_RETRY_DELAY),
+            ),
             Error::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 status(

@@ -131,6 +131,17 @@ async fn begin_on(
     }
 }
 
+/// A pool wait that ran out while the pool had every connection it may open
+/// and none idle is the service's saturation (`Error::Busy`), not the
+/// database's absence; any other error converts as usual.
+fn pool_wait_error(pool: &PgPool, err: sqlx::Error) -> Error {
+    let saturated = pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections();
+    match err {
+        sqlx::Error::PoolTimedOut if saturated => Error::Busy,
+        err => err.into(),
+    }
+}
+
 /// How long a pooled connection may sit idle before it is pinged on its
 /// way out of the pool.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -236,7 +247,9 @@ impl Db {
         match self.call_budget()? {
             None => {
                 let _waiting = Waiting::start(&self.waiting);
-                Ok(Conn::Pooled(pool.acquire().await?))
+                Ok(Conn::Pooled(
+                    pool.acquire().await.map_err(|e| pool_wait_error(pool, e))?,
+                ))
             }
             Some(left) => Ok(Conn::Bounded(self.begin_bounded(pool, left).await?)),
         }
@@ -248,7 +261,9 @@ impl Db {
         match self.call_budget()? {
             None => {
                 let _waiting = Waiting::start(&self.waiting);
-                Ok(begin_on(&self.pool, None).await?)
+                Ok(begin_on(&self.pool, None)
+                    .await
+                    .map_err(|e| pool_wait_error(&self.pool, e))?)
             }
             Some(left) => self.begin_bounded(&self.pool, left).await,
         }
@@ -275,7 +290,7 @@ impl Db {
             Some(format!("BEGIN; SET LOCAL statement_timeout = {millis}")),
         );
         match tokio::time::timeout(left, begin).await {
-            Ok(tx) => Ok(tx?),
+            Ok(tx) => Ok(tx.map_err(|e| pool_wait_error(pool, e))?),
             Err(_) => Err(Error::DeadlineExceeded),
         }
     }

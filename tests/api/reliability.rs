@@ -630,3 +630,51 @@ async fn a_knowledge_watch_reads_every_subject_up_to_its_limit_and_refuses_more(
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
+
+#[tokio::test]
+async fn a_pool_wait_on_busy_connections_is_answered_overloaded_not_database_unavailable() {
+    // The database is up: saying it cannot be reached would send operators
+    // after the wrong fault. The service is saturated, as when it sheds.
+    // One pooled connection, held by an append waiting for a table lock;
+    // the database itself is up and answering.
+    let app = TestApp::spawn_with(|env| {
+        env.insert("CK__DATABASE__MAX_CONNECTIONS".into(), "1".into());
+        env.insert("CK__DATABASE__STATEMENT_TIMEOUT_MS".into(), "600000".into());
+    })
+    .await;
+    let customer = new_customer(&app, "Busy Pool", "B01").await;
+    let lock = lock_interactions(&app).await;
+    let held = {
+        let app = &app;
+        let customer = customer.clone();
+        async move {
+            app.interactions(&Caller::rm("B01"))
+                .await
+                .log_interaction(log_request(&customer, Some(Duration::from_secs(120))))
+                .await
+        }
+    };
+    let read = async {
+        until_waiting(&app, 1).await;
+        let status = app
+            .customers(&Caller::rm("B01"))
+            .await
+            .get_customer(pb::GetCustomerRequest {
+                name: customer.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("the only connection is held");
+        drop(lock);
+        status
+    };
+    let (held, status) = tokio::join!(held, read);
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason(&status), "OVERLOADED", "{status:?}");
+    assert!(status.message().contains("busy"), "{status:?}");
+    assert!(
+        status.get_details_retry_info().is_some(),
+        "a retry delay: {status:?}"
+    );
+    held.expect("the held append completes once the lock is gone");
+}
