@@ -79,6 +79,27 @@ pub(crate) async fn until_waiting(app: &TestApp, count: i64) {
     }
 }
 
+/// A service with `connections` pooled connections and a session statement
+/// timeout far away (only a caller's deadline ends a blocked statement), a
+/// customer of B01, and `interactions` locked until the connection returned
+/// is dropped.
+async fn service_with_interactions_locked(
+    connections: usize,
+    display_name: &str,
+) -> (TestApp, String, PgConnection) {
+    let app = TestApp::spawn_with(|env| {
+        env.insert(
+            "CK__DATABASE__MAX_CONNECTIONS".into(),
+            connections.to_string(),
+        );
+        env.insert("CK__DATABASE__STATEMENT_TIMEOUT_MS".into(), "600000".into());
+    })
+    .await;
+    let customer = new_customer(&app, display_name, "B01").await;
+    let lock = lock_interactions(&app).await;
+    (app, customer, lock)
+}
+
 async fn health(app: &TestApp) -> ServingStatus {
     HealthClient::new(app.channel().await)
         .check(HealthCheckRequest {
@@ -94,13 +115,7 @@ async fn health(app: &TestApp) -> ServingStatus {
 async fn a_callers_deadline_reaches_postgres_and_leaves_the_pool_free() {
     // The session-wide statement timeout is far away: only the caller's
     // deadline can end the blocked statements in time.
-    let app = TestApp::spawn_with(|env| {
-        env.insert("CK__DATABASE__MAX_CONNECTIONS".into(), "4".into());
-        env.insert("CK__DATABASE__STATEMENT_TIMEOUT_MS".into(), "600000".into());
-    })
-    .await;
-    let customer = new_customer(&app, "Deadline", "B01").await;
-    let _lock = lock_interactions(&app).await;
+    let (app, customer, _lock) = service_with_interactions_locked(4, "Deadline").await;
 
     let calls = (0..8).map(|_| {
         let app = &app;
@@ -633,17 +648,11 @@ async fn a_knowledge_watch_reads_every_subject_up_to_its_limit_and_refuses_more(
 
 #[tokio::test]
 async fn a_pool_wait_on_busy_connections_is_answered_overloaded_not_database_unavailable() {
-    // The database is up: saying it cannot be reached would send operators
-    // after the wrong fault. The service is saturated, as when it sheds.
-    // One pooled connection, held by an append waiting for a table lock;
-    // the database itself is up and answering.
-    let app = TestApp::spawn_with(|env| {
-        env.insert("CK__DATABASE__MAX_CONNECTIONS".into(), "1".into());
-        env.insert("CK__DATABASE__STATEMENT_TIMEOUT_MS".into(), "600000".into());
-    })
-    .await;
-    let customer = new_customer(&app, "Busy Pool", "B01").await;
-    let lock = lock_interactions(&app).await;
+    // One pooled connection, held by an append waiting for a table lock,
+    // while the database itself is up: saying it cannot be reached would
+    // send operators after the wrong fault. The service is saturated, as
+    // when it sheds.
+    let (app, customer, lock) = service_with_interactions_locked(1, "Busy Pool").await;
     let held = {
         let app = &app;
         let customer = customer.clone();
